@@ -1,0 +1,85 @@
+//! The command line: `tinqs-ci <command>`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::cmd;
+
+/// tinqs-ci: every Gitea Actions job on its own fresh EC2 Spot instance.
+#[derive(Debug, Parser)]
+#[command(name = "tinqs-ci", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format for commands that print data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Output {
+    /// For people.
+    #[default]
+    Text,
+    /// For scripts.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Inspect workflow files the way Gitea reads them.
+    #[command(subcommand)]
+    Workflows(WorkflowsCommand),
+    /// Plan one pass over a recorded world (desired runs + observations) and print the plan.
+    Plan(cmd::plan::PlanArgs),
+}
+
+/// `tinqs-ci config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file and print every problem, naming the field.
+    Validate {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+/// `tinqs-ci workflows …`
+#[derive(Debug, Subcommand)]
+pub enum WorkflowsCommand {
+    /// Print the events, and each job's runs-on, needs, uses and matrix size.
+    Show(cmd::workflows::ShowArgs),
+    /// Decide whether a push triggers a workflow, as Gitea would.
+    Match(cmd::workflows::MatchArgs),
+}
+
+/// Options shared by commands that print data.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// Runs the parsed command line.
+#[must_use]
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Config(ConfigCommand::Validate { file }) => cmd::config::validate(&file),
+        Command::Workflows(WorkflowsCommand::Show(args)) => cmd::workflows::show(&args),
+        Command::Workflows(WorkflowsCommand::Match(args)) => cmd::workflows::matches(&args),
+        Command::Plan(args) => cmd::plan::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,730 @@
+//! The configuration file: typed, validated, and never holding a secret.
+//!
+//! Secrets (the Gitea API token, the webhook secret) are named by environment variable; the file
+//! holds only the variable's name. [`Config::parse`] reports every problem at once, each naming
+//! the field (`pools.go.instance_types`) and what is wrong with it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::duration_serde;
+
+/// A whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Stamped in every ownership tag and runner name, so two deployments in one AWS account
+    /// and one Gitea never touch each other's machines. 1 to 24 characters of `a-z0-9-`.
+    pub cluster_id: String,
+    /// How to reach Gitea, and what to listen to.
+    pub gitea: GiteaConfig,
+    /// AWS settings shared by all pools.
+    #[serde(default)]
+    pub aws: AwsConfig,
+    /// The DynamoDB table of desired runs.
+    pub store: StoreConfig,
+    /// The webhook and metrics listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Runner pools keyed by the runner label a workflow's `runs-on` names (`go`, `docker`…).
+    pub pools: BTreeMap<String, PoolConfig>,
+    /// Labels served by standing runners that are not ours (`host`, say). Jobs asking for one
+    /// of these are ignored, never reported as unschedulable.
+    #[serde(default)]
+    pub foreign_labels: Vec<String>,
+    /// Deadlines.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Budgets and caps.
+    #[serde(default)]
+    pub safety: Safety,
+}
+
+/// Gitea connection and behaviour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GiteaConfig {
+    /// Base URL of the Gitea server, e.g. `https://git.example.com`.
+    pub url: String,
+    /// Name of the environment variable holding the API token (default `GITEA_TOKEN`).
+    #[serde(default = "default_token_env")]
+    pub token_env: String,
+    /// Name of the environment variable holding the webhook secret
+    /// (default `GITEA_WEBHOOK_SECRET`).
+    #[serde(default = "default_secret_env")]
+    pub webhook_secret_env: String,
+    /// Where our runners are registered: `instance`, `org:<name>` or `repo:<owner>/<name>`.
+    #[serde(default)]
+    pub scope: RunnerScope,
+    /// Where demand comes from.
+    #[serde(default)]
+    pub demand: DemandSource,
+    /// How runners get their Gitea identity.
+    #[serde(default)]
+    pub registration: RegistrationMode,
+}
+
+fn default_token_env() -> String {
+    "GITEA_TOKEN".into()
+}
+
+fn default_secret_env() -> String {
+    "GITEA_WEBHOOK_SECRET".into()
+}
+
+/// The Gitea scope runners are registered in (and listed from).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RunnerScope {
+    /// Site-wide runners (admin token).
+    #[default]
+    Instance,
+    /// Runners of one organisation.
+    Org(String),
+    /// Runners of one repository.
+    Repo {
+        /// Owner (user or organisation).
+        owner: String,
+        /// Repository name.
+        name: String,
+    },
+}
+
+impl RunnerScope {
+    /// Parses `instance`, `org:<name>` or `repo:<owner>/<name>`.
+    ///
+    /// # Errors
+    /// With a message saying which forms are accepted.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a scope: write instance, org:<name> or repo:<owner>/<name>");
+        match s.split_once(':') {
+            None if s == "instance" => Ok(RunnerScope::Instance),
+            Some(("org", org)) if valid_gitea_name(org) => Ok(RunnerScope::Org(org.to_owned())),
+            Some(("repo", full)) => match full.split_once('/') {
+                Some((owner, name)) if valid_gitea_name(owner) && valid_gitea_name(name) => {
+                    Ok(RunnerScope::Repo { owner: owner.to_owned(), name: name.to_owned() })
+                }
+                _ => Err(bad()),
+            },
+            _ => Err(bad()),
+        }
+    }
+
+    /// The REST path prefix of this scope's Actions endpoints, e.g. `/api/v1/orgs/acme/actions`.
+    #[must_use]
+    pub fn api_prefix(&self) -> String {
+        match self {
+            RunnerScope::Instance => "/api/v1/admin/actions".into(),
+            RunnerScope::Org(org) => format!("/api/v1/orgs/{org}/actions"),
+            RunnerScope::Repo { owner, name } => format!("/api/v1/repos/{owner}/{name}/actions"),
+        }
+    }
+}
+
+fn valid_gitea_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+impl fmt::Display for RunnerScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunnerScope::Instance => f.write_str("instance"),
+            RunnerScope::Org(o) => write!(f, "org:{o}"),
+            RunnerScope::Repo { owner, name } => write!(f, "repo:{owner}/{name}"),
+        }
+    }
+}
+
+impl Serialize for RunnerScope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RunnerScope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RunnerScope::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where the controller learns which jobs need runners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DemandSource {
+    /// `workflow_job` webhooks (Gitea 1.24+) plus the queued-jobs API (1.25+) for backfill.
+    #[default]
+    Jobs,
+    /// Push webhooks matched against the repository's workflow files (older Gitea, Forgejo).
+    Push,
+}
+
+/// How a runner instance gets its Gitea identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RegistrationMode {
+    /// The controller registers the ephemeral runner and hands the instance its `.runner` file:
+    /// no reusable token ever reaches the instance.
+    #[default]
+    Preregister,
+    /// Fallback: the instance runs `act_runner register --ephemeral` with a registration token.
+    SelfRegister,
+}
+
+/// AWS settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Region; when absent the standard AWS environment and profile settings decide.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// The desired-state table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// DynamoDB table name.
+    pub table: String,
+    /// How long finished runs stay in the table before DynamoDB's TTL removes them
+    /// (default 7 days).
+    #[serde(default = "default_retention", with = "duration_serde")]
+    pub retention: Duration,
+}
+
+fn default_retention() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+
+/// The HTTP listener for webhooks, metrics and health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address (default `0.0.0.0:8080`).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Directory of the local webhook spool used while DynamoDB is unreachable
+    /// (default `/var/lib/tinqs-ci/spool`).
+    #[serde(default = "default_spool")]
+    pub spool_dir: String,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:8080".into()
+}
+
+fn default_spool() -> String {
+    "/var/lib/tinqs-ci/spool".into()
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: default_listen(), spool_dir: default_spool() }
+    }
+}
+
+/// One pool of runners, serving one `runs-on` label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Instance types in order of preference; the next is tried when one has no capacity.
+    pub instance_types: Vec<String>,
+    /// Subnets (one per zone, usually); tried in order with each instance type.
+    pub subnets: Vec<String>,
+    /// Security groups for the runner instances.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// The runner AMI.
+    pub ami: String,
+    /// Instance profile name, if the jobs need AWS access.
+    #[serde(default)]
+    pub instance_profile: Option<String>,
+    /// Spot only (`spot`, the default), Spot falling back to on-demand
+    /// (`spot-then-on-demand`), or on-demand only (`on-demand`).
+    #[serde(default)]
+    pub market: Market,
+    /// Most instances of this pool alive at once (default 10).
+    #[serde(default = "default_pool_max")]
+    pub max_instances: u32,
+    /// Root volume size in GiB (default 30).
+    #[serde(default = "default_volume")]
+    pub volume_size_gb: u32,
+    /// Labels the runner carries besides the pool's own.
+    #[serde(default)]
+    pub extra_labels: Vec<String>,
+    /// Overrides `timeouts.max_lifetime` for this pool.
+    #[serde(default, with = "opt_duration")]
+    pub max_lifetime: Option<Duration>,
+}
+
+fn default_pool_max() -> u32 {
+    10
+}
+
+fn default_volume() -> u32 {
+    30
+}
+
+/// Which EC2 market a pool buys from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Market {
+    /// Spot only.
+    #[default]
+    Spot,
+    /// Spot, and on-demand when no Spot offering has capacity.
+    SpotThenOnDemand,
+    /// On-demand only.
+    OnDemand,
+}
+
+/// Deadlines, each with a documented default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawTimeouts")]
+pub struct Timeouts {
+    /// From claiming a run to seeing its instance in EC2 (default 5m). A claim older than
+    /// this with no instance is launched again with the same client token.
+    #[serde(serialize_with = "duration_serde::serialize")]
+    pub launch: Duration,
+    /// From launch to the runner first showing online in Gitea (default 10m). Past it the
+    /// instance is terminated and the run retried.
+    #[serde(serialize_with = "duration_serde::serialize")]
+    pub registration: Duration,
+    /// How long an online runner may sit without a job while nothing queued could use it
+    /// (default 10m). Then it is disabled, deregistered and terminated.
+    #[serde(serialize_with = "duration_serde::serialize")]
+    pub idle: Duration,
+    /// How long a runner that was online may stay offline (or vanish from Gitea while its
+    /// instance runs) before it counts as a zombie (default 3m).
+    #[serde(serialize_with = "duration_serde::serialize")]
+    pub offline_grace: Duration,
+    /// Hard limit on an instance's life, busy or not (default 6h). The boot script also
+    /// schedules a power-off at this age, so it holds even when the controller is down.
+    #[serde(serialize_with = "duration_serde::serialize")]
+    pub max_lifetime: Duration,
+    /// An instance of ours that no live run wants is terminated only once it is this old
+    /// (default 5m), so a launch in flight is never mistaken for an orphan.
+    #[serde(serialize_with = "duration_serde::serialize")]
+    pub orphan_min_age: Duration,
+    /// Longest wait between two passes (default 60s).
+    #[serde(serialize_with = "duration_serde::serialize")]
+    pub resync: Duration,
+}
+
+/// Timeouts as written: durations as text, converted with the field's name in any error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    launch: Option<String>,
+    registration: Option<String>,
+    idle: Option<String>,
+    offline_grace: Option<String>,
+    max_lifetime: Option<String>,
+    orphan_min_age: Option<String>,
+    resync: Option<String>,
+}
+
+impl TryFrom<RawTimeouts> for Timeouts {
+    type Error = String;
+    fn try_from(raw: RawTimeouts) -> Result<Self, String> {
+        let d = Timeouts::default();
+        let read = |field: &str, text: Option<String>, default: Duration| match text {
+            None => Ok(default),
+            Some(t) => humantime::parse_duration(t.trim()).map_err(|e| {
+                format!("timeouts.{field}: `{t}` is not a duration (write it like 90s, 10m or 6h): {e}")
+            }),
+        };
+        Ok(Timeouts {
+            launch: read("launch", raw.launch, d.launch)?,
+            registration: read("registration", raw.registration, d.registration)?,
+            idle: read("idle", raw.idle, d.idle)?,
+            offline_grace: read("offline_grace", raw.offline_grace, d.offline_grace)?,
+            max_lifetime: read("max_lifetime", raw.max_lifetime, d.max_lifetime)?,
+            orphan_min_age: read("orphan_min_age", raw.orphan_min_age, d.orphan_min_age)?,
+            resync: read("resync", raw.resync, d.resync)?,
+        })
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            launch: Duration::from_secs(5 * 60),
+            registration: Duration::from_secs(10 * 60),
+            idle: Duration::from_secs(10 * 60),
+            offline_grace: Duration::from_secs(3 * 60),
+            max_lifetime: Duration::from_secs(6 * 3600),
+            orphan_min_age: Duration::from_secs(5 * 60),
+            resync: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Budgets and caps that bound what one pass may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Safety {
+    /// Most launches in one pass (default 20).
+    pub max_launches_per_pass: u32,
+    /// Most terminations in one pass (default 20).
+    pub max_terminations_per_pass: u32,
+    /// Most instances alive at once across all pools (default 50).
+    pub max_instances: u32,
+    /// Launch attempts per run before it is failed (default 3).
+    pub max_attempts: u32,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety {
+            max_launches_per_pass: 20,
+            max_terminations_per_pass: 20,
+            max_instances: 50,
+            max_attempts: 3,
+        }
+    }
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.collect_str(&crate::time::human(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let Some(s) = Option::<String>::deserialize(d)? else { return Ok(None) };
+        humantime::parse_duration(s.trim()).map(Some).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a duration (write it like 90s, 10m or 6h): {e}"
+            ))
+        })
+    }
+}
+
+/// Everything wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The YAML does not fit the schema (unknown field, wrong type, missing field).
+    #[error("{0}")]
+    Syntax(String),
+    /// The YAML fits the schema but values are wrong.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// One invalid value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path of the field, e.g. `pools.go.subnets`.
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl Config {
+    /// Parses and validates a configuration file.
+    ///
+    /// # Errors
+    /// [`ConfigError::Syntax`] when the YAML does not fit the schema (the message names the
+    /// field and line), [`ConfigError::Invalid`] with every value problem found.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = serde_yaml_ng::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            // NOTE: a secret written literally is the mistake we most want to explain.
+            if msg.contains("unknown field `token`") || msg.contains("unknown field `webhook_secret`")
+            {
+                ConfigError::Syntax(format!(
+                    "{msg}\nsecrets are never written in the file: set gitea.token_env / \
+                     gitea.webhook_secret_env to the name of an environment variable instead"
+                ))
+            } else {
+                ConfigError::Syntax(msg)
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values the schema cannot express.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] listing every problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Problems::default();
+        let c = &self.cluster_id;
+        if c.is_empty()
+            || c.len() > 24
+            || !c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            p.add("cluster_id", "must be 1 to 24 characters of a-z, 0-9 and '-'");
+        }
+        self.gitea.validate(&mut p);
+        if self.store.table.len() < 3
+            || self.store.table.len() > 255
+            || !self.store.table.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        {
+            p.add("store.table", "must be a DynamoDB table name: 3 to 255 of A-Z a-z 0-9 _ - .");
+        }
+        if self.pools.is_empty() {
+            p.add("pools", "must define at least one pool");
+        }
+        for (label, pool) in &self.pools {
+            pool.validate(label, &self.foreign_labels, &mut p);
+        }
+        for (i, label) in self.foreign_labels.iter().enumerate() {
+            if label.trim().is_empty() {
+                p.add(format!("foreign_labels[{i}]"), "must not be empty");
+            }
+        }
+        self.timeouts.validate(&mut p);
+        let s = &self.safety;
+        for (field, value) in [
+            ("safety.max_launches_per_pass", s.max_launches_per_pass),
+            ("safety.max_terminations_per_pass", s.max_terminations_per_pass),
+            ("safety.max_instances", s.max_instances),
+            ("safety.max_attempts", s.max_attempts),
+        ] {
+            if value == 0 {
+                p.add(field, "must be at least 1");
+            }
+        }
+        p.finish()
+    }
+
+    /// The max lifetime that applies to `pool`.
+    #[must_use]
+    pub fn max_lifetime(&self, pool: &str) -> Duration {
+        self.pools
+            .get(pool)
+            .and_then(|p| p.max_lifetime)
+            .unwrap_or(self.timeouts.max_lifetime)
+    }
+}
+
+impl GiteaConfig {
+    fn validate(&self, p: &mut Problems) {
+        let url = self.url.trim_end_matches('/');
+        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {}
+            _ => p.add("gitea.url", format!("`{}` is not an http(s) URL", self.url)),
+        }
+        for (field, name) in
+            [("gitea.token_env", &self.token_env), ("gitea.webhook_secret_env", &self.webhook_secret_env)]
+        {
+            let ok = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !ok {
+                p.add(
+                    field,
+                    "must be the NAME of an environment variable (A-Z, 0-9, _), not the secret itself",
+                );
+            }
+        }
+    }
+}
+
+impl PoolConfig {
+    fn validate(&self, label: &str, foreign: &[String], p: &mut Problems) {
+        let at = |f: &str| format!("pools.{label}.{f}");
+        if label.trim().is_empty() || label.contains(char::is_whitespace) || label.contains(',') {
+            p.add(format!("pools.{label:?}"), "a pool label must be one word with no spaces or commas");
+        }
+        if foreign.iter().any(|f| f == label) {
+            p.add(format!("pools.{label}"), "is also listed in foreign_labels");
+        }
+        if self.instance_types.is_empty() {
+            p.add(at("instance_types"), "must list at least one instance type");
+        }
+        for (i, t) in self.instance_types.iter().enumerate() {
+            if !t.contains('.') || t.contains(char::is_whitespace) {
+                p.add(format!("{}[{i}]", at("instance_types")), format!("`{t}` is not an instance type like c7a.large"));
+            }
+        }
+        if self.subnets.is_empty() {
+            p.add(at("subnets"), "must list at least one subnet");
+        }
+        for (i, s) in self.subnets.iter().enumerate() {
+            if !s.starts_with("subnet-") {
+                p.add(format!("{}[{i}]", at("subnets")), format!("`{s}` is not a subnet id (subnet-…)"));
+            }
+        }
+        for (i, s) in self.security_groups.iter().enumerate() {
+            if !s.starts_with("sg-") {
+                p.add(format!("{}[{i}]", at("security_groups")), format!("`{s}` is not a security group id (sg-…)"));
+            }
+        }
+        if !self.ami.starts_with("ami-") {
+            p.add(at("ami"), format!("`{}` is not an AMI id (ami-…)", self.ami));
+        }
+        if self.max_instances == 0 {
+            p.add(at("max_instances"), "must be at least 1");
+        }
+        if !(8..=16_384).contains(&self.volume_size_gb) {
+            p.add(at("volume_size_gb"), "must be between 8 and 16384");
+        }
+        for (i, l) in self.extra_labels.iter().enumerate() {
+            if l.trim().is_empty() || l.contains(char::is_whitespace) || l.contains(',') || l.contains(':') {
+                p.add(format!("{}[{i}]", at("extra_labels")), format!("`{l}` is not a runner label"));
+            }
+        }
+        if self.max_lifetime.is_some_and(|d| d < Duration::from_secs(60)) {
+            p.add(at("max_lifetime"), "must be at least 1m");
+        }
+    }
+
+    /// Every label a runner of this pool registers with: the pool's own first, then the extras.
+    #[must_use]
+    pub fn runner_labels(&self, label: &str) -> Vec<String> {
+        let mut labels = vec![label.to_owned()];
+        for l in &self.extra_labels {
+            if !labels.contains(l) {
+                labels.push(l.clone());
+            }
+        }
+        labels
+    }
+}
+
+impl Timeouts {
+    fn validate(&self, p: &mut Problems) {
+        for (field, d) in [
+            ("timeouts.launch", self.launch),
+            ("timeouts.registration", self.registration),
+            ("timeouts.idle", self.idle),
+            ("timeouts.offline_grace", self.offline_grace),
+            ("timeouts.max_lifetime", self.max_lifetime),
+            ("timeouts.orphan_min_age", self.orphan_min_age),
+            ("timeouts.resync", self.resync),
+        ] {
+            if d.is_zero() {
+                p.add(field, "must be longer than zero");
+            }
+        }
+        if self.max_lifetime <= self.registration {
+            p.add("timeouts.max_lifetime", "must be longer than timeouts.registration");
+        }
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, problem: impl Into<String>) {
+        self.0.push(Problem { field: field.into(), problem: problem.into() });
+    }
+
+    fn finish(self) -> Result<(), ConfigError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(self.0))
+        }
+    }
+}
+
+/// A complete example configuration, used by docs, `make demo` and tests.
+pub const EXAMPLE: &str = include_str!("../../examples/config.yaml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> String {
+        "cluster_id: prod\n\
+         gitea:\n  url: https://git.example.com\n\
+         store:\n  table: tinqs-ci\n\
+         pools:\n  go:\n    instance_types: [c7a.large]\n    subnets: [subnet-1]\n    ami: ami-1\n"
+            .to_owned()
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = Config::parse(&minimal()).expect("valid");
+        assert_eq!(c.timeouts, Timeouts::default());
+        assert_eq!(c.timeouts.registration, Duration::from_secs(600));
+        assert_eq!(c.safety.max_attempts, 3);
+        assert_eq!(c.gitea.token_env, "GITEA_TOKEN");
+        assert_eq!(c.gitea.scope, RunnerScope::Instance);
+        assert_eq!(c.gitea.demand, DemandSource::Jobs);
+        assert_eq!(c.pools["go"].market, Market::Spot);
+        assert_eq!(c.max_lifetime("go"), Duration::from_secs(6 * 3600));
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let c = Config::parse(EXAMPLE).expect("the shipped example must validate");
+        assert!(c.pools.len() >= 2);
+    }
+
+    #[test]
+    fn literal_secret_is_refused_with_a_hint() {
+        let text = minimal().replace("  url:", "  token: abc123\n  url:");
+        let err = Config::parse(&text).expect_err("literal token refused").to_string();
+        assert!(err.contains("token_env"), "{err}");
+        assert!(!err.contains("abc123"), "the secret must not be echoed: {err}");
+    }
+
+    #[test]
+    fn every_value_problem_is_named_by_field() {
+        let text = minimal()
+            .replace("subnet-1", "sn-1")
+            .replace("ami-1", "my-image")
+            .replace("cluster_id: prod", "cluster_id: Prod_1");
+        let ConfigError::Invalid(problems) = Config::parse(&text).expect_err("invalid") else {
+            panic!("expected value problems");
+        };
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["cluster_id", "pools.go.subnets[0]", "pools.go.ami"]);
+    }
+
+    #[test]
+    fn bad_duration_and_unknown_field_name_the_place() {
+        let text = minimal() + "timeouts:\n  idle: ten minutes\n";
+        let err = Config::parse(&text).expect_err("bad duration").to_string();
+        assert!(err.contains("timeouts.idle") && err.contains("not a duration"), "{err}");
+        let text = minimal() + "safety:\n  max_lanches_per_pass: 3\n";
+        let err = Config::parse(&text).expect_err("typo").to_string();
+        assert!(err.contains("max_lanches_per_pass"), "{err}");
+    }
+
+    #[test]
+    fn scopes_parse_and_print() {
+        for s in ["instance", "org:acme", "repo:acme/app"] {
+            assert_eq!(RunnerScope::parse(s).expect(s).to_string(), s);
+        }
+        assert_eq!(RunnerScope::parse("org:acme").expect("org").api_prefix(), "/api/v1/orgs/acme/actions");
+        assert!(RunnerScope::parse("repo:acme").is_err());
+        assert!(RunnerScope::parse("team:x").is_err());
+    }
+
+    #[test]
+    fn a_pool_also_listed_as_foreign_is_refused() {
+        let text = minimal() + "foreign_labels: [go]\n";
+        let err = Config::parse(&text).expect_err("conflict").to_string();
+        assert!(err.contains("pools.go: is also listed in foreign_labels"), "{err}");
+    }
+
+    #[test]
+    fn secret_env_must_be_a_variable_name() {
+        let text = minimal().replace("  url:", "  token_env: 'ghp_abc def'\n  url:");
+        let err = Config::parse(&text).expect_err("bad env name").to_string();
+        assert!(err.contains("gitea.token_env"), "{err}");
+    }
+}

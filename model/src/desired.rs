@@ -1,0 +1,241 @@
+//! Desired runs: one ephemeral runner wanted for one job.
+//!
+//! A row has two halves with two writers. The [`RunSpec`] is written by webhooks and operators
+//! (what is wanted); the [`RunStatus`] only by the controller (what it has done), guarded by a
+//! version for optimistic concurrency. A status write never touches the spec, so an operator's
+//! cancel can never be lost to a controller update.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{InstanceId, RunId, RunnerName};
+use crate::time::Timestamp;
+
+/// One row of the desired-state table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredRun {
+    /// Deterministic id (see [`RunId`]).
+    pub id: RunId,
+    /// What webhooks and operators want.
+    pub spec: RunSpec,
+    /// What the controller has done about it.
+    pub status: RunStatus,
+}
+
+/// The wanted half of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// The job's `runs-on` labels; a pool serves the run when they are all among its labels.
+    pub labels: Vec<String>,
+    /// An explicit pool, set by an operator; otherwise chosen from the labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// `owner/name` of the repository, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// The Gitea job this run serves, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobRef>,
+    /// Who asked for the run.
+    pub origin: Origin,
+    /// The job's state as Gitea last reported it.
+    #[serde(default)]
+    pub job_state: JobState,
+    /// Set by an operator to stop the run: its runner is removed (once idle) and it ends.
+    #[serde(default)]
+    pub cancel: bool,
+    /// When the row was created.
+    pub created_at: Timestamp,
+}
+
+/// A reference to a Gitea Actions job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRef {
+    /// Gitea's job id.
+    pub id: i64,
+    /// Gitea's run attempt of that job.
+    pub attempt: u32,
+    /// The job's name, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The workflow run the job belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<i64>,
+}
+
+/// Who created a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// A `workflow_job` webhook.
+    Webhook,
+    /// The queued-jobs API, for a job whose webhook never arrived.
+    Backfill,
+    /// A push webhook matched against workflow files.
+    Push,
+    /// An operator (`tinqs-ci runs add`, or a hand-written row).
+    Operator,
+}
+
+/// The job's state as Gitea reported it (webhooks; absent in push mode).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum JobState {
+    /// Waiting for a runner (or not known to be anything else).
+    #[default]
+    Queued,
+    /// A runner took it.
+    InProgress {
+        /// The runner that took it, when reported.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        runner: Option<String>,
+    },
+    /// Finished, with Gitea's conclusion (`success`, `failure`, `cancelled`, …).
+    Completed {
+        /// Gitea's conclusion.
+        #[serde(default)]
+        conclusion: String,
+    },
+}
+
+/// The controller's half of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RunStatus {
+    /// Where the run is in its life.
+    pub phase: Phase,
+    /// The current launch attempt, from 1.
+    pub attempt: u32,
+    /// The instance of the current attempt, once recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<InstanceId>,
+    /// The Gitea runner id of the current attempt, once registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_id: Option<i64>,
+    /// The runner name of the current attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_name: Option<RunnerName>,
+    /// When the current attempt was claimed for launch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_at: Option<Timestamp>,
+    /// When the current attempt's instance was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launched_at: Option<Timestamp>,
+    /// When the current attempt's runner was first seen online.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<Timestamp>,
+    /// Since when the registered runner has been seen offline or missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_since: Option<Timestamp>,
+    /// When the run reached a final phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// The last thing that went wrong, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Bumped by every status write; a write that expects another version is refused.
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// The life of a run.
+///
+/// ```text
+///  Pending ──claim──▶ Launching ──instance recorded──▶ Running ──job done, cleaned up──▶ Succeeded
+///     ▲                  │ stale claim: relaunch          │
+///     └──── requeue ─────┴──────── lost / never registered┘──attempts used up──▶ Failed
+///  (any) ──cancel, cleaned up──▶ Cancelled
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Wants a runner; none launched for the current attempt.
+    #[default]
+    Pending,
+    /// Claimed for launch; the instance is not recorded yet.
+    Launching,
+    /// The current attempt's instance is recorded.
+    Running,
+    /// Done: the job ran (here or elsewhere) and everything of ours is gone.
+    Succeeded,
+    /// Given up: attempts used up, or lifetime exceeded.
+    Failed,
+    /// Cancelled by an operator, and everything of ours is gone.
+    Cancelled,
+}
+
+impl Phase {
+    /// Whether the run has ended (rows in a final phase leave the active index and expire).
+    #[must_use]
+    pub fn is_final(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Cancelled)
+    }
+
+    /// The phase's name as written in the table.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "pending",
+            Phase::Launching => "launching",
+            Phase::Running => "running",
+            Phase::Succeeded => "succeeded",
+            Phase::Failed => "failed",
+            Phase::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a phase name as written in the table.
+    ///
+    /// # Errors
+    /// When the name is not a phase.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "pending" => Phase::Pending,
+            "launching" => Phase::Launching,
+            "running" => Phase::Running,
+            "succeeded" => Phase::Succeeded,
+            "failed" => Phase::Failed,
+            "cancelled" => Phase::Cancelled,
+            other => {
+                return Err(format!(
+                    "`{other}` is not a phase (pending, launching, running, succeeded, failed, cancelled)"
+                ))
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl DesiredRun {
+    /// A fresh run in phase `Pending`, attempt 1.
+    #[must_use]
+    pub fn new(id: RunId, spec: RunSpec) -> Self {
+        DesiredRun { id, spec, status: RunStatus { attempt: 1, ..RunStatus::default() } }
+    }
+
+    /// The runner name of the current attempt in `cluster`.
+    #[must_use]
+    pub fn runner_name(&self, cluster: &str) -> RunnerName {
+        RunnerName::new(cluster, &self.id, self.status.attempt.max(1))
+    }
+}
+
+impl RunSpec {
+    /// A spec for Gitea job `job` wanting `labels`, as a webhook or backfill creates it.
+    #[must_use]
+    pub fn for_job(job: JobRef, labels: Vec<String>, repo: Option<String>, origin: Origin, now: Timestamp) -> Self {
+        RunSpec {
+            labels,
+            pool: None,
+            repo,
+            job: Some(job),
+            origin,
+            job_state: JobState::Queued,
+            cancel: false,
+            created_at: now,
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! tinqs-ci's pure core: what the controller knows and decides, with no I/O.
+//!
+//! Nothing here reads a clock, a socket or a file: time is an argument, observations are
+//! values, and the result of planning is a list of actions for the controller to carry out.
+//! That keeps every decision a table test, and makes `--dry-run` free.
+//!
+//! # Layout
+//! - [`config`]: the configuration file, validated field by field.
+//! - [`ids`]: run ids, runner names and client tokens, all derived, never invented.
+//! - [`desired`]: desired runs (spec written by webhooks and operators, status by us).
+//! - [`observed`]: what was seen in EC2 and Gitea, and whether it was seen whole.
+//! - [`secret`]: a string that never prints.
+//! - [`tags`]: the EC2 ownership tag scheme.
+//! - [`plan`]: the planner: `plan(desired, observed, policy, now) -> Plan`.
+//! - [`time`]: timestamps and duration parsing.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod desired;
+pub mod ids;
+pub mod observed;
+pub mod plan;
+pub mod secret;
+pub mod tags;
+pub mod time;
+
+pub use desired::{DesiredRun, JobRef, JobState, Origin, Phase, RunSpec, RunStatus};
+pub use ids::{InstanceId, RunId, RunnerName};
+pub use observed::{DesiredView, ForgeRunner, Instance, InstanceState, Lifecycle, Observed, QueuedJob, Seen};
+pub use plan::{plan, Action, Plan, Policy, Reason, StatusChange};
+pub use time::Timestamp;

@@ -1,0 +1,322 @@
+//! The planner: compare what is wanted with what exists, and list what to change.
+//!
+//! `plan` is pure and level-triggered: its result depends only on its arguments, never on why
+//! the loop woke up. Each rule is a small function over one run, one instance or one runner;
+//! `plan` wires them together and applies the safety gates (partial views, budgets, caps).
+//! See `wiki/Architecture.md` for every rule with its reason and timeout.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Safety, Timeouts};
+use crate::desired::{Phase, RunSpec};
+use crate::ids::{InstanceId, RunId, RunnerName};
+use crate::observed::{DesiredView, Observed};
+use crate::time::{human, Timestamp};
+
+/// The settings the planner works under, derived from the configuration and from what the
+/// Gitea server supports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Our cluster id (ownership tag value and runner name prefix).
+    pub cluster: String,
+    /// Pools in configuration order (sorted by label).
+    pub pools: Vec<PoolPolicy>,
+    /// Labels served by runners that are not ours.
+    pub foreign_labels: BTreeSet<String>,
+    /// Deadlines.
+    pub timeouts: Timeouts,
+    /// Budgets and caps.
+    pub safety: Safety,
+    /// Whether Gitea can disable a runner (1.26+), so idle runners are disabled before removal.
+    pub can_disable_runners: bool,
+}
+
+/// What the planner needs of one pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolPolicy {
+    /// The pool's label (its key in the config).
+    pub name: String,
+    /// Every label its runners carry.
+    pub labels: BTreeSet<String>,
+    /// Most live instances at once.
+    pub max_instances: u32,
+    /// Hard lifetime of its instances.
+    pub max_lifetime: Duration,
+}
+
+impl Policy {
+    /// The policy for `config`; `can_disable_runners` comes from the Gitea version.
+    #[must_use]
+    pub fn from_config(config: &Config, can_disable_runners: bool) -> Self {
+        Policy {
+            cluster: config.cluster_id.clone(),
+            pools: config
+                .pools
+                .iter()
+                .map(|(name, p)| PoolPolicy {
+                    name: name.clone(),
+                    labels: p.runner_labels(name).into_iter().collect(),
+                    max_instances: p.max_instances,
+                    max_lifetime: config.max_lifetime(name),
+                })
+                .collect(),
+            foreign_labels: config.foreign_labels.iter().cloned().collect(),
+            timeouts: config.timeouts,
+            safety: config.safety,
+            can_disable_runners,
+        }
+    }
+}
+
+/// What to do this pass.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Plan {
+    /// Changes to make, in the order they were decided.
+    pub actions: Vec<Action>,
+    /// Runs no pool can serve, with their labels: reported every pass, never dropped.
+    pub unschedulable: Vec<Unschedulable>,
+    /// Work held back by a budget or cap; it shows up again next pass.
+    pub deferred: Vec<Deferred>,
+    /// Why destructive actions were withheld this pass (a source was seen partially).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<String>,
+    /// When to look again if nothing wakes the loop sooner.
+    #[serde(with = "crate::time::duration_serde")]
+    pub requeue_after: Duration,
+}
+
+/// One change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Write a new desired run (backfill of a job whose webhook never arrived).
+    CreateRun {
+        /// The new run's id.
+        run: RunId,
+        /// Its spec.
+        spec: RunSpec,
+        /// Why.
+        reason: Reason,
+    },
+    /// Claim the run, register its runner, launch its instance, record it.
+    Launch {
+        /// The run.
+        run: RunId,
+        /// The attempt being launched.
+        attempt: u32,
+        /// The runner name of that attempt.
+        runner: RunnerName,
+        /// The pool to launch in.
+        pool: String,
+        /// Labels the runner registers with.
+        labels: Vec<String>,
+        /// Why.
+        reason: Reason,
+    },
+    /// Terminate an instance of ours.
+    Terminate {
+        /// The instance.
+        instance: InstanceId,
+        /// The run it served, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<RunId>,
+        /// Its pool, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pool: Option<String>,
+        /// Why.
+        reason: Reason,
+    },
+    /// Stop a runner from taking new jobs (Gitea 1.26+).
+    DisableRunner {
+        /// Gitea's runner id.
+        runner_id: i64,
+        /// The runner's name.
+        runner: String,
+        /// Why.
+        reason: Reason,
+    },
+    /// Delete a runner registration from Gitea.
+    Deregister {
+        /// Gitea's runner id.
+        runner_id: i64,
+        /// The runner's name.
+        runner: String,
+        /// Why.
+        reason: Reason,
+    },
+    /// Change a run's status.
+    UpdateStatus {
+        /// The run.
+        run: RunId,
+        /// The change.
+        change: StatusChange,
+        /// Why.
+        reason: Reason,
+    },
+}
+
+/// A status transition the controller records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "kebab-case")]
+pub enum StatusChange {
+    /// A tagged instance of the current attempt was found: record it (`Launching` → `Running`).
+    Adopt {
+        /// The instance.
+        instance: InstanceId,
+        /// When EC2 launched it.
+        launched_at: Timestamp,
+    },
+    /// The runner showed online for the first time.
+    Registered {
+        /// Gitea's runner id.
+        runner_id: i64,
+        /// When it was seen.
+        at: Timestamp,
+    },
+    /// The registered runner is offline or missing, since `since`.
+    Offline {
+        /// First seen offline.
+        since: Timestamp,
+    },
+    /// The runner is back online.
+    Online,
+    /// Start a new attempt (`Pending`, attempt number `attempt`).
+    Requeue {
+        /// The new attempt number.
+        attempt: u32,
+    },
+    /// End the run.
+    Finish {
+        /// `Succeeded`, `Failed` or `Cancelled`.
+        phase: Phase,
+        /// What went wrong, for a failure.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+/// Why an action was planned, in words a person can read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "kebab-case")]
+pub enum Reason {
+    /// A run wants a runner and has none.
+    NoRunner,
+    /// A queued Gitea job had no desired run (its webhook never arrived).
+    Backfill {
+        /// Gitea's job id.
+        job_id: i64,
+    },
+    /// A claim is older than the launch timeout and no instance exists.
+    StaleClaim {
+        /// The launch timeout.
+        #[serde(with = "crate::time::duration_serde")]
+        timeout: Duration,
+    },
+    /// A tagged instance of the current attempt exists.
+    InstanceFound,
+    /// The runner was seen online.
+    RunnerOnline,
+    /// The registered runner was seen offline or missing.
+    RunnerOffline,
+    /// The runner did not register within the registration timeout.
+    NeverRegistered {
+        /// The registration timeout.
+        #[serde(with = "crate::time::duration_serde")]
+        timeout: Duration,
+    },
+    /// The runner sat idle past the idle timeout and nothing queued could use it.
+    Idle {
+        /// The idle timeout.
+        #[serde(with = "crate::time::duration_serde")]
+        timeout: Duration,
+    },
+    /// The runner was offline or missing past the grace period.
+    Zombie {
+        /// The grace period.
+        #[serde(with = "crate::time::duration_serde")]
+        grace: Duration,
+    },
+    /// A runner of ours has no live instance.
+    Ghost,
+    /// An instance of ours that no live run wants.
+    Orphan {
+        /// The minimum age it passed.
+        #[serde(with = "crate::time::duration_serde")]
+        min_age: Duration,
+    },
+    /// The instance outlived its max lifetime.
+    MaxLifetime {
+        /// The lifetime.
+        #[serde(with = "crate::time::duration_serde")]
+        limit: Duration,
+    },
+    /// EC2 reclaimed the Spot instance before the run finished.
+    SpotInterruption,
+    /// The instance is gone and the job still waits.
+    InstanceLost,
+    /// The job finished.
+    JobFinished,
+    /// The job was taken by another runner.
+    JobTakenElsewhere,
+    /// An operator cancelled the run.
+    Cancelled,
+    /// The run used every attempt.
+    AttemptsExhausted {
+        /// The attempt limit.
+        attempts: u32,
+    },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::NoRunner => f.write_str("run wants a runner and has none"),
+            Reason::Backfill { job_id } => write!(f, "job {job_id} is queued in Gitea but had no desired run"),
+            Reason::StaleClaim { timeout } => write!(f, "claimed but no instance within {}", human(*timeout)),
+            Reason::InstanceFound => f.write_str("tagged instance found"),
+            Reason::RunnerOnline => f.write_str("runner online"),
+            Reason::RunnerOffline => f.write_str("runner offline"),
+            Reason::NeverRegistered { timeout } => write!(f, "never registered within {}", human(*timeout)),
+            Reason::Idle { timeout } => write!(f, "idle for {} with nothing queued for its labels", human(*timeout)),
+            Reason::Zombie { grace } => write!(f, "runner offline for more than {}", human(*grace)),
+            Reason::Ghost => f.write_str("runner has no live instance"),
+            Reason::Orphan { min_age } => write!(f, "orphan: no live run wants it (older than {})", human(*min_age)),
+            Reason::MaxLifetime { limit } => write!(f, "exceeded max lifetime {}", human(*limit)),
+            Reason::SpotInterruption => f.write_str("spot interruption before the run finished"),
+            Reason::InstanceLost => f.write_str("instance gone while the job still waits"),
+            Reason::JobFinished => f.write_str("job finished"),
+            Reason::JobTakenElsewhere => f.write_str("job was taken by another runner"),
+            Reason::Cancelled => f.write_str("cancelled by an operator"),
+            Reason::AttemptsExhausted { attempts } => write!(f, "gave up after {attempts} attempts"),
+        }
+    }
+}
+
+/// A run no pool can serve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unschedulable {
+    /// The run.
+    pub run: RunId,
+    /// The labels nothing serves.
+    pub labels: Vec<String>,
+}
+
+/// Work held back by a budget or cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deferred {
+    /// What was held back (`launch job-1-1`, `terminate i-0abc`).
+    pub what: String,
+    /// Which limit held it back.
+    pub limit: String,
+}
+
+/// Plans one pass. See the module docs.
+#[must_use]
+pub fn plan(desired: &DesiredView, observed: &Observed, policy: &Policy, now: Timestamp) -> Plan {
+    let _ = (desired, observed, now);
+    Plan { requeue_after: policy.timeouts.resync, ..Plan::default() }
+}
