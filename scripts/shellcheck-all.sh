@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck over every shell script in the repository (tracked or new, not ignored).
+# Runs ShellCheck over every shell script in the repository (tracked or new, not ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mapfile -t files < <(git ls-files --cached --others --exclude-standard -- '*.sh' '*.bash' '*.bats' | sort -u)
