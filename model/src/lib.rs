@@ -13,6 +13,7 @@
 //! - [`tags`]: the EC2 ownership tag scheme.
 //! - [`plan`]: the planner: `plan(desired, observed, policy, now) -> Plan`.
 //! - [`time`]: timestamps and duration parsing.
+//! - [`userdata`]: the boot script (EC2 user-data) of a runner instance.
 #![deny(missing_docs)]
 
 pub mod config;
@@ -23,6 +24,7 @@ pub mod plan;
 pub mod secret;
 pub mod tags;
 pub mod time;
+pub mod userdata;
 
 pub use desired::{DesiredRun, JobRef, JobState, Origin, Phase, RunSpec, RunStatus};
 pub use ids::{InstanceId, RunId, RunnerName};
