@@ -1,7 +1,16 @@
 //! The EC2 side: instances carrying our cluster's ownership tag.
+//!
+//! - `ec2`: the real port over `aws-sdk-ec2`, with a narrow `Ec2Api` below it.
+//! - [`fake`]: [`fake::FakeFleet`], a stateful in-memory fleet for tests and the demo.
+//! - [`offerings`]: the order offerings are tried in, and the cache of unavailable ones.
+
+pub mod fake;
+pub mod offerings;
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use model::config::PoolConfig;
+use model::config::{Market, PoolConfig};
 use model::observed::Instance;
 use model::secret::Secret;
 use model::{InstanceId, RunId, RunnerName};
@@ -34,6 +43,77 @@ pub struct Offering {
     pub subnet: String,
     /// Spot or on-demand.
     pub lifecycle: model::Lifecycle,
+}
+
+impl Offering {
+    /// Whether this is a Spot offering.
+    #[must_use]
+    pub fn is_spot(&self) -> bool {
+        self.lifecycle == model::Lifecycle::Spot
+    }
+
+    fn key(&self) -> (&str, &str, bool) {
+        (&self.instance_type, &self.subnet, self.is_spot())
+    }
+}
+
+impl PartialOrd for Offering {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Offering {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl std::fmt::Display for Offering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let market = if self.is_spot() { "spot" } else { "on-demand" };
+        write!(f, "{} in {} ({market})", self.instance_type, self.subnet)
+    }
+}
+
+/// Every offering of `pool`, in the order a launch tries them: each instance type in order of
+/// preference, each with every subnet in order; all Spot offerings first, then (when the
+/// pool's market allows it) the same list on-demand.
+#[must_use]
+pub fn offerings(pool: &PoolConfig) -> Vec<Offering> {
+    let markets: &[model::Lifecycle] = match pool.market {
+        Market::Spot => &[model::Lifecycle::Spot],
+        Market::SpotThenOnDemand => &[model::Lifecycle::Spot, model::Lifecycle::OnDemand],
+        Market::OnDemand => &[model::Lifecycle::OnDemand],
+    };
+    let mut out =
+        Vec::with_capacity(markets.len() * pool.instance_types.len() * pool.subnets.len());
+    for &lifecycle in markets {
+        for instance_type in &pool.instance_types {
+            for subnet in &pool.subnets {
+                out.push(Offering {
+                    instance_type: instance_type.clone(),
+                    subnet: subnet.clone(),
+                    lifecycle,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The tags every instance and volume launched for `req` carries (see [`model::tags`]).
+#[must_use]
+pub fn launch_tags(cluster: &str, req: &LaunchRequest) -> BTreeMap<String, String> {
+    use model::tags;
+    BTreeMap::from([
+        (tags::CLUSTER.to_owned(), cluster.to_owned()),
+        (tags::POOL.to_owned(), req.pool.clone()),
+        (tags::RUN_ID.to_owned(), req.run.to_string()),
+        (tags::RUNNER_NAME.to_owned(), req.runner.to_string()),
+        (tags::ATTEMPT.to_owned(), req.attempt.to_string()),
+        (tags::NAME.to_owned(), req.runner.to_string()),
+    ])
 }
 
 /// The EC2 side of the controller.

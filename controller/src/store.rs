@@ -1,4 +1,12 @@
 //! The DynamoDB side: the desired-state table and the single-writer lease.
+//!
+//! - `dynamo`: the real port over `aws-sdk-dynamodb` (schema and codec in `schema`).
+//! - [`fake`]: [`fake::FakeStore`], an in-memory table with the same semantics, for tests and
+//!   the demo.
+
+pub mod fake;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use model::desired::{DesiredRun, JobState, RunStatus};
@@ -73,21 +81,70 @@ pub trait Store: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError::LeaseHeld`] when someone else holds it.
-    async fn acquire_lease(&self, holder: &str, ttl: std::time::Duration, now: Timestamp)
-        -> Result<Lease, StoreError>;
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<Lease, StoreError>;
 
     /// Extends a lease we hold.
     ///
     /// # Errors
     /// [`StoreError::LeaseLost`] when it is no longer ours.
-    async fn renew_lease(&self, lease: &Lease, ttl: std::time::Duration, now: Timestamp)
-        -> Result<Lease, StoreError>;
+    async fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<Lease, StoreError>;
 
     /// Gives the lease up (only if still ours).
     ///
     /// # Errors
     /// When the write fails.
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+}
+
+/// The order of Gitea job states: a recorded state only ever moves forward
+/// (queued 0 < in-progress 1 < completed 2).
+#[must_use]
+pub fn job_rank(state: &JobState) -> u8 {
+    match state {
+        JobState::Queued => 0,
+        JobState::InProgress { .. } => 1,
+        JobState::Completed { .. } => 2,
+    }
+}
+
+/// The detail a job state carries (the runner of an in-progress job, the conclusion of a
+/// completed one), if any.
+#[must_use]
+pub fn job_detail(state: &JobState) -> Option<&str> {
+    match state {
+        JobState::Queued => None,
+        JobState::InProgress { runner } => runner.as_deref().filter(|r| !r.is_empty()),
+        JobState::Completed { conclusion } => Some(conclusion.as_str()).filter(|c| !c.is_empty()),
+    }
+}
+
+/// Whether recording `new` over `old` moves the job forward: a later state, or the same state
+/// gaining a detail it lacked (an in-progress job learning its runner). Never backwards.
+#[must_use]
+pub fn job_state_advances(old: &JobState, new: &JobState) -> bool {
+    let (o, n) = (job_rank(old), job_rank(new));
+    n > o || (n == o && job_detail(old).is_none() && job_detail(new).is_some())
+}
+
+/// When a row whose status is `status` expires (DynamoDB TTL, epoch seconds): `retention`
+/// after it finished, only once its phase is final. A final status without `finished_at`
+/// counts from `now`.
+#[must_use]
+pub fn expires_at(status: &RunStatus, retention: Duration, now: Timestamp) -> Option<i64> {
+    status
+        .phase
+        .is_final()
+        .then(|| status.finished_at.unwrap_or(now).plus(retention).as_secs())
 }
 
 /// A table failure.
