@@ -144,7 +144,9 @@ pub struct RunStatus {
 ///     └──── requeue ─────┴──────── lost / never registered┘──attempts used up──▶ Failed
 ///  (any) ──cancel, cleaned up──▶ Cancelled
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     /// Wants a runner; none launched for the current attempt.
@@ -213,7 +215,14 @@ impl DesiredRun {
     /// A fresh run in phase `Pending`, attempt 1.
     #[must_use]
     pub fn new(id: RunId, spec: RunSpec) -> Self {
-        DesiredRun { id, spec, status: RunStatus { attempt: 1, ..RunStatus::default() } }
+        DesiredRun {
+            id,
+            spec,
+            status: RunStatus {
+                attempt: 1,
+                ..RunStatus::default()
+            },
+        }
     }
 
     /// The runner name of the current attempt in `cluster`.
@@ -226,7 +235,13 @@ impl DesiredRun {
 impl RunSpec {
     /// A spec for Gitea job `job` wanting `labels`, as a webhook or backfill creates it.
     #[must_use]
-    pub fn for_job(job: JobRef, labels: Vec<String>, repo: Option<String>, origin: Origin, now: Timestamp) -> Self {
+    pub fn for_job(
+        job: JobRef,
+        labels: Vec<String>,
+        repo: Option<String>,
+        origin: Origin,
+        now: Timestamp,
+    ) -> Self {
         RunSpec {
             labels,
             pool: None,
@@ -236,6 +251,118 @@ impl RunSpec {
             job_state: JobState::Queued,
             cancel: false,
             created_at: now,
+        }
+    }
+}
+
+/// A status transition the controller records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "kebab-case")]
+pub enum StatusChange {
+    /// A tagged instance of the current attempt was found: record it (`Launching` → `Running`).
+    Adopt {
+        /// The instance.
+        instance: InstanceId,
+        /// When EC2 launched it.
+        launched_at: Timestamp,
+    },
+    /// The runner showed online for the first time.
+    Registered {
+        /// Gitea's runner id.
+        runner_id: i64,
+        /// When it was seen.
+        at: Timestamp,
+    },
+    /// The registered runner is offline or missing, since `since`.
+    Offline {
+        /// First seen offline.
+        since: Timestamp,
+    },
+    /// The runner is back online.
+    Online,
+    /// Start a new attempt (`Pending`, attempt number `attempt`).
+    Requeue {
+        /// The new attempt number.
+        attempt: u32,
+    },
+    /// End the run.
+    Finish {
+        /// `Succeeded`, `Failed` or `Cancelled`.
+        phase: Phase,
+        /// What went wrong, for a failure.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+impl RunStatus {
+    /// The status after `change`, recorded at `now`. The version is left as it is: the store
+    /// bumps it on write.
+    #[must_use]
+    pub fn apply(&self, change: &StatusChange, now: Timestamp) -> RunStatus {
+        let mut s = self.clone();
+        match change {
+            StatusChange::Adopt {
+                instance,
+                launched_at,
+            } => {
+                s.phase = Phase::Running;
+                s.instance_id = Some(instance.clone());
+                s.launched_at = Some(*launched_at);
+            }
+            StatusChange::Registered { runner_id, at } => {
+                s.runner_id = Some(*runner_id);
+                s.registered_at = Some(*at);
+                s.offline_since = None;
+            }
+            StatusChange::Offline { since } => s.offline_since = Some(*since),
+            StatusChange::Online => s.offline_since = None,
+            StatusChange::Requeue { attempt } => {
+                s = RunStatus {
+                    phase: Phase::Pending,
+                    attempt: *attempt,
+                    last_error: self.last_error.clone(),
+                    version: self.version,
+                    ..RunStatus::default()
+                };
+            }
+            StatusChange::Finish { phase, error } => {
+                s.phase = *phase;
+                s.finished_at = Some(now);
+                if error.is_some() {
+                    s.last_error.clone_from(error);
+                }
+            }
+        }
+        s
+    }
+
+    /// The status once the executor has claimed `attempt` for launch under `runner`.
+    #[must_use]
+    pub fn claimed(&self, attempt: u32, runner: RunnerName, now: Timestamp) -> RunStatus {
+        RunStatus {
+            phase: Phase::Launching,
+            attempt,
+            runner_name: Some(runner),
+            claimed_at: Some(now),
+            instance_id: None,
+            runner_id: None,
+            launched_at: None,
+            registered_at: None,
+            offline_since: None,
+            finished_at: None,
+            ..self.clone()
+        }
+    }
+
+    /// The status once the claimed attempt's instance is recorded.
+    #[must_use]
+    pub fn launched(&self, instance: InstanceId, at: Timestamp) -> RunStatus {
+        RunStatus {
+            phase: Phase::Running,
+            instance_id: Some(instance),
+            launched_at: Some(at),
+            ..self.clone()
         }
     }
 }

@@ -66,6 +66,10 @@ pub struct DesiredView {
     /// Rows that could not be read (edited by hand into something invalid). Their instances
     /// and runners are left alone: we cannot know what they want.
     pub invalid: Vec<InvalidRow>,
+    /// Runs that ended although Gitea still lists their job as queued (read one by one for
+    /// such jobs only), so backfill does not create them again.
+    #[serde(default)]
+    pub finished: Vec<RunId>,
     /// Whether every page of the active index was read.
     pub complete: bool,
 }
@@ -134,7 +138,10 @@ impl InstanceState {
     /// Whether the instance is (or may again be) costing money and holding a runner.
     #[must_use]
     pub fn is_live(self) -> bool {
-        !matches!(self, InstanceState::ShuttingDown | InstanceState::Terminated)
+        !matches!(
+            self,
+            InstanceState::ShuttingDown | InstanceState::Terminated
+        )
     }
 
     /// EC2's name for the state.
@@ -188,13 +195,17 @@ impl Instance {
     /// The runner name tag.
     #[must_use]
     pub fn runner_name(&self) -> Option<RunnerName> {
-        self.tags.get(tags::RUNNER_NAME).map(|n| RunnerName::observed(n.clone()))
+        self.tags
+            .get(tags::RUNNER_NAME)
+            .map(|n| RunnerName::observed(n.clone()))
     }
 
     /// The run id tag, if it is a valid id.
     #[must_use]
     pub fn run_id(&self) -> Option<RunId> {
-        self.tags.get(tags::RUN_ID).and_then(|r| RunId::parse(r).ok())
+        self.tags
+            .get(tags::RUN_ID)
+            .and_then(|r| RunId::parse(r).ok())
     }
 
     /// The attempt tag.

@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Safety, Timeouts};
-use crate::desired::{Phase, RunSpec};
+pub use crate::desired::StatusChange;
+use crate::desired::{DesiredRun, RunSpec};
 use crate::ids::{InstanceId, RunId, RunnerName};
 use crate::observed::{DesiredView, Observed};
 use crate::time::{human, Timestamp};
@@ -40,8 +41,8 @@ pub struct Policy {
 pub struct PoolPolicy {
     /// The pool's label (its key in the config).
     pub name: String,
-    /// Every label its runners carry.
-    pub labels: BTreeSet<String>,
+    /// Every label its runners carry, the pool's own first.
+    pub labels: Vec<String>,
     /// Most live instances at once.
     pub max_instances: u32,
     /// Hard lifetime of its instances.
@@ -59,7 +60,7 @@ impl Policy {
                 .iter()
                 .map(|(name, p)| PoolPolicy {
                     name: name.clone(),
-                    labels: p.runner_labels(name).into_iter().collect(),
+                    labels: p.runner_labels(name),
                     max_instances: p.max_instances,
                     max_lifetime: config.max_lifetime(name),
                 })
@@ -159,46 +160,6 @@ pub enum Action {
     },
 }
 
-/// A status transition the controller records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "change", rename_all = "kebab-case")]
-pub enum StatusChange {
-    /// A tagged instance of the current attempt was found: record it (`Launching` → `Running`).
-    Adopt {
-        /// The instance.
-        instance: InstanceId,
-        /// When EC2 launched it.
-        launched_at: Timestamp,
-    },
-    /// The runner showed online for the first time.
-    Registered {
-        /// Gitea's runner id.
-        runner_id: i64,
-        /// When it was seen.
-        at: Timestamp,
-    },
-    /// The registered runner is offline or missing, since `since`.
-    Offline {
-        /// First seen offline.
-        since: Timestamp,
-    },
-    /// The runner is back online.
-    Online,
-    /// Start a new attempt (`Pending`, attempt number `attempt`).
-    Requeue {
-        /// The new attempt number.
-        attempt: u32,
-    },
-    /// End the run.
-    Finish {
-        /// `Succeeded`, `Failed` or `Cancelled`.
-        phase: Phase,
-        /// What went wrong, for a failure.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        error: Option<String>,
-    },
-}
-
 /// Why an action was planned, in words a person can read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "kebab-case")]
@@ -262,6 +223,8 @@ pub enum Reason {
     JobFinished,
     /// The job was taken by another runner.
     JobTakenElsewhere,
+    /// The run's runner is gone and its job no longer waits (it ran, here or elsewhere).
+    JobNoLongerWaiting,
     /// An operator cancelled the run.
     Cancelled,
     /// The run used every attempt.
@@ -275,23 +238,40 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::NoRunner => f.write_str("run wants a runner and has none"),
-            Reason::Backfill { job_id } => write!(f, "job {job_id} is queued in Gitea but had no desired run"),
-            Reason::StaleClaim { timeout } => write!(f, "claimed but no instance within {}", human(*timeout)),
+            Reason::Backfill { job_id } => {
+                write!(f, "job {job_id} is queued in Gitea but had no desired run")
+            }
+            Reason::StaleClaim { timeout } => {
+                write!(f, "claimed but no instance within {}", human(*timeout))
+            }
             Reason::InstanceFound => f.write_str("tagged instance found"),
             Reason::RunnerOnline => f.write_str("runner online"),
             Reason::RunnerOffline => f.write_str("runner offline"),
-            Reason::NeverRegistered { timeout } => write!(f, "never registered within {}", human(*timeout)),
-            Reason::Idle { timeout } => write!(f, "idle for {} with nothing queued for its labels", human(*timeout)),
+            Reason::NeverRegistered { timeout } => {
+                write!(f, "never registered within {}", human(*timeout))
+            }
+            Reason::Idle { timeout } => write!(
+                f,
+                "idle for {} with nothing queued for its labels",
+                human(*timeout)
+            ),
             Reason::Zombie { grace } => write!(f, "runner offline for more than {}", human(*grace)),
             Reason::Ghost => f.write_str("runner has no live instance"),
-            Reason::Orphan { min_age } => write!(f, "orphan: no live run wants it (older than {})", human(*min_age)),
+            Reason::Orphan { min_age } => write!(
+                f,
+                "orphan: no live run wants it (older than {})",
+                human(*min_age)
+            ),
             Reason::MaxLifetime { limit } => write!(f, "exceeded max lifetime {}", human(*limit)),
             Reason::SpotInterruption => f.write_str("spot interruption before the run finished"),
             Reason::InstanceLost => f.write_str("instance gone while the job still waits"),
             Reason::JobFinished => f.write_str("job finished"),
             Reason::JobTakenElsewhere => f.write_str("job was taken by another runner"),
+            Reason::JobNoLongerWaiting => f.write_str("the job no longer waits for a runner"),
             Reason::Cancelled => f.write_str("cancelled by an operator"),
-            Reason::AttemptsExhausted { attempts } => write!(f, "gave up after {attempts} attempts"),
+            Reason::AttemptsExhausted { attempts } => {
+                write!(f, "gave up after {attempts} attempts")
+            }
         }
     }
 }
@@ -314,9 +294,173 @@ pub struct Deferred {
     pub limit: String,
 }
 
-/// Plans one pass. See the module docs.
+mod index;
+mod rules;
+#[cfg(test)]
+mod tests;
+
+/// Plans one pass: compares `desired` runs with what was `observed` under `policy` at `now`.
+///
+/// # Guarantees
+/// - Pure and deterministic: the same arguments give the same plan.
+/// - If any source was seen partially, no `Terminate`, `Deregister` or `DisableRunner` is
+///   planned, and no status change that rests on something being absent; `Plan::withheld`
+///   says why.
+/// - An instance without our cluster tag is never named in an action.
+/// - A busy runner's instance is never terminated before its max lifetime.
+/// - Launches stay within the per-pass budget, each pool's cap and the global cap; what does
+///   not fit is listed in `Plan::deferred` and planned again next pass.
+/// - Cost is O(n log n) in the number of runs, instances, runners and jobs.
 #[must_use]
 pub fn plan(desired: &DesiredView, observed: &Observed, policy: &Policy, now: Timestamp) -> Plan {
-    let _ = (desired, observed, now);
-    Plan { requeue_after: policy.timeouts.resync, ..Plan::default() }
+    let backfilled = rules::backfill(desired, observed, policy, now);
+    rules::Planner::new(desired, &backfilled, observed, policy, now).run()
+}
+
+impl Action {
+    /// The run this action concerns, if any.
+    #[must_use]
+    pub fn run(&self) -> Option<&RunId> {
+        match self {
+            Action::CreateRun { run, .. }
+            | Action::Launch { run, .. }
+            | Action::UpdateStatus { run, .. } => Some(run),
+            Action::Terminate { run, .. } => run.as_ref(),
+            Action::DisableRunner { .. } | Action::Deregister { .. } => None,
+        }
+    }
+
+    /// Whether the action removes or stops something (and so needs a complete view).
+    #[must_use]
+    pub fn is_destructive(&self) -> bool {
+        matches!(
+            self,
+            Action::Terminate { .. } | Action::Deregister { .. } | Action::DisableRunner { .. }
+        )
+    }
+
+    /// A short kind name (`launch`, `terminate`…), for metrics and logs.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::CreateRun { .. } => "create-run",
+            Action::Launch { .. } => "launch",
+            Action::Terminate { .. } => "terminate",
+            Action::DisableRunner { .. } => "disable-runner",
+            Action::Deregister { .. } => "deregister",
+            Action::UpdateStatus { .. } => "update-status",
+        }
+    }
+
+    /// The reason given for the action.
+    #[must_use]
+    pub fn reason(&self) -> &Reason {
+        match self {
+            Action::CreateRun { reason, .. }
+            | Action::Launch { reason, .. }
+            | Action::Terminate { reason, .. }
+            | Action::DisableRunner { reason, .. }
+            | Action::Deregister { reason, .. }
+            | Action::UpdateStatus { reason, .. } => reason,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    /// One line for a plan review: what, on which target, in which pool, and why.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::CreateRun { run, spec, reason } => {
+                write!(f, "create run {run} [{}]: {reason}", spec.labels.join(","))
+            }
+            Action::Launch {
+                run,
+                attempt,
+                runner,
+                pool,
+                reason,
+                ..
+            } => {
+                write!(
+                    f,
+                    "launch {runner} (run {run}, attempt {attempt}) in pool {pool}: {reason}"
+                )
+            }
+            Action::Terminate {
+                instance,
+                run,
+                pool,
+                reason,
+            } => {
+                write!(f, "terminate {instance}")?;
+                if let Some(run) = run {
+                    write!(f, " (run {run})")?;
+                }
+                if let Some(pool) = pool {
+                    write!(f, " in pool {pool}")?;
+                }
+                write!(f, ": {reason}")
+            }
+            Action::DisableRunner {
+                runner_id,
+                runner,
+                reason,
+            } => {
+                write!(f, "disable runner {runner} (#{runner_id}): {reason}")
+            }
+            Action::Deregister {
+                runner_id,
+                runner,
+                reason,
+            } => {
+                write!(f, "deregister runner {runner} (#{runner_id}): {reason}")
+            }
+            Action::UpdateStatus {
+                run,
+                change,
+                reason,
+            } => write!(f, "mark run {run} {change}: {reason}"),
+        }
+    }
+}
+
+impl fmt::Display for StatusChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatusChange::Adopt { instance, .. } => write!(f, "running on {instance}"),
+            StatusChange::Registered { runner_id, .. } => {
+                write!(f, "registered as runner #{runner_id}")
+            }
+            StatusChange::Offline { since } => write!(f, "offline since {since}"),
+            StatusChange::Online => f.write_str("online again"),
+            StatusChange::Requeue { attempt } => write!(f, "pending for attempt {attempt}"),
+            StatusChange::Finish {
+                phase,
+                error: Some(e),
+            } => write!(f, "{phase} ({e})"),
+            StatusChange::Finish { phase, error: None } => write!(f, "{phase}"),
+        }
+    }
+}
+
+impl Plan {
+    /// Whether the plan changes nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    /// Applies `plan` to a desired run as the executor would record it, for previews and tests:
+    /// the run's status after every `UpdateStatus` aimed at it.
+    #[must_use]
+    pub fn status_after(&self, run: &DesiredRun, now: Timestamp) -> crate::desired::RunStatus {
+        self.actions
+            .iter()
+            .fold(run.status.clone(), |s, a| match a {
+                Action::UpdateStatus {
+                    run: id, change, ..
+                } if *id == run.id => s.apply(change, now),
+                _ => s,
+            })
+    }
 }
