@@ -98,13 +98,17 @@ impl RunnerScope {
     /// # Errors
     /// With a message saying which forms are accepted.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}` is not a scope: write instance, org:<name> or repo:<owner>/<name>");
+        let bad =
+            || format!("`{s}` is not a scope: write instance, org:<name> or repo:<owner>/<name>");
         match s.split_once(':') {
             None if s == "instance" => Ok(RunnerScope::Instance),
             Some(("org", org)) if valid_gitea_name(org) => Ok(RunnerScope::Org(org.to_owned())),
             Some(("repo", full)) => match full.split_once('/') {
                 Some((owner, name)) if valid_gitea_name(owner) && valid_gitea_name(name) => {
-                    Ok(RunnerScope::Repo { owner: owner.to_owned(), name: name.to_owned() })
+                    Ok(RunnerScope::Repo {
+                        owner: owner.to_owned(),
+                        name: name.to_owned(),
+                    })
                 }
                 _ => Err(bad()),
             },
@@ -124,7 +128,9 @@ impl RunnerScope {
 }
 
 fn valid_gitea_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 impl fmt::Display for RunnerScope {
@@ -221,7 +227,10 @@ fn default_spool() -> String {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: default_listen(), spool_dir: default_spool() }
+        ServerConfig {
+            listen: default_listen(),
+            spool_dir: default_spool(),
+        }
     }
 }
 
@@ -333,7 +342,9 @@ impl TryFrom<RawTimeouts> for Timeouts {
         let read = |field: &str, text: Option<String>, default: Duration| match text {
             None => Ok(default),
             Some(t) => humantime::parse_duration(t.trim()).map_err(|e| {
-                format!("timeouts.{field}: `{t}` is not a duration (write it like 90s, 10m or 6h): {e}")
+                format!(
+                    "timeouts.{field}: `{t}` is not a duration (write it like 90s, 10m or 6h): {e}"
+                )
             }),
         };
         Ok(Timeouts {
@@ -400,7 +411,9 @@ mod opt_duration {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let Some(s) = Option::<String>::deserialize(d)? else { return Ok(None) };
+        let Some(s) = Option::<String>::deserialize(d)? else {
+            return Ok(None);
+        };
         humantime::parse_duration(s.trim()).map(Some).map_err(|e| {
             serde::de::Error::custom(format!(
                 "`{s}` is not a duration (write it like 90s, 10m or 6h): {e}"
@@ -445,7 +458,8 @@ impl Config {
         let config: Config = serde_yaml_ng::from_str(text).map_err(|e| {
             let msg = e.to_string();
             // NOTE: a secret written literally is the mistake we most want to explain.
-            if msg.contains("unknown field `token`") || msg.contains("unknown field `webhook_secret`")
+            if msg.contains("unknown field `token`")
+                || msg.contains("unknown field `webhook_secret`")
             {
                 ConfigError::Syntax(format!(
                     "{msg}\nsecrets are never written in the file: set gitea.token_env / \
@@ -468,16 +482,28 @@ impl Config {
         let c = &self.cluster_id;
         if c.is_empty()
             || c.len() > 24
-            || !c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            p.add("cluster_id", "must be 1 to 24 characters of a-z, 0-9 and '-'");
+            p.add(
+                "cluster_id",
+                "must be 1 to 24 characters of a-z, 0-9 and '-'",
+            );
         }
         self.gitea.validate(&mut p);
         if self.store.table.len() < 3
             || self.store.table.len() > 255
-            || !self.store.table.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            || !self
+                .store
+                .table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
         {
-            p.add("store.table", "must be a DynamoDB table name: 3 to 255 of A-Z a-z 0-9 _ - .");
+            p.add(
+                "store.table",
+                "must be a DynamoDB table name: 3 to 255 of A-Z a-z 0-9 _ - .",
+            );
         }
         if self.pools.is_empty() {
             p.add("pools", "must define at least one pool");
@@ -494,7 +520,10 @@ impl Config {
         let s = &self.safety;
         for (field, value) in [
             ("safety.max_launches_per_pass", s.max_launches_per_pass),
-            ("safety.max_terminations_per_pass", s.max_terminations_per_pass),
+            (
+                "safety.max_terminations_per_pass",
+                s.max_terminations_per_pass,
+            ),
             ("safety.max_instances", s.max_instances),
             ("safety.max_attempts", s.max_attempts),
         ] {
@@ -518,14 +547,17 @@ impl Config {
 impl GiteaConfig {
     fn validate(&self, p: &mut Problems) {
         let url = self.url.trim_end_matches('/');
-        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
         match rest {
             Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {}
             _ => p.add("gitea.url", format!("`{}` is not an http(s) URL", self.url)),
         }
-        for (field, name) in
-            [("gitea.token_env", &self.token_env), ("gitea.webhook_secret_env", &self.webhook_secret_env)]
-        {
+        for (field, name) in [
+            ("gitea.token_env", &self.token_env),
+            ("gitea.webhook_secret_env", &self.webhook_secret_env),
+        ] {
             let ok = !name.is_empty()
                 && !name.starts_with(|c: char| c.is_ascii_digit())
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
@@ -543,7 +575,10 @@ impl PoolConfig {
     fn validate(&self, label: &str, foreign: &[String], p: &mut Problems) {
         let at = |f: &str| format!("pools.{label}.{f}");
         if label.trim().is_empty() || label.contains(char::is_whitespace) || label.contains(',') {
-            p.add(format!("pools.{label:?}"), "a pool label must be one word with no spaces or commas");
+            p.add(
+                format!("pools.{label:?}"),
+                "a pool label must be one word with no spaces or commas",
+            );
         }
         if foreign.iter().any(|f| f == label) {
             p.add(format!("pools.{label}"), "is also listed in foreign_labels");
@@ -553,7 +588,10 @@ impl PoolConfig {
         }
         for (i, t) in self.instance_types.iter().enumerate() {
             if !t.contains('.') || t.contains(char::is_whitespace) {
-                p.add(format!("{}[{i}]", at("instance_types")), format!("`{t}` is not an instance type like c7a.large"));
+                p.add(
+                    format!("{}[{i}]", at("instance_types")),
+                    format!("`{t}` is not an instance type like c7a.large"),
+                );
             }
         }
         if self.subnets.is_empty() {
@@ -561,16 +599,25 @@ impl PoolConfig {
         }
         for (i, s) in self.subnets.iter().enumerate() {
             if !s.starts_with("subnet-") {
-                p.add(format!("{}[{i}]", at("subnets")), format!("`{s}` is not a subnet id (subnet-…)"));
+                p.add(
+                    format!("{}[{i}]", at("subnets")),
+                    format!("`{s}` is not a subnet id (subnet-…)"),
+                );
             }
         }
         for (i, s) in self.security_groups.iter().enumerate() {
             if !s.starts_with("sg-") {
-                p.add(format!("{}[{i}]", at("security_groups")), format!("`{s}` is not a security group id (sg-…)"));
+                p.add(
+                    format!("{}[{i}]", at("security_groups")),
+                    format!("`{s}` is not a security group id (sg-…)"),
+                );
             }
         }
         if !self.ami.starts_with("ami-") {
-            p.add(at("ami"), format!("`{}` is not an AMI id (ami-…)", self.ami));
+            p.add(
+                at("ami"),
+                format!("`{}` is not an AMI id (ami-…)", self.ami),
+            );
         }
         if self.max_instances == 0 {
             p.add(at("max_instances"), "must be at least 1");
@@ -579,11 +626,21 @@ impl PoolConfig {
             p.add(at("volume_size_gb"), "must be between 8 and 16384");
         }
         for (i, l) in self.extra_labels.iter().enumerate() {
-            if l.trim().is_empty() || l.contains(char::is_whitespace) || l.contains(',') || l.contains(':') {
-                p.add(format!("{}[{i}]", at("extra_labels")), format!("`{l}` is not a runner label"));
+            if l.trim().is_empty()
+                || l.contains(char::is_whitespace)
+                || l.contains(',')
+                || l.contains(':')
+            {
+                p.add(
+                    format!("{}[{i}]", at("extra_labels")),
+                    format!("`{l}` is not a runner label"),
+                );
             }
         }
-        if self.max_lifetime.is_some_and(|d| d < Duration::from_secs(60)) {
+        if self
+            .max_lifetime
+            .is_some_and(|d| d < Duration::from_secs(60))
+        {
             p.add(at("max_lifetime"), "must be at least 1m");
         }
     }
@@ -617,7 +674,10 @@ impl Timeouts {
             }
         }
         if self.max_lifetime <= self.registration {
-            p.add("timeouts.max_lifetime", "must be longer than timeouts.registration");
+            p.add(
+                "timeouts.max_lifetime",
+                "must be longer than timeouts.registration",
+            );
         }
     }
 }
@@ -627,7 +687,10 @@ struct Problems(Vec<Problem>);
 
 impl Problems {
     fn add(&mut self, field: impl Into<String>, problem: impl Into<String>) {
-        self.0.push(Problem { field: field.into(), problem: problem.into() });
+        self.0.push(Problem {
+            field: field.into(),
+            problem: problem.into(),
+        });
     }
 
     fn finish(self) -> Result<(), ConfigError> {
@@ -676,9 +739,14 @@ mod tests {
     #[test]
     fn literal_secret_is_refused_with_a_hint() {
         let text = minimal().replace("  url:", "  token: abc123\n  url:");
-        let err = Config::parse(&text).expect_err("literal token refused").to_string();
+        let err = Config::parse(&text)
+            .expect_err("literal token refused")
+            .to_string();
         assert!(err.contains("token_env"), "{err}");
-        assert!(!err.contains("abc123"), "the secret must not be echoed: {err}");
+        assert!(
+            !err.contains("abc123"),
+            "the secret must not be echoed: {err}"
+        );
     }
 
     #[test]
@@ -691,14 +759,20 @@ mod tests {
             panic!("expected value problems");
         };
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
-        assert_eq!(fields, ["cluster_id", "pools.go.subnets[0]", "pools.go.ami"]);
+        assert_eq!(
+            fields,
+            ["cluster_id", "pools.go.subnets[0]", "pools.go.ami"]
+        );
     }
 
     #[test]
     fn bad_duration_and_unknown_field_name_the_place() {
         let text = minimal() + "timeouts:\n  idle: ten minutes\n";
         let err = Config::parse(&text).expect_err("bad duration").to_string();
-        assert!(err.contains("timeouts.idle") && err.contains("not a duration"), "{err}");
+        assert!(
+            err.contains("timeouts.idle") && err.contains("not a duration"),
+            "{err}"
+        );
         let text = minimal() + "safety:\n  max_lanches_per_pass: 3\n";
         let err = Config::parse(&text).expect_err("typo").to_string();
         assert!(err.contains("max_lanches_per_pass"), "{err}");
@@ -709,7 +783,10 @@ mod tests {
         for s in ["instance", "org:acme", "repo:acme/app"] {
             assert_eq!(RunnerScope::parse(s).expect(s).to_string(), s);
         }
-        assert_eq!(RunnerScope::parse("org:acme").expect("org").api_prefix(), "/api/v1/orgs/acme/actions");
+        assert_eq!(
+            RunnerScope::parse("org:acme").expect("org").api_prefix(),
+            "/api/v1/orgs/acme/actions"
+        );
         assert!(RunnerScope::parse("repo:acme").is_err());
         assert!(RunnerScope::parse("team:x").is_err());
     }
@@ -718,7 +795,10 @@ mod tests {
     fn a_pool_also_listed_as_foreign_is_refused() {
         let text = minimal() + "foreign_labels: [go]\n";
         let err = Config::parse(&text).expect_err("conflict").to_string();
-        assert!(err.contains("pools.go: is also listed in foreign_labels"), "{err}");
+        assert!(
+            err.contains("pools.go: is also listed in foreign_labels"),
+            "{err}"
+        );
     }
 
     #[test]

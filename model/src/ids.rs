@@ -55,9 +55,15 @@ impl RunId {
     /// When the id is empty, too long, or has other characters.
     pub fn parse(s: &str) -> Result<Self, IdError> {
         if s.is_empty() || s.len() > MAX_RUN_ID_LEN {
-            return Err(IdError::new("run id", s, "must be 1 to 128 characters long"));
+            return Err(IdError::new(
+                "run id",
+                s,
+                "must be 1 to 128 characters long",
+            ));
         }
-        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             || s.starts_with('-')
         {
             return Err(IdError::new(
@@ -204,7 +210,11 @@ impl IdError {
             value.truncate(value.floor_char_boundary(80));
             value.push('…');
         }
-        IdError { what, value, problem }
+        IdError {
+            what,
+            value,
+            problem,
+        }
     }
 }
 
@@ -224,7 +234,10 @@ mod tests {
     fn push_ids_are_stable_and_distinct_per_instance() {
         let a = RunId::for_push("o/r", "abc", ".gitea/workflows/ci.yml", "build", 0);
         let b = RunId::for_push("o/r", "abc", ".gitea/workflows/ci.yml", "build", 1);
-        assert_eq!(a, RunId::for_push("o/r", "abc", ".gitea/workflows/ci.yml", "build", 0));
+        assert_eq!(
+            a,
+            RunId::for_push("o/r", "abc", ".gitea/workflows/ci.yml", "build", 0)
+        );
         assert_ne!(a, b);
         assert!(RunId::parse(a.as_str()).is_ok());
         assert_eq!(a.as_str().len(), "push-".len() + 24);
@@ -238,7 +251,10 @@ mod tests {
         assert!(name.as_str().contains(run.as_str()));
         assert_eq!(name.parse_ours("prod"), Some((run.clone(), 3)));
         assert_eq!(name.parse_ours("staging"), None);
-        assert_eq!(RunnerName::observed("host-runner-1").parse_ours("prod"), None);
+        assert_eq!(
+            RunnerName::observed("host-runner-1").parse_ours("prod"),
+            None
+        );
     }
 
     #[test]

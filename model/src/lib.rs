@@ -12,6 +12,7 @@
 //! - [`secret`]: a string that never prints.
 //! - [`tags`]: the EC2 ownership tag scheme.
 //! - [`plan`]: the planner: `plan(desired, observed, policy, now) -> Plan`.
+//! - [`testing`]: builders and a world model for tests and benchmarks.
 //! - [`time`]: timestamps and duration parsing.
 //! - [`userdata`]: the boot script (EC2 user-data) of a runner instance.
 #![deny(missing_docs)]
@@ -23,11 +24,14 @@ pub mod observed;
 pub mod plan;
 pub mod secret;
 pub mod tags;
+pub mod testing;
 pub mod time;
 pub mod userdata;
 
 pub use desired::{DesiredRun, JobRef, JobState, Origin, Phase, RunSpec, RunStatus};
 pub use ids::{InstanceId, RunId, RunnerName};
-pub use observed::{DesiredView, ForgeRunner, Instance, InstanceState, Lifecycle, Observed, QueuedJob, Seen};
+pub use observed::{
+    DesiredView, ForgeRunner, Instance, InstanceState, Lifecycle, Observed, QueuedJob, Seen,
+};
 pub use plan::{plan, Action, Plan, Policy, Reason, StatusChange};
 pub use time::Timestamp;

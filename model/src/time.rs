@@ -146,7 +146,10 @@ mod tests {
         assert_eq!(Timestamp::parse(&text), Ok(t));
         let json = serde_json::to_string(&t).expect("serializes");
         assert_eq!(serde_json::from_str::<Timestamp>(&json).expect("parses"), t);
-        assert_eq!(serde_json::from_str::<Timestamp>("1000").expect("millis"), Timestamp(1000));
+        assert_eq!(
+            serde_json::from_str::<Timestamp>("1000").expect("millis"),
+            Timestamp(1000)
+        );
     }
 
     #[test]
