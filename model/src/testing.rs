@@ -272,6 +272,15 @@ impl World {
                 }
             }
         }
+        // Final runs leave the active index; the controller's observe step still reports
+        // those whose job Gitea lists as queued, so backfill does not bring them back.
+        let ended = self
+            .desired
+            .runs
+            .iter()
+            .filter(|r| r.status.phase.is_final())
+            .map(|r| r.id.clone());
+        self.desired.finished.extend(ended);
         self.desired.runs.retain(|r| !r.status.phase.is_final());
     }
 }

@@ -126,10 +126,21 @@ impl<'a> Index<'a> {
         self.runners.get(runner).cloned().unwrap_or_default()
     }
 
-    /// Whether a runner is (or may be) running a job: Gitea says busy, or a webhook said a
-    /// job is in progress on it. Gitea's busy flag lags by up to 10 s, hence the second check.
+    /// Whether a runner is (or may be) running a job: Gitea says busy, or it is online and a
+    /// webhook said a job is in progress on it (Gitea's busy flag lags by up to 10 s). A
+    /// runner that is offline runs nothing, whatever the last webhook said.
     pub(super) fn is_busy(&self, r: &ForgeRunner) -> bool {
-        r.busy || self.in_progress_on.contains(r.name.as_str())
+        r.busy || (r.online && self.in_progress_on.contains(r.name.as_str()))
+    }
+
+    /// Whether any runner called `name` is busy.
+    pub(super) fn is_busy_name(&self, name: &str) -> bool {
+        self.runners_named(name).iter().any(|r| self.is_busy(r))
+    }
+
+    /// Whether a webhook said a job is in progress on the runner called `name`.
+    pub(super) fn took_a_job(&self, name: &str) -> bool {
+        self.in_progress_on.contains(name)
     }
 
     /// Whether some queued job could run on a runner with `labels` (all of its labels are

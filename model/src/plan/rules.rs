@@ -270,7 +270,7 @@ impl<'a> Planner<'a> {
             return self.end_run(run, instance, &runners);
         }
         match run.status.phase {
-            Phase::Pending => self.pending(run, instance),
+            Phase::Pending => self.pending(run, instance, &runners),
             Phase::Launching => self.launching(run, instance, &runners),
             Phase::Running => self.running(run, instance, &runners),
             Phase::Succeeded | Phase::Failed | Phase::Cancelled => {}
@@ -297,7 +297,9 @@ impl<'a> Planner<'a> {
         if !self.destroy_ok {
             return;
         }
-        let busy = runners.iter().any(|r| self.idx.is_busy(r));
+        let busy = self
+            .idx
+            .is_busy_name(run.runner_name(&self.policy.cluster).as_str());
         let mut all_removed = true;
         if let Some(i) = instance {
             let expired = self.lifetime_expired(i);
@@ -320,18 +322,33 @@ impl<'a> Planner<'a> {
 
     /// Rule "launch": a pending run with no runner gets one, within budgets and caps; a run
     /// no pool serves is reported unschedulable, with its labels.
-    fn pending(&mut self, run: &'a DesiredRun, instance: Option<&'a Instance>) {
+    fn pending(
+        &mut self,
+        run: &'a DesiredRun,
+        instance: Option<&'a Instance>,
+        runners: &[&'a ForgeRunner],
+    ) {
         if let Some(i) = instance {
-            return self.adopt(run, i);
+            self.adopt(run, i);
+            return self.running(run, Some(i), runners);
         }
         if let JobState::InProgress { .. } = run.spec.job_state {
+            if self.destroy_ok {
+                // With no instance, a registration under this name is unused whatever the
+                // webhook says; remove it with the run rather than as a ghost later.
+                for r in runners.iter().filter(|r| !r.busy) {
+                    self.deregister(r, Reason::Ghost);
+                }
+            }
             let change = StatusChange::Finish {
                 phase: Phase::Succeeded,
                 error: None,
             };
             return self.status(run, change, Reason::JobTakenElsewhere);
         }
-        self.launch(run, run.status.attempt.max(1), Reason::NoRunner);
+        if self.clear_registrations(runners, &Reason::Ghost) {
+            self.launch(run, run.status.attempt.max(1), Reason::NoRunner);
+        }
     }
 
     /// Rules "adopt" and "stale claim": a claimed run whose instance exists is recorded; a
@@ -345,7 +362,9 @@ impl<'a> Planner<'a> {
         runners: &[&'a ForgeRunner],
     ) {
         if let Some(i) = instance {
-            return self.adopt(run, i);
+            // Adopted, it is a running run from here on: apply those rules in the same pass.
+            self.adopt(run, i);
+            return self.running(run, Some(i), runners);
         }
         if !self.destroy_ok {
             return;
@@ -360,13 +379,30 @@ impl<'a> Planner<'a> {
         if deadline > self.now {
             return self.deadline(deadline);
         }
-        let reason = Reason::StaleClaim { timeout };
-        for r in runners {
-            if !self.idx.is_busy(r) {
-                self.deregister(r, reason.clone());
-            }
+        if let JobState::InProgress { .. } = run.spec.job_state {
+            // The job started meanwhile: nothing to relaunch for.
+            return self.lost(run, None, runners);
         }
-        self.launch(run, run.status.attempt.max(1), reason);
+        let reason = Reason::StaleClaim { timeout };
+        if self.clear_registrations(runners, &reason) {
+            self.launch(run, run.status.attempt.max(1), reason);
+        }
+    }
+
+    /// Removes registrations left under a runner name about to be launched, so the launch
+    /// does not register a second runner of that name. `false` (launch nothing) while one of
+    /// them is busy, or when the view is partial.
+    fn clear_registrations(&mut self, runners: &[&'a ForgeRunner], reason: &Reason) -> bool {
+        if runners.is_empty() {
+            return true;
+        }
+        if !self.destroy_ok || runners.iter().any(|r| r.busy) {
+            return false;
+        }
+        for r in runners {
+            self.deregister(r, reason.clone());
+        }
+        true
     }
 
     fn adopt(&mut self, run: &'a DesiredRun, i: &'a Instance) {
@@ -495,7 +531,9 @@ impl<'a> Planner<'a> {
 
     /// The runner is offline or missing: rules "never registered" and "zombie".
     fn not_online(&mut self, run: &'a DesiredRun, i: &'a Instance, runners: &[&'a ForgeRunner]) {
-        let Some(_) = run.status.registered_at else {
+        let name = run.runner_name(&self.policy.cluster);
+        // A runner a webhook saw take the job did register, even if we never saw it online.
+        if run.status.registered_at.is_none() && !self.idx.took_a_job(name.as_str()) {
             let timeout = self.policy.timeouts.registration;
             let launched = run.status.launched_at.unwrap_or(i.launched_at);
             let deadline = launched.plus(timeout);
@@ -503,7 +541,7 @@ impl<'a> Planner<'a> {
                 return self.deadline(deadline);
             }
             return self.retire(run, i, runners, Reason::NeverRegistered { timeout });
-        };
+        }
         let grace = self.policy.timeouts.offline_grace;
         match run.status.offline_since {
             None => {
@@ -655,15 +693,16 @@ impl<'a> Planner<'a> {
             {
                 continue; // its row is unreadable: we cannot know what it wants
             }
-            let runners = i
+            let name = i
                 .tags
                 .get(crate::tags::RUNNER_NAME)
-                .map_or_else(Vec::new, |n| self.idx.runners_named(n));
+                .map_or("", String::as_str);
+            let runners = self.idx.runners_named(name);
             self.handled_runners.extend(runners.iter().map(|r| r.id));
             let limit = self.lifetime_of(i);
             let reason = if self.lifetime_expired(i) {
                 Reason::MaxLifetime { limit }
-            } else if runners.iter().any(|r| self.idx.is_busy(r)) {
+            } else if self.idx.is_busy_name(name) {
                 self.deadline(i.launched_at.plus(limit));
                 continue;
             } else if i.launched_at.plus(min_age) > self.now {

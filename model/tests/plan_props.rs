@@ -1,0 +1,338 @@
+//! Property tests of the planner's invariants over random worlds.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use model::desired::{JobState, Phase};
+use model::observed::{InstanceState, SPOT_INTERRUPTION};
+use model::testing::*;
+use model::{plan, Action, DesiredRun, ForgeRunner, Instance, Observed, Seen};
+use proptest::prelude::*;
+
+/// One run and what exists for it.
+#[derive(Debug, Clone)]
+struct RunCase {
+    labels: u8,
+    phase: u8,
+    attempt: u32,
+    job: u8,
+    cancel: bool,
+    registered: Option<u64>,
+    offline: Option<u64>,
+    instance: Option<(u8, u64, bool)>,
+    runner: Option<(bool, bool, bool)>,
+    queued: bool,
+}
+
+fn run_case() -> impl Strategy<Value = RunCase> {
+    (
+        (0u8..5, 0u8..3, 1u32..4, 0u8..4, prop::bool::weighted(0.15)),
+        (prop::option::of(0u64..400), prop::option::of(0u64..400)),
+        prop::option::of((0u8..6, 0u64..30_000, prop::bool::weighted(0.2))),
+        prop::option::of((
+            any::<bool>(),
+            prop::bool::weighted(0.3),
+            prop::bool::weighted(0.2),
+        )),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(
+                (labels, phase, attempt, job, cancel),
+                (registered, offline),
+                instance,
+                runner,
+                queued,
+            )| RunCase {
+                labels,
+                phase,
+                attempt,
+                job,
+                cancel,
+                registered,
+                offline,
+                instance,
+                runner,
+                queued,
+            },
+        )
+}
+
+const LABELS: [&[&str]; 5] = [&["go"], &["docker"], &["linux"], &["host"], &["gpu"]];
+const STATES: [InstanceState; 6] = [
+    InstanceState::Pending,
+    InstanceState::Running,
+    InstanceState::Running,
+    InstanceState::ShuttingDown,
+    InstanceState::Terminated,
+    InstanceState::Stopped,
+];
+
+fn id(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(0)
+}
+
+/// Builds a world from cases plus stray instances and runners; `now` is 20,000 s after T0.
+fn world(cases: &[RunCase], strays: &[(u8, u64, bool)], ghosts: &[(bool, bool)]) -> World {
+    let now = at(20_000);
+    let mut runs = Vec::new();
+    let mut instances = Vec::new();
+    let mut runners = Vec::new();
+    let mut jobs = Vec::new();
+    for (n, c) in cases.iter().enumerate() {
+        let job = id(n) + 1;
+        let labels = LABELS[usize::from(c.labels)];
+        let mut r: DesiredRun = job_run(job, labels);
+        r.status.attempt = c.attempt;
+        r.spec.cancel = c.cancel;
+        let name = name_of(&r);
+        r.spec.job_state = match c.job {
+            0 | 1 => JobState::Queued,
+            2 => JobState::InProgress {
+                runner: Some(name.to_string()),
+            },
+            _ => JobState::Completed {
+                conclusion: "success".into(),
+            },
+        };
+        let launched = at(c
+            .instance
+            .map_or(19_000, |(_, age, _)| 20_000 - age.min(20_000)));
+        match c.phase {
+            0 => {}
+            1 => r.status = r.status.claimed(c.attempt, name.clone(), at(19_500)),
+            _ => {
+                r = running(r, &format!("i-{job}"), launched);
+                r.status.registered_at = c.registered.map(|s| at(20_000 - s));
+                r.status.offline_since = c.offline.map(|s| at(20_000 - s));
+            }
+        }
+        if let Some((state, _, interrupted)) = c.instance {
+            let mut i = instance_for(
+                &r,
+                &format!("i-{job}"),
+                labels[0],
+                STATES[usize::from(state)],
+                launched,
+            );
+            if interrupted {
+                i.state_reason = Some(SPOT_INTERRUPTION.into());
+            }
+            instances.push(i);
+        }
+        if let Some((online, busy, disabled)) = c.runner {
+            let mut g = runner(
+                1000 + job,
+                name.as_str(),
+                &[labels[0], "linux"],
+                online || busy,
+                busy,
+            );
+            g.disabled = disabled;
+            runners.push(g);
+        }
+        if c.queued && c.job < 2 {
+            jobs.push(queued(job, labels));
+        }
+        runs.push(r);
+    }
+    for (n, (state, age, tagged)) in strays.iter().enumerate() {
+        let stray = job_run(500 + id(n), &["go"]);
+        let i = if *tagged {
+            let launched = at(20_000 - (*age).min(20_000));
+            instance_for(
+                &stray,
+                &format!("i-stray{n}"),
+                "go",
+                STATES[usize::from(*state)],
+                launched,
+            )
+        } else {
+            bare_instance(&format!("i-foreign{n}"), InstanceState::Running, at(0))
+        };
+        instances.push(i);
+    }
+    for (n, (online, busy)) in ghosts.iter().enumerate() {
+        let g = job_run(800 + id(n), &["go"]);
+        runners.push(runner(
+            2000 + id(n),
+            name_of(&g).as_str(),
+            &["go"],
+            *online,
+            *busy,
+        ));
+    }
+    runners.push(runner(9999, "standing-host-runner", &["host"], true, false));
+    World::new(runs, instances, runners, jobs, now)
+}
+
+fn world_strategy() -> impl Strategy<Value = World> {
+    (
+        prop::collection::vec(run_case(), 0..10),
+        prop::collection::vec((0u8..6, 0u64..30_000, any::<bool>()), 0..4),
+        prop::collection::vec((any::<bool>(), any::<bool>()), 0..3),
+    )
+        .prop_map(|(cases, strays, ghosts)| world(&cases, &strays, &ghosts))
+}
+
+fn terminated(actions: &[Action]) -> Vec<&str> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Terminate { instance, .. } => Some(instance.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn runner_targets(actions: &[Action]) -> Vec<i64> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Deregister { runner_id, .. } | Action::DisableRunner { runner_id, .. } => {
+                Some(*runner_id)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runners that are (or may be) running a job: Gitea says busy, or they are online and a
+/// webhook said a job is in progress on them.
+fn busy_names(w: &World) -> HashSet<String> {
+    let mut in_progress = HashSet::new();
+    for r in &w.desired.runs {
+        if let JobState::InProgress { runner: Some(n) } = &r.spec.job_state {
+            in_progress.insert(n.clone());
+        }
+    }
+    w.runners
+        .iter()
+        .filter(|r| r.busy || (r.online && in_progress.contains(&r.name)))
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn planning_is_deterministic(w in world_strategy()) {
+        let p = policy();
+        prop_assert_eq!(w.plan(&p), w.plan(&p));
+    }
+
+    #[test]
+    fn never_names_an_instance_without_our_cluster_tag(w in world_strategy()) {
+        let plan = w.plan(&policy());
+        let ours: HashSet<&str> =
+            w.instances.iter().filter(|i| i.is_ours(CLUSTER)).map(|i| i.id.as_str()).collect();
+        for id in terminated(&plan.actions) {
+            prop_assert!(ours.contains(id), "terminates {} which is not ours", id);
+        }
+        // Standing runners (names that are not ours) are never touched either.
+        prop_assert!(!runner_targets(&plan.actions).contains(&9999));
+    }
+
+    #[test]
+    fn never_terminates_a_busy_runner_before_its_max_lifetime(w in world_strategy()) {
+        let plan = w.plan(&policy());
+        let busy = busy_names(&w);
+        for id in terminated(&plan.actions) {
+            let i: &Instance = w.instances.iter().find(|i| i.id.as_str() == id).expect("planned on a listed instance");
+            let name = i.runner_name().map(|n| n.to_string()).unwrap_or_default();
+            if busy.contains(&name) {
+                prop_assert!(i.launched_at.plus(Duration::from_secs(6 * 3600)) <= w.now, "busy {} terminated early", id);
+            }
+        }
+    }
+
+    #[test]
+    fn a_partial_observation_plans_no_destruction(w in world_strategy(), which in 0u8..4) {
+        let mut observed: Observed = w.observed();
+        let mut desired = w.desired.clone();
+        match which {
+            0 => observed.instances = Seen::Partial {
+                items: w.instances.iter().skip(1).cloned().collect(),
+                error: "page 2 failed".into(),
+            },
+            1 => observed.runners = Seen::Partial { items: Vec::<ForgeRunner>::new(), error: "503".into() },
+            2 => observed.queued_jobs = Seen::Partial { items: vec![], error: "timeout".into() },
+            _ => {
+                desired.complete = false;
+                desired.runs.truncate(1);
+            }
+        }
+        let plan = plan(&desired, &observed, &policy(), w.now);
+        prop_assert!(plan.actions.iter().all(|a| !a.is_destructive()), "{:?}", plan.actions);
+        prop_assert!(plan.withheld.is_some());
+        // Nothing is concluded from an absence: no requeue, no failure, no lost-run finish.
+        // (Noting a runner offline is bookkeeping, and needs a complete runner list.)
+        for a in &plan.actions {
+            if let Action::UpdateStatus { change, .. } = a {
+                let positive = matches!(
+                    change,
+                    model::StatusChange::Adopt { .. } | model::StatusChange::Registered { .. } | model::StatusChange::Online
+                ) || (which != 1 && matches!(change, model::StatusChange::Offline { .. }));
+                let webhook_said = matches!(change, model::StatusChange::Finish { phase: Phase::Succeeded | Phase::Cancelled, .. })
+                    && a.reason() != &model::Reason::JobNoLongerWaiting;
+                prop_assert!(positive || webhook_said, "absence-based change on a partial view: {}", a);
+            }
+        }
+    }
+
+    #[test]
+    fn launches_stay_within_budget_and_caps(w in world_strategy(), budget in 1u32..4, cap in 1u32..8) {
+        let mut p = policy();
+        p.safety.max_launches_per_pass = budget;
+        p.safety.max_instances = cap;
+        let live = count(w.instances.iter().filter(|i| i.is_ours(CLUSTER) && i.state.is_live()).count());
+        let launches = count(w.plan(&p).actions.iter().filter(|a| matches!(a, Action::Launch { .. })).count());
+        prop_assert!(launches <= budget);
+        prop_assert!(launches == 0 || live + launches <= cap, "live {} + launches {} > cap {}", live, launches, cap);
+    }
+
+    #[test]
+    fn a_second_plan_on_the_state_the_first_leads_to_plans_nothing(w in world_strategy()) {
+        let p = policy();
+        let mut w = w;
+        let first = w.plan(&p);
+        w.apply(&first);
+        let second = w.plan(&p);
+        // A runner disabled by the first plan is removed by the second (two-step retire: the
+        // removal rests on an observation made after the disable); nothing else follows.
+        let disabled = first.actions.iter().any(|a| matches!(a, Action::DisableRunner { .. }));
+        if disabled {
+            w.apply(&second);
+            let third = w.plan(&p);
+            prop_assert!(third.is_empty(), "third: {:#?}", third.actions);
+        } else {
+            prop_assert!(second.is_empty(), "first: {:#?}\nsecond: {:#?}", first.actions, second.actions);
+        }
+    }
+}
+
+#[test]
+fn a_second_plan_after_a_disable_only_removes_that_runner() {
+    let mut r = running(job_run(1, &["go"]), "i-1", at(0));
+    r.status.registered_at = Some(at(60));
+    let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
+    let g = runner(5, name_of(&r).as_str(), &["go", "linux"], true, false);
+    let mut p = policy();
+    p.can_disable_runners = true;
+    let mut w = World::new(vec![r], vec![i], vec![g], vec![], at(3600));
+    let first = w.plan(&p);
+    assert!(matches!(
+        &first.actions[..],
+        [Action::DisableRunner { runner_id: 5, .. }]
+    ));
+    w.apply(&first);
+    let second = w.plan(&p);
+    assert_eq!(second.actions.len(), 3, "{:?}", second.actions);
+    w.apply(&second);
+    assert!(w.plan(&p).is_empty());
+}
