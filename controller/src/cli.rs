@@ -37,6 +37,8 @@ pub enum Command {
     Workflows(WorkflowsCommand),
     /// Plan one pass over a recorded world (desired runs + observations) and print the plan.
     Plan(cmd::plan::PlanArgs),
+    /// Print the boot script (EC2 user-data) of a pool's runners, with placeholder credentials.
+    RenderUserData(cmd::render_user_data::RenderUserDataArgs),
 }
 
 /// `tinqs-ci config …`
@@ -74,6 +76,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Workflows(WorkflowsCommand::Show(args)) => cmd::workflows::show(&args),
         Command::Workflows(WorkflowsCommand::Match(args)) => cmd::workflows::matches(&args),
         Command::Plan(args) => cmd::plan::run(&args),
+        Command::RenderUserData(args) => cmd::render_user_data::run(&args),
     };
     match result {
         Ok(code) => code,

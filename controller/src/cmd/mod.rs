@@ -2,4 +2,5 @@
 
 pub mod config;
 pub mod plan;
+pub mod render_user_data;
 pub mod workflows;
