@@ -43,7 +43,7 @@ make_repos() {
   git clone -q --bare "$work/lib" "$work/lib.git"
 
   git init -q "$work/app"
-  cd "$work/app"
+  cd "$work/app" || return 1
   mkdir src docs
   echo "readme" >README
   echo "main" >src/main.go
@@ -62,7 +62,7 @@ make_repos() {
   git commit -qm "add lib"
   git clone -q --bare "$work/app" "$ROOT/acme/app.git"
   APP=$work/app
-  cd "$BATS_TEST_TMPDIR"
+  cd "$BATS_TEST_TMPDIR" || return 1
 }
 
 checkout() {

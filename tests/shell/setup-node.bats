@@ -13,6 +13,7 @@ setup() {
   NAME=node-v$VERSION-linux-x64
   build=$BATS_TEST_TMPDIR/build/$NAME/bin
   mkdir -p "$MIRROR/v$VERSION" "$build" "$BATS_TEST_TMPDIR/bin" "$STUB_LOG_DIR"
+  # shellcheck disable=SC2016 # $1 belongs to the generated script
   printf '#!/bin/sh\n[ "$1" = --version ] && echo v%s\n' "$VERSION" >"$build/node"
   cat >"$build/corepack" <<'EOF2'
 #!/bin/sh
