@@ -1,10 +1,12 @@
 //! The DynamoDB side: the desired-state table and the single-writer lease.
 //!
-//! - `dynamo`: the real port over `aws-sdk-dynamodb` (schema and codec in `schema`).
+//! - [`dynamo`]: the real port over `aws-sdk-dynamodb` (layout and codec in [`schema`]).
 //! - [`fake`]: [`fake::FakeStore`], an in-memory table with the same semantics, for tests and
 //!   the demo.
 
+pub mod dynamo;
 pub mod fake;
+pub mod schema;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! [`FakeStore`]: the desired-state table in memory, with the DynamoDB store's semantics.
 //!
-//! Same rules as the DynamoDB store: creating is idempotent on the run id; status writes check
+//! Same rules as [`super::dynamo::DynamoStore`]: creating is idempotent on the run id; status writes check
 //! the version and the writer's lease fence and never touch the spec; spec writes never touch
 //! the status; the job state never moves backwards; a final run leaves the active list and
 //! gets an expiry. Tests can also do what operators and outages do: edit a spec by hand, put a
@@ -250,6 +250,7 @@ impl Store for FakeStore {
         let mut view = DesiredView {
             runs: Vec::new(),
             invalid: Vec::new(),
+            finished: Vec::new(),
             complete: true,
         };
         for (key, row) in &s.rows {
