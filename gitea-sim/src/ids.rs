@@ -1,0 +1,49 @@
+//! Random tokens and content hashes.
+
+use sha2::{Digest, Sha256};
+
+/// `n` random lowercase hex characters (from v4 UUIDs).
+#[must_use]
+pub fn random_hex(n: usize) -> String {
+    let mut out = String::with_capacity(n + 32);
+    while out.len() < n {
+        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    out.truncate(n);
+    out
+}
+
+/// A 40-hex-character object id derived from `parts`.
+///
+/// Looks like a git SHA-1 and is stable for the same input, but is not a real git object id.
+#[must_use]
+pub fn object_id(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    let mut s = hex::encode(h.finalize());
+    s.truncate(40);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_hex_has_the_requested_length_and_differs_each_time() {
+        let a = random_hex(40);
+        assert_eq!(a.len(), 40);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, random_hex(40));
+    }
+
+    #[test]
+    fn object_ids_are_stable_and_separate_their_parts() {
+        assert_eq!(object_id(&[b"ab", b"c"]), object_id(&[b"ab", b"c"]));
+        assert_ne!(object_id(&[b"ab", b"c"]), object_id(&[b"a", b"bc"]));
+        assert_eq!(object_id(&[b"x"]).len(), 40);
+    }
+}
