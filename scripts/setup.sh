@@ -12,6 +12,8 @@ command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 command -v bats >/dev/null 2>&1 || need_apt+=(bats)
 [ -d /usr/lib/bats/bats-assert ] || [ -d /usr/lib/bats-assert ] || need_apt+=(bats-assert bats-support bats-file)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v unzip >/dev/null 2>&1 || need_apt+=(unzip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "setup: installing ${need_apt[*]}"
