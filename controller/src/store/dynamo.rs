@@ -38,6 +38,7 @@ pub struct DynamoStore {
     table: String,
     retention: Duration,
     policy: CallPolicy,
+    page_limit: Option<i32>,
     calls: AtomicU64,
 }
 
@@ -72,8 +73,17 @@ impl DynamoStore {
             table: table.to_owned(),
             retention,
             policy,
+            page_limit: None,
             calls: AtomicU64::new(0),
         }
+    }
+
+    /// Reads the active index in pages of at most `items` rows (DynamoDB's own limit is 1 MB
+    /// per page); tests use it to exercise paging with few rows.
+    #[must_use]
+    pub fn with_page_limit(mut self, items: i32) -> Self {
+        self.page_limit = Some(items);
+        self
     }
 
     /// A store from the shared SDK configuration and the config file's `store` section.
@@ -474,6 +484,7 @@ impl Store for DynamoStore {
                         .expression_attribute_names("#a", schema::ACTIVE)
                         .expression_attribute_values(":one", s(schema::ACTIVE_VALUE))
                         .set_exclusive_start_key(start.clone())
+                        .set_limit(self.page_limit)
                         .send();
                     async move { req.await.map_err(|e| ApiError::from_sdk(&e)) }
                 })

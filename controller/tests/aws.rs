@@ -1,0 +1,756 @@
+//! The DynamoDB store and the EC2 fleet against moto, through the real AWS SDK.
+//!
+//! Run with `make test-aws` (or `scripts/with-moto.sh cargo test -p tinqs-ci --test aws`):
+//! the wrapper starts moto on a loopback port and exports `TINQS_TEST_MOTO_URL`,
+//! `AWS_ENDPOINT_URL`, test credentials and the region. Every test uses its own table and
+//! cluster id, so they run in parallel against one moto.
+//!
+//! What moto cannot do (honour client tokens, answer with capacity errors or throttling) is
+//! tested through the in-memory EC2 in `controller/src/fleet/ec2/tests.rs`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_ec2::types::{Filter, InstanceAttributeName, ResourceType, Tag, TagSpecification};
+use base64::Engine as _;
+use controller::aws::{sdk_config, CallPolicy};
+use controller::fleet::ec2::{Ec2Fleet, Ec2Settings, SdkEc2};
+use controller::fleet::{Fleet, LaunchRequest};
+use controller::store::dynamo::DynamoStore;
+use controller::store::{schema, Store, StoreError};
+use model::config::{Market, PoolConfig};
+use model::desired::{DesiredRun, JobRef, JobState, Origin, Phase, RunSpec, RunStatus};
+use model::secret::Secret;
+use model::{tags, InstanceId, Lifecycle, RunId, RunnerName, Timestamp};
+
+const USER_DATA: &str = "#!/bin/bash\necho 'runner credentials: s3cr3t-runner-token'\n";
+
+/// The SDK configuration for moto; refuses anything but a loopback endpoint.
+async fn conf() -> aws_config::SdkConfig {
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    let url = std::env::var("TINQS_TEST_MOTO_URL").unwrap_or_else(|_| {
+        panic!("TINQS_TEST_MOTO_URL is not set: run these tests with `make test-aws`, which starts moto")
+    });
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "TINQS_TEST_MOTO_URL must be a loopback URL, got {url}"
+    );
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert_eq!(
+        endpoint, url,
+        "AWS_ENDPOINT_URL must point at moto too (scripts/with-moto.sh sets both)"
+    );
+    sdk_config(Some("us-east-1")).await
+}
+
+fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..10])
+}
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_millis(1_764_000_000_000 + secs * 1000)
+}
+
+fn run(job: i64) -> DesiredRun {
+    let spec = RunSpec::for_job(
+        JobRef {
+            id: job,
+            attempt: 1,
+            name: Some("build".into()),
+            run_id: Some(9),
+        },
+        vec!["go".into(), "linux".into()],
+        Some("acme/app".into()),
+        Origin::Webhook,
+        t(0),
+    );
+    DesiredRun::new(RunId::for_job(job, 1), spec)
+}
+
+/// A fresh table, initialised, with a fast retry policy.
+async fn store() -> DynamoStore {
+    let conf = conf().await;
+    let store = DynamoStore::with_policy(
+        aws_sdk_dynamodb::Client::new(&conf),
+        &unique("runs"),
+        Duration::from_secs(3600),
+        CallPolicy::fast(),
+    );
+    store
+        .init_table(Duration::from_secs(30))
+        .await
+        .expect("store init");
+    store
+}
+
+const LEASE_TTL: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn store_init_creates_table_index_and_ttl_and_a_second_run_changes_nothing() {
+    let conf = conf().await;
+    let table = unique("runs");
+    let client = aws_sdk_dynamodb::Client::new(&conf);
+    let store = DynamoStore::new(client.clone(), &table, Duration::from_secs(3600));
+    let first = store
+        .init_table(Duration::from_secs(30))
+        .await
+        .expect("first init");
+    assert!(first.created_table && first.enabled_ttl, "{first:?}");
+    let second = store
+        .init_table(Duration::from_secs(30))
+        .await
+        .expect("second init");
+    assert_eq!(second, Default::default(), "nothing left to do");
+    let desc = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("describe");
+    let t = desc.table().expect("table");
+    assert_eq!(t.key_schema()[0].attribute_name(), schema::PK);
+    assert!(t
+        .global_secondary_indexes()
+        .iter()
+        .any(|g| g.index_name() == Some(schema::ACTIVE_INDEX)));
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("ttl");
+    assert_eq!(
+        ttl.time_to_live_description()
+            .and_then(|d| d.attribute_name()),
+        Some(schema::EXPIRES_AT)
+    );
+}
+
+#[tokio::test]
+async fn a_missing_table_is_reported_with_the_command_that_creates_it() {
+    let conf = conf().await;
+    let store = DynamoStore::with_policy(
+        aws_sdk_dynamodb::Client::new(&conf),
+        &unique("absent"),
+        Duration::from_secs(60),
+        CallPolicy::fast(),
+    );
+    let err = store.list_active().await.expect_err("no table");
+    assert!(
+        matches!(&err, StoreError::NoTable(m) if m.contains("store init")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn creating_the_same_run_twice_creates_it_once() {
+    let store = store().await;
+    assert!(store.create(&run(1)).await.expect("create"));
+    assert!(!store.create(&run(1)).await.expect("create again"));
+    assert_eq!(store.get(&run(1).id).await.expect("get"), Some(run(1)));
+    let view = store.list_active().await.expect("list");
+    assert!(view.complete);
+    assert_eq!(view.runs, vec![run(1)]);
+}
+
+#[tokio::test]
+async fn a_status_write_with_a_stale_version_is_a_conflict() {
+    let store = store().await;
+    store.create(&run(1)).await.expect("create");
+    let lease = store
+        .acquire_lease("ctl-a", LEASE_TTL, t(0))
+        .await
+        .expect("lease");
+    let claimed = RunStatus {
+        phase: Phase::Launching,
+        attempt: 1,
+        claimed_at: Some(t(1)),
+        ..RunStatus::default()
+    };
+    let v1 = store
+        .write_status(&run(1).id, 0, &claimed, &lease)
+        .await
+        .expect("first write");
+    assert_eq!(v1.version, 1);
+    let err = store
+        .write_status(&run(1).id, 0, &claimed, &lease)
+        .await
+        .expect_err("stale");
+    assert_eq!(err, StoreError::Conflict(run(1).id.to_string()));
+    let stored = store.get(&run(1).id).await.expect("get").expect("row");
+    assert_eq!(stored.status, v1);
+}
+
+#[tokio::test]
+async fn status_writes_never_touch_the_spec_and_spec_writes_never_touch_the_status() {
+    let store = store().await;
+    store.create(&run(1)).await.expect("create");
+    let lease = store
+        .acquire_lease("ctl-a", LEASE_TTL, t(0))
+        .await
+        .expect("lease");
+    assert!(store.set_cancel(&run(1).id, true).await.expect("cancel"));
+    let running = RunStatus {
+        phase: Phase::Running,
+        attempt: 1,
+        instance_id: Some(InstanceId::new("i-0123")),
+        launched_at: Some(t(5)),
+        ..RunStatus::default()
+    };
+    store
+        .write_status(&run(1).id, 0, &running, &lease)
+        .await
+        .expect("status");
+    let in_progress = JobState::InProgress {
+        runner: Some("tq-x".into()),
+    };
+    assert!(store
+        .set_job_state(&run(1).id, &in_progress)
+        .await
+        .expect("job state"));
+    let stored = store.get(&run(1).id).await.expect("get").expect("row");
+    assert!(
+        stored.spec.cancel,
+        "the operator's cancel survived the status write"
+    );
+    assert_eq!(stored.spec.job_state, in_progress);
+    assert_eq!(stored.status.instance_id, Some(InstanceId::new("i-0123")));
+    assert_eq!(stored.status.version, 1);
+    // A later status without the instance clears it (status attributes are replaced whole).
+    let requeued = RunStatus {
+        phase: Phase::Pending,
+        attempt: 2,
+        ..RunStatus::default()
+    };
+    store
+        .write_status(&run(1).id, 1, &requeued, &lease)
+        .await
+        .expect("requeue");
+    let stored = store.get(&run(1).id).await.expect("get").expect("row");
+    assert_eq!(stored.status.instance_id, None);
+    assert!(stored.spec.cancel);
+}
+
+#[tokio::test]
+async fn the_job_state_never_moves_backwards() {
+    let store = store().await;
+    store.create(&run(1)).await.expect("create");
+    let id = run(1).id;
+    let done = JobState::Completed {
+        conclusion: "success".into(),
+    };
+    assert!(store
+        .set_job_state(&id, &JobState::InProgress { runner: None })
+        .await
+        .expect("in progress"));
+    assert!(store.set_job_state(&id, &done).await.expect("completed"));
+    assert!(store
+        .set_job_state(
+            &id,
+            &JobState::InProgress {
+                runner: Some("late".into())
+            }
+        )
+        .await
+        .expect("late"));
+    assert!(store
+        .set_job_state(&id, &JobState::Queued)
+        .await
+        .expect("late queued"));
+    assert_eq!(
+        store
+            .get(&id)
+            .await
+            .expect("get")
+            .expect("row")
+            .spec
+            .job_state,
+        done
+    );
+    assert!(!store
+        .set_job_state(&RunId::for_job(999, 1), &done)
+        .await
+        .expect("missing run"));
+    assert!(!store
+        .set_cancel(&RunId::for_job(999, 1), true)
+        .await
+        .expect("missing run"));
+}
+
+#[tokio::test]
+async fn the_lease_is_renewed_taken_over_after_expiry_and_the_old_holder_cannot_write() {
+    let store = store().await;
+    store.create(&run(1)).await.expect("create");
+    let a = store
+        .acquire_lease("ctl-a", LEASE_TTL, t(0))
+        .await
+        .expect("a acquires");
+    let err = store
+        .acquire_lease("ctl-b", LEASE_TTL, t(10))
+        .await
+        .expect_err("held");
+    assert_eq!(
+        err,
+        StoreError::LeaseHeld {
+            holder: "ctl-a".into(),
+            until: t(30)
+        }
+    );
+    let a = store
+        .renew_lease(&a, LEASE_TTL, t(20))
+        .await
+        .expect("a renews");
+    assert_eq!(a.expires_at, t(50));
+    assert!(matches!(
+        store.acquire_lease("ctl-b", LEASE_TTL, t(40)).await,
+        Err(StoreError::LeaseHeld { .. })
+    ));
+    let b = store
+        .acquire_lease("ctl-b", LEASE_TTL, t(51))
+        .await
+        .expect("b takes over after expiry");
+    assert!(
+        b.fence > a.fence,
+        "the fence grows when the lease changes hands"
+    );
+    let status = RunStatus {
+        phase: Phase::Launching,
+        attempt: 1,
+        ..RunStatus::default()
+    };
+    assert_eq!(
+        store.write_status(&run(1).id, 0, &status, &a).await,
+        Err(StoreError::LeaseLost)
+    );
+    assert_eq!(
+        store.renew_lease(&a, LEASE_TTL, t(52)).await,
+        Err(StoreError::LeaseLost)
+    );
+    store
+        .release_lease(&a)
+        .await
+        .expect("releasing a lost lease is a no-op");
+    store
+        .write_status(&run(1).id, 0, &status, &b)
+        .await
+        .expect("b writes");
+    store.release_lease(&b).await.expect("b releases");
+    let c = store
+        .acquire_lease("ctl-c", LEASE_TTL, t(53))
+        .await
+        .expect("free after release");
+    assert!(c.fence > b.fence);
+}
+
+#[tokio::test]
+async fn a_hand_edited_invalid_row_is_reported_alone() {
+    let store = store().await;
+    store.create(&run(1)).await.expect("create");
+    store.create(&run(2)).await.expect("create");
+    let client = store.client();
+    client
+        .update_item()
+        .table_name(store.table())
+        .key(schema::PK, AttributeValue::S(run(2).id.to_string()))
+        .update_expression("SET phase = :p")
+        .expression_attribute_values(":p", AttributeValue::S("runing".into()))
+        .send()
+        .await
+        .expect("hand edit");
+    let mut raw = HashMap::new();
+    raw.insert(
+        schema::PK.to_owned(),
+        AttributeValue::S("Not A Valid Id".into()),
+    );
+    raw.insert(schema::ACTIVE.to_owned(), AttributeValue::S("1".into()));
+    client
+        .put_item()
+        .table_name(store.table())
+        .set_item(Some(raw))
+        .send()
+        .await
+        .expect("raw row");
+    let view = store.list_active().await.expect("the read itself succeeds");
+    assert_eq!(view.runs, vec![run(1)]);
+    let mut keys: Vec<&str> = view.invalid.iter().map(|i| i.key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["Not A Valid Id", "job-2-1"]);
+    let bad = view
+        .invalid
+        .iter()
+        .find(|i| i.key == "job-2-1")
+        .expect("job-2-1");
+    assert!(
+        bad.error.contains("phase") && bad.error.contains("runing"),
+        "{}",
+        bad.error
+    );
+    let err = store.get(&run(2).id).await.expect_err("invalid row");
+    assert!(matches!(err, StoreError::InvalidRow { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn final_runs_leave_the_active_index_and_carry_their_expiry() {
+    let store = store().await;
+    store.create(&run(1)).await.expect("create");
+    store.create(&run(2)).await.expect("create");
+    let lease = store
+        .acquire_lease("ctl-a", LEASE_TTL, t(0))
+        .await
+        .expect("lease");
+    let done = RunStatus {
+        phase: Phase::Succeeded,
+        attempt: 1,
+        finished_at: Some(t(100)),
+        ..RunStatus::default()
+    };
+    store
+        .write_status(&run(1).id, 0, &done, &lease)
+        .await
+        .expect("finish");
+    let view = store.list_active().await.expect("list");
+    assert_eq!(
+        view.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![run(2).id]
+    );
+    let item = store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .key(schema::PK, AttributeValue::S(run(1).id.to_string()))
+        .send()
+        .await
+        .expect("raw get");
+    let item = item.item().expect("row");
+    assert_eq!(
+        item.get(schema::EXPIRES_AT),
+        Some(&AttributeValue::N((t(100).as_secs() + 3600).to_string()))
+    );
+    assert!(!item.contains_key(schema::ACTIVE));
+}
+
+#[tokio::test]
+async fn list_active_reads_every_page() {
+    let store = store().await.with_page_limit(3);
+    for job in 0..10 {
+        store.create(&run(job)).await.expect("create");
+    }
+    let before = store.api_calls();
+    let view = store.list_active().await.expect("list");
+    assert_eq!(view.runs.len(), 10);
+    assert!(store.api_calls() - before >= 4, "10 rows in pages of 3");
+}
+
+// ---------------------------------------------------------------- EC2 ----------------------
+
+struct Ec2Rig {
+    client: aws_sdk_ec2::Client,
+    fleet: Ec2Fleet<SdkEc2>,
+    cluster: String,
+    pool: PoolConfig,
+}
+
+async fn ec2_rig(page_size: i32) -> Ec2Rig {
+    let conf = conf().await;
+    let client = aws_sdk_ec2::Client::new(&conf);
+    let cluster = unique("c");
+    let vpc = client
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .expect("vpc");
+    let vpc_id = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_owned();
+    let subnet = client
+        .create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block("10.0.1.0/24")
+        .availability_zone("us-east-1a")
+        .send()
+        .await
+        .expect("subnet");
+    let subnet_id = subnet
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .expect("subnet id")
+        .to_owned();
+    let sg = client
+        .create_security_group()
+        .group_name(unique("sg"))
+        .description("runners")
+        .vpc_id(&vpc_id)
+        .send()
+        .await
+        .expect("sg");
+    let image = client
+        .register_image()
+        .name(unique("ami"))
+        .root_device_name("/dev/xvda")
+        .send()
+        .await
+        .expect("ami");
+    let pool = PoolConfig {
+        instance_types: vec!["c7a.large".into(), "m7a.large".into()],
+        subnets: vec![subnet_id],
+        security_groups: vec![sg.group_id().expect("sg id").to_owned()],
+        ami: image.image_id().expect("ami id").to_owned(),
+        instance_profile: None,
+        market: Market::Spot,
+        max_instances: 50,
+        volume_size_gb: 40,
+        extra_labels: vec![],
+        max_lifetime: None,
+    };
+    let settings = Ec2Settings {
+        call: CallPolicy::fast(),
+        page_size,
+        ..Ec2Settings::default()
+    };
+    let fleet = Ec2Fleet::with_settings(
+        SdkEc2::new(client.clone()),
+        &cluster,
+        settings,
+        controller::fleet::ec2::system_clock(),
+    );
+    Ec2Rig {
+        client,
+        fleet,
+        cluster,
+        pool,
+    }
+}
+
+fn launch_req(rig: &Ec2Rig, job: i64) -> LaunchRequest {
+    let run = RunId::for_job(job, 1);
+    LaunchRequest {
+        runner: RunnerName::new(&rig.cluster, &run, 1),
+        client_token: model::ids::client_token(&rig.cluster, &run, 1),
+        run,
+        attempt: 1,
+        pool: "go".into(),
+        pool_config: rig.pool.clone(),
+        user_data: Secret::new(USER_DATA),
+    }
+}
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_launched_instance_carries_our_tags_imdsv2_and_the_user_data() {
+    let rig = ec2_rig(1000).await;
+    let req = launch_req(&rig, 1);
+    let (instance, offering) = rig.fleet.launch(&req).await.expect("launch");
+    assert_eq!(offering.lifecycle, Lifecycle::Spot);
+    assert_eq!(offering.instance_type, "c7a.large");
+
+    let desc = rig
+        .client
+        .describe_instances()
+        .instance_ids(instance.id.as_str())
+        .send()
+        .await
+        .expect("describe");
+    let i = desc.reservations()[0].instances()[0].clone();
+    let tags = tag_map(i.tags());
+    assert_eq!(tags.get(tags::CLUSTER), Some(&rig.cluster));
+    assert_eq!(
+        tags.get(tags::RUNNER_NAME).map(String::as_str),
+        Some(req.runner.as_str())
+    );
+    assert_eq!(tags.get(tags::RUN_ID).map(String::as_str), Some("job-1-1"));
+    assert_eq!(tags.get(tags::POOL).map(String::as_str), Some("go"));
+    assert_eq!(tags.get(tags::ATTEMPT).map(String::as_str), Some("1"));
+    assert_eq!(
+        tags.get(tags::NAME).map(String::as_str),
+        Some(req.runner.as_str())
+    );
+    assert_eq!(i.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
+    let md = i.metadata_options().expect("metadata options");
+    assert_eq!(md.http_tokens().map(|t| t.as_str()), Some("required"));
+    assert_eq!(md.http_put_response_hop_limit(), Some(1));
+    assert_eq!(i.subnet_id(), Some(rig.pool.subnets[0].as_str()));
+    assert!(i
+        .security_groups()
+        .iter()
+        .any(|g| g.group_id() == Some(rig.pool.security_groups[0].as_str())));
+
+    let attr = rig
+        .client
+        .describe_instance_attribute()
+        .instance_id(instance.id.as_str())
+        .attribute(InstanceAttributeName::UserData)
+        .send()
+        .await
+        .expect("user data");
+    let encoded = attr
+        .user_data()
+        .and_then(|u| u.value())
+        .expect("user data set");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("base64");
+    assert_eq!(decoded, USER_DATA.as_bytes());
+
+    let shutdown = rig
+        .client
+        .describe_instance_attribute()
+        .instance_id(instance.id.as_str())
+        .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+        .send()
+        .await
+        .expect("shutdown behaviour");
+    assert_eq!(
+        shutdown
+            .instance_initiated_shutdown_behavior()
+            .and_then(|v| v.value()),
+        Some("terminate")
+    );
+
+    let volumes = rig
+        .client
+        .describe_volumes()
+        .filters(
+            Filter::builder()
+                .name("attachment.instance-id")
+                .values(instance.id.as_str())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("volumes");
+    assert!(!volumes.volumes().is_empty(), "the instance has a volume");
+    for v in volumes.volumes() {
+        assert_eq!(
+            tag_map(v.tags()).get(tags::CLUSTER),
+            Some(&rig.cluster),
+            "volumes are tagged too"
+        );
+    }
+
+    let listed = rig.fleet.list().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, instance.id);
+    assert_eq!(listed[0].runner_name().as_ref(), Some(&req.runner));
+    assert_eq!(listed[0].lifecycle, Lifecycle::Spot);
+    assert_eq!(listed[0].zone, "us-east-1a");
+}
+
+#[tokio::test]
+async fn list_reads_every_page() {
+    let rig = ec2_rig(5).await;
+    let mut launched = Vec::new();
+    for job in 0..12 {
+        launched.push(
+            rig.fleet
+                .launch(&launch_req(&rig, job))
+                .await
+                .expect("launch")
+                .0
+                .id,
+        );
+    }
+    let before = rig.fleet.api_calls();
+    let mut listed: Vec<InstanceId> = rig
+        .fleet
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    listed.sort();
+    launched.sort();
+    assert_eq!(listed, launched);
+    assert_eq!(
+        rig.fleet.api_calls() - before,
+        3,
+        "12 reservations in pages of 5"
+    );
+}
+
+#[tokio::test]
+async fn instances_without_our_cluster_tag_are_never_listed() {
+    let rig = ec2_rig(1000).await;
+    let (ours, _) = rig
+        .fleet
+        .launch(&launch_req(&rig, 1))
+        .await
+        .expect("launch");
+    let other_cluster = TagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .tags(
+            Tag::builder()
+                .key(tags::CLUSTER)
+                .value(unique("other"))
+                .build(),
+        )
+        .tags(
+            Tag::builder()
+                .key(tags::RUNNER_NAME)
+                .value("tq-other-job-1-1-a1")
+                .build(),
+        )
+        .build();
+    for spec in [Some(other_cluster), None] {
+        rig.client
+            .run_instances()
+            .image_id(&rig.pool.ami)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&rig.pool.subnets[0])
+            .set_tag_specifications(spec.map(|s| vec![s]))
+            .send()
+            .await
+            .expect("foreign instance");
+    }
+    let listed = rig.fleet.list().await.expect("list");
+    assert_eq!(
+        listed.iter().map(|i| i.id.clone()).collect::<Vec<_>>(),
+        vec![ours.id]
+    );
+}
+
+#[tokio::test]
+async fn terminating_twice_and_terminating_unknown_ids_both_succeed() {
+    let rig = ec2_rig(1000).await;
+    let (a, _) = rig.fleet.launch(&launch_req(&rig, 1)).await.expect("a");
+    let (b, _) = rig.fleet.launch(&launch_req(&rig, 2)).await.expect("b");
+    let ids = vec![
+        a.id.clone(),
+        InstanceId::new("i-0000000000000dead"),
+        b.id.clone(),
+    ];
+    rig.fleet.terminate(&ids).await.expect("terminate");
+    rig.fleet.terminate(&ids).await.expect("terminate again");
+    let listed = rig.fleet.list().await.expect("list");
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|i| !i.state.is_live()), "{listed:?}");
+    let desc = rig
+        .client
+        .describe_instance_status()
+        .instance_ids(a.id.as_str())
+        .include_all_instances(true)
+        .send()
+        .await
+        .expect("status");
+    let state = desc.instance_statuses()[0]
+        .instance_state()
+        .and_then(|s| s.name())
+        .map(|n| n.as_str().to_owned());
+    assert_eq!(state.as_deref(), Some("terminated"));
+}
