@@ -39,6 +39,9 @@ pub enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Print the boot script (EC2 user-data) of a pool's runners, with placeholder credentials.
     RenderUserData(cmd::render_user_data::RenderUserDataArgs),
+    /// Work with the DynamoDB table of desired runs.
+    #[command(subcommand)]
+    Store(cmd::store::StoreCommand),
 }
 
 /// `tinqs-ci config …`
@@ -77,6 +80,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Workflows(WorkflowsCommand::Match(args)) => cmd::workflows::matches(&args),
         Command::Plan(args) => cmd::plan::run(&args),
         Command::RenderUserData(args) => cmd::render_user_data::run(&args),
+        Command::Store(command) => cmd::store::run(&command),
     };
     match result {
         Ok(code) => code,

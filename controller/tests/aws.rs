@@ -754,3 +754,41 @@ async fn terminating_twice_and_terminating_unknown_ids_both_succeed() {
         .map(|n| n.as_str().to_owned());
     assert_eq!(state.as_deref(), Some("terminated"));
 }
+
+#[tokio::test]
+async fn the_store_init_command_sets_up_the_table_and_is_safe_to_run_again() {
+    conf().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let table = unique("cli-runs");
+    let config = model::config::EXAMPLE.replace("table: tinqs-ci-runs", &format!("table: {table}"));
+    assert!(
+        config.contains(&table),
+        "the example config names its table as expected"
+    );
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let run_init = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tinqs-ci"))
+            .args(["store", "init", "--config"])
+            .arg(&path)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("run tinqs-ci")
+    };
+    let first = run_init();
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(out.contains(&format!("table {table}: created")), "{out}");
+    let second = run_init();
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        second.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(out.contains("already set up"), "{out}");
+}

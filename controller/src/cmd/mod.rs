@@ -3,4 +3,5 @@
 pub mod config;
 pub mod plan;
 pub mod render_user_data;
+pub mod store;
 pub mod workflows;
