@@ -3,7 +3,7 @@
 
 REPO_ROOT=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 export REPO_ROOT
-export BATS_LIB_PATH=${BATS_LIB_PATH:-/usr/lib/bats}
+export BATS_LIB_PATH=${BATS_LIB_PATH:-/usr/lib/bats:/usr/lib}
 bats_load_library bats-support
 bats_load_library bats-assert
 bats_load_library bats-file
