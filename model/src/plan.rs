@@ -234,6 +234,34 @@ pub enum Reason {
     },
 }
 
+impl Reason {
+    /// A short stable name (`never-registered`, `orphan`…), for metric labels and logs.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::NoRunner => "no-runner",
+            Reason::Backfill { .. } => "backfill",
+            Reason::StaleClaim { .. } => "stale-claim",
+            Reason::InstanceFound => "instance-found",
+            Reason::RunnerOnline => "runner-online",
+            Reason::RunnerOffline => "runner-offline",
+            Reason::NeverRegistered { .. } => "never-registered",
+            Reason::Idle { .. } => "idle",
+            Reason::Zombie { .. } => "zombie",
+            Reason::Ghost => "ghost",
+            Reason::Orphan { .. } => "orphan",
+            Reason::MaxLifetime { .. } => "max-lifetime",
+            Reason::SpotInterruption => "spot-interruption",
+            Reason::InstanceLost => "instance-lost",
+            Reason::JobFinished => "job-finished",
+            Reason::JobTakenElsewhere => "job-taken-elsewhere",
+            Reason::JobNoLongerWaiting => "job-no-longer-waiting",
+            Reason::Cancelled => "cancelled",
+            Reason::AttemptsExhausted { .. } => "attempts-exhausted",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

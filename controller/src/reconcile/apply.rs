@@ -1,0 +1,339 @@
+//! Apply: carry out a plan. Every decision was made by the planner; this module only executes,
+//! with bounded concurrency, a timeout on every call, and one result per action. One failed
+//! action never stops the others.
+//!
+//! Order: new runs are created first; then each run's actions run in plan order (terminate,
+//! deregister, status change, launch of the next attempt), different runs concurrently; actions
+//! on instances and runners no run claims run concurrently too.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+use model::desired::{DesiredRun, RunStatus};
+use model::ids::client_token;
+use model::userdata::{self, UserDataInput};
+use model::{Action, RunId};
+
+use super::Reconciler;
+use crate::fleet::{FleetError, LaunchRequest};
+use crate::store::Lease;
+
+/// The result of one action.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The action.
+    pub action: Action,
+    /// `Ok` or what went wrong (never holding a secret).
+    pub result: Result<(), String>,
+}
+
+/// Every action's result.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyReport {
+    /// One per action, in no particular order.
+    pub outcomes: Vec<Outcome>,
+}
+
+impl ApplyReport {
+    /// How many actions failed.
+    #[must_use]
+    pub fn failures(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.result.is_err()).count()
+    }
+}
+
+/// A run's actions, applied in order against the status as it evolves.
+struct RunGroup {
+    run: Option<DesiredRun>,
+    actions: Vec<Action>,
+}
+
+impl Reconciler {
+    /// Applies `plan` to the world it was made from (`runs` are the rows the planner saw).
+    pub async fn apply(
+        &self,
+        plan: &model::Plan,
+        runs: &[DesiredRun],
+        lease: &Lease,
+    ) -> ApplyReport {
+        let mut report = ApplyReport::default();
+        let mut by_id: BTreeMap<RunId, DesiredRun> =
+            runs.iter().map(|r| (r.id.clone(), r.clone())).collect();
+
+        // Phase 1: create backfilled runs (idempotent; an existing row is read back).
+        for action in &plan.actions {
+            if let Action::CreateRun { run, spec, .. } = action {
+                let row = DesiredRun::new(run.clone(), spec.clone());
+                let result = match self.timed(self.store.create(&row)).await {
+                    Ok(true) => {
+                        by_id.insert(run.clone(), row);
+                        Ok(())
+                    }
+                    Ok(false) => match self.timed(self.store.get(run)).await {
+                        Ok(Some(existing)) => {
+                            by_id.insert(run.clone(), existing);
+                            Ok(())
+                        }
+                        Ok(None) => Err(format!("run {run} vanished right after it was created")),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                };
+                report.outcomes.push(self.record(action, result));
+            }
+        }
+
+        // Phase 2: group the rest by run; unclaimed actions are groups of one.
+        let mut groups: Vec<RunGroup> = Vec::new();
+        let mut index: BTreeMap<RunId, usize> = BTreeMap::new();
+        for action in &plan.actions {
+            if matches!(action, Action::CreateRun { .. }) {
+                continue;
+            }
+            let key = match action {
+                Action::Launch { run, .. } | Action::UpdateStatus { run, .. } => Some(run.clone()),
+                Action::Terminate { run: Some(run), .. } if by_id.contains_key(run) => {
+                    Some(run.clone())
+                }
+                _ => None,
+            };
+            match key {
+                Some(run) => {
+                    let slot = *index.entry(run.clone()).or_insert_with(|| {
+                        groups.push(RunGroup {
+                            run: by_id.get(&run).cloned(),
+                            actions: Vec::new(),
+                        });
+                        groups.len() - 1
+                    });
+                    groups[slot].actions.push(action.clone());
+                }
+                None => groups.push(RunGroup {
+                    run: None,
+                    actions: vec![action.clone()],
+                }),
+            }
+        }
+        // Deregistrations of a run's runner belong with that run (they come before its status).
+        let lease = Arc::new(lease.clone());
+        let results: Vec<Vec<Outcome>> = stream::iter(groups)
+            .map(|g| {
+                let lease = Arc::clone(&lease);
+                async move { self.apply_group(g, &lease).await }
+            })
+            .buffer_unordered(self.limits.concurrency.max(1))
+            .collect()
+            .await;
+        report.outcomes.extend(results.into_iter().flatten());
+        report
+    }
+
+    async fn apply_group(&self, group: RunGroup, lease: &Lease) -> Vec<Outcome> {
+        let RunGroup { mut run, actions } = group;
+        let mut outcomes = Vec::with_capacity(actions.len());
+        let mut blocked: Option<String> = None;
+        for action in actions {
+            // A status change or launch after a failed step of the same run would act on a
+            // state that did not happen: skip it; the next pass plans again.
+            if let Some(why) = &blocked {
+                if matches!(action, Action::UpdateStatus { .. } | Action::Launch { .. }) {
+                    outcomes.push(self.record(&action, Err(format!("skipped: {why}"))));
+                    continue;
+                }
+            }
+            let result = self.apply_one(&action, run.as_mut(), lease).await;
+            if let Err(e) = &result {
+                blocked = Some(format!("an earlier step failed ({e})"));
+            }
+            outcomes.push(self.record(&action, result));
+        }
+        outcomes
+    }
+
+    async fn apply_one(
+        &self,
+        action: &Action,
+        run: Option<&mut DesiredRun>,
+        lease: &Lease,
+    ) -> Result<(), String> {
+        match action {
+            Action::CreateRun { .. } => Ok(()),
+            Action::Terminate { instance, .. } => {
+                self.timed(self.fleet.terminate(std::slice::from_ref(instance)))
+                    .await
+            }
+            Action::Deregister { runner_id, .. } => {
+                self.timed(self.forge.delete_runner(*runner_id)).await
+            }
+            Action::DisableRunner { runner_id, .. } => {
+                self.timed(self.forge.disable_runner(*runner_id)).await
+            }
+            Action::UpdateStatus {
+                run: id, change, ..
+            } => {
+                let run = run.ok_or_else(|| format!("run {id} is not in this pass's view"))?;
+                let next = run.status.apply(change, self.clock.now());
+                self.write_status(run, next, lease).await
+            }
+            Action::Launch {
+                run: id,
+                attempt,
+                runner,
+                pool,
+                labels,
+                ..
+            } => {
+                let run = run.ok_or_else(|| format!("run {id} is not in this pass's view"))?;
+                self.launch(run, *attempt, runner, pool, labels, lease)
+                    .await
+            }
+        }
+    }
+
+    /// Writes `next` over the run's status, conditional on the version we hold and the lease.
+    async fn write_status(
+        &self,
+        run: &mut DesiredRun,
+        next: RunStatus,
+        lease: &Lease,
+    ) -> Result<(), String> {
+        let written = self
+            .timed(
+                self.store
+                    .write_status(&run.id, run.status.version, &next, lease),
+            )
+            .await?;
+        run.status = written;
+        Ok(())
+    }
+
+    /// The crash-safe launch: claim, register, launch, record. A crash between any two steps
+    /// is repaired by a later pass (a tagged instance is adopted; a stale claim is launched
+    /// again with the same client token; an unused registration is deregistered).
+    async fn launch(
+        &self,
+        run: &mut DesiredRun,
+        attempt: u32,
+        runner: &model::RunnerName,
+        pool: &str,
+        labels: &[String],
+        lease: &Lease,
+    ) -> Result<(), String> {
+        let now = self.clock.now();
+        // 1. Claim: only one writer can move the run to Launching at this version.
+        let claimed = run.status.claimed(attempt, runner.clone(), now);
+        self.write_status(run, claimed, lease)
+            .await
+            .map_err(|e| format!("claim failed: {e}"))?;
+
+        // 2. Identity for the instance.
+        let registration = match self.config.gitea.registration {
+            model::config::RegistrationMode::Preregister => {
+                let reg = self
+                    .timed(self.forge.register_runner(runner, labels))
+                    .await?;
+                let mut with_id = run.status.clone();
+                with_id.runner_id = Some(reg.id);
+                self.write_status(run, with_id, lease).await?;
+                userdata::Registration::Preregistered {
+                    id: reg.id,
+                    uuid: reg.uuid,
+                    token: reg.token,
+                }
+            }
+            model::config::RegistrationMode::SelfRegister => {
+                let token = self.timed(self.forge.registration_token()).await?;
+                userdata::Registration::SelfRegister {
+                    registration_token: token,
+                }
+            }
+        };
+        let input = UserDataInput::for_pool(&self.config, pool, runner.clone(), registration)
+            .map_err(|e| e.to_string())?;
+        let user_data = userdata::render(&input).map_err(|e| e.to_string())?;
+        let pool_config = self
+            .config
+            .pools
+            .get(pool)
+            .cloned()
+            .ok_or_else(|| format!("pool {pool} is not configured"))?;
+
+        // 3. Launch, idempotent per client token on real EC2.
+        let request = LaunchRequest {
+            run: run.id.clone(),
+            attempt,
+            runner: runner.clone(),
+            pool: pool.to_owned(),
+            pool_config,
+            user_data,
+            client_token: client_token(&self.config.cluster_id, &run.id, attempt),
+        };
+        let launched =
+            match tokio::time::timeout(self.limits.launch_timeout, self.fleet.launch(&request))
+                .await
+            {
+                Ok(Ok((instance, _offering))) => instance,
+                Ok(Err(e)) => return Err(self.launch_failed(run, &e, lease).await),
+                Err(_) => {
+                    // Unknown outcome: keep the claim. The next passes adopt the instance if it
+                    // started, or launch again with the same client token after the launch timeout.
+                    return Err(format!(
+                        "launch timed out after {:?}; will be adopted or retried",
+                        self.limits.launch_timeout
+                    ));
+                }
+            };
+
+        // 4. Record.
+        let recorded = run
+            .status
+            .launched(launched.id.clone(), launched.launched_at.max(now));
+        self.write_status(run, recorded, lease).await.map_err(|e| {
+            format!(
+                "instance {} launched but not recorded ({e}); it will be adopted",
+                launched.id
+            )
+        })
+    }
+
+    /// A launch EC2 refused outright: release the claim (back to Pending with the error) so the
+    /// next pass tries again, and drop the registration made for it.
+    async fn launch_failed(
+        &self,
+        run: &mut DesiredRun,
+        error: &FleetError,
+        lease: &Lease,
+    ) -> String {
+        let message = format!("launch failed: {error}");
+        if let Some(id) = run.status.runner_id {
+            if let Err(e) = self.timed(self.forge.delete_runner(id)).await {
+                tracing::warn!(run = %run.id, runner_id = id, error = %e, "could not delete the unused registration; the ghost rule will");
+            }
+        }
+        let mut released = run.status.clone();
+        released.phase = model::Phase::Pending;
+        released.claimed_at = None;
+        released.runner_id = None;
+        released.last_error = Some(message.clone());
+        if let Err(e) = self.write_status(run, released, lease).await {
+            tracing::warn!(run = %run.id, error = %e, "could not release the claim; it goes stale and is retried");
+        }
+        message
+    }
+
+    fn record(&self, action: &Action, result: Result<(), String>) -> Outcome {
+        let target = action.run().map(ToString::to_string).unwrap_or_default();
+        match &result {
+            Ok(()) => tracing::info!(kind = action.kind(), run = %target, "{action}"),
+            Err(e) => {
+                tracing::warn!(kind = action.kind(), run = %target, error = %e, "failed: {action}")
+            }
+        }
+        self.metrics.action(action, result.is_ok());
+        Outcome {
+            action: action.clone(),
+            result,
+        }
+    }
+}
