@@ -289,6 +289,56 @@ where
         .await
 }
 
+/// Reading the JSON examples of `wiki/DevOps-Reference.md`, so tests keep them in step with
+/// the code.
+#[cfg(test)]
+pub(crate) mod doc {
+    /// The JSON code block that follows `<!-- marker -->` in the DevOps reference.
+    pub(crate) fn json_block(marker: &str) -> serde_json::Value {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../wiki/DevOps-Reference.md");
+        let text = std::fs::read_to_string(path).expect("wiki/DevOps-Reference.md is readable");
+        let tag = format!("<!-- {marker} -->");
+        let after = text
+            .split_once(&tag)
+            .map(|(_, rest)| rest)
+            .expect("the marker is in the page");
+        let body = after
+            .split_once("```json")
+            .map(|(_, rest)| rest)
+            .expect("a json block follows");
+        let body = body
+            .split_once("```")
+            .map(|(json, _)| json)
+            .expect("the block is closed");
+        serde_json::from_str(body).expect("the block is valid JSON")
+    }
+
+    /// Every `Action` named anywhere in `policy`.
+    pub(crate) fn actions(policy: &serde_json::Value) -> Vec<String> {
+        let mut out = Vec::new();
+        collect(policy, &mut out);
+        out
+    }
+
+    fn collect(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("Action", serde_json::Value::String(a)) => out.push(a.clone()),
+                        ("Action", serde_json::Value::Array(list)) => {
+                            out.extend(list.iter().filter_map(|a| a.as_str().map(str::to_owned)));
+                        }
+                        _ => collect(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(list) => list.iter().for_each(|v| collect(v, out)),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,18 @@ use super::offerings::UnavailableOfferings;
 use super::{launch_tags, offerings, Fleet, FleetError, LaunchRequest, Offering};
 use crate::aws::{is_throttling_code, retrying, ApiError, ApiErrorKind, CallPolicy};
 
+/// The most user-data EC2 accepts, in bytes before base64 encoding.
+pub const MAX_USER_DATA: usize = 16 * 1024;
+
+/// Every IAM action the fleet calls (`ec2:CreateTags` is needed to tag at launch).
+pub const IAM_ACTIONS: &[&str] = &[
+    "ec2:DescribeInstances",
+    "ec2:DescribeImages",
+    "ec2:RunInstances",
+    "ec2:CreateTags",
+    "ec2:TerminateInstances",
+];
+
 /// The EC2 calls the fleet makes: the narrow seam between our logic and the SDK.
 ///
 /// Inputs are the SDK's own input builders and outputs its output types, so an
@@ -330,6 +342,16 @@ impl<A: Ec2Api> Fleet for Ec2Fleet<A> {
             return Err(FleetError::InvalidConfig {
                 code: "InvalidParameterValue".into(),
                 message: format!("pool {} lists no instance type or no subnet", req.pool),
+            });
+        }
+        let size = req.user_data.expose().len();
+        if size > MAX_USER_DATA {
+            return Err(FleetError::InvalidConfig {
+                code: "InvalidParameterValue".into(),
+                message: format!(
+                    "the boot script of runner {} is {size} bytes; EC2 accepts at most {MAX_USER_DATA}",
+                    req.runner
+                ),
             });
         }
         let root = self.root_device(&pool.ami).await?;

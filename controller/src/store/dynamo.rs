@@ -31,6 +31,25 @@ use super::schema::{self, Item};
 use super::{expires_at, job_detail, Lease, Store, StoreError};
 use crate::aws::{is_throttling_code, retrying, ApiError, ApiErrorKind, CallPolicy};
 
+/// Every IAM action the store calls while running (`TransactWriteItems` needs the actions of
+/// its parts: `dynamodb:ConditionCheckItem` and `dynamodb:UpdateItem`).
+pub const IAM_ACTIONS: &[&str] = &[
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:Query",
+];
+
+/// The IAM actions `tinqs-ci store init` calls besides those in [`IAM_ACTIONS`].
+pub const INIT_IAM_ACTIONS: &[&str] = &[
+    "dynamodb:DescribeTable",
+    "dynamodb:CreateTable",
+    "dynamodb:UpdateTable",
+    "dynamodb:DescribeTimeToLive",
+    "dynamodb:UpdateTimeToLive",
+];
+
 /// The desired-state table in DynamoDB.
 #[derive(Debug)]
 pub struct DynamoStore {
@@ -880,6 +899,33 @@ impl Store for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_iam_policy_lists_every_dynamodb_action() {
+        let runtime = crate::aws::doc::actions(&crate::aws::doc::json_block("iam-policy-json"));
+        for action in IAM_ACTIONS {
+            assert!(
+                runtime.iter().any(|a| a == action),
+                "{action} missing from the IAM policy"
+            );
+        }
+        let init = crate::aws::doc::actions(&crate::aws::doc::json_block("iam-init-json"));
+        for action in INIT_IAM_ACTIONS {
+            assert!(
+                init.iter().any(|a| a == action),
+                "{action} missing from the init policy"
+            );
+        }
+        let dynamo: Vec<&String> = runtime
+            .iter()
+            .filter(|a| a.starts_with("dynamodb:"))
+            .collect();
+        assert_eq!(
+            dynamo.len(),
+            IAM_ACTIONS.len(),
+            "the policy grants nothing the store does not call"
+        );
+    }
 
     #[test]
     fn dynamodb_errors_are_classified() {

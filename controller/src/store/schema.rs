@@ -470,4 +470,23 @@ mod tests {
         assert_eq!(run.status.version, 0);
         assert_eq!(run.spec.job_state, JobState::Queued);
     }
+
+    #[test]
+    fn the_documented_table_matches_the_code() {
+        let table = crate::aws::doc::json_block("create-table-json");
+        let defs: Vec<&str> = table["AttributeDefinitions"]
+            .as_array()
+            .expect("definitions")
+            .iter()
+            .filter_map(|d| d["AttributeName"].as_str())
+            .collect();
+        assert_eq!(defs, [PK, ACTIVE]);
+        assert_eq!(table["KeySchema"][0]["AttributeName"], PK);
+        assert_eq!(table["KeySchema"][0]["KeyType"], "HASH");
+        let gsi = &table["GlobalSecondaryIndexes"][0];
+        assert_eq!(gsi["IndexName"], ACTIVE_INDEX);
+        assert_eq!(gsi["KeySchema"][0]["AttributeName"], ACTIVE);
+        assert_eq!(gsi["KeySchema"][1]["AttributeName"], PK);
+        assert_eq!(gsi["Projection"]["ProjectionType"], "ALL");
+    }
 }

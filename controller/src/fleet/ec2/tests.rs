@@ -830,3 +830,37 @@ fn fallback_tokens_fit_ec2_and_differ_per_offering() {
         offering_token(&base, 1, &off("c7a.large", "subnet-b", Lifecycle::Spot))
     );
 }
+
+#[tokio::test]
+async fn an_oversized_boot_script_is_refused_before_calling_ec2() {
+    let r = rig();
+    let mut big = req(1, Market::Spot);
+    big.user_data = Secret::new("x".repeat(MAX_USER_DATA + 1));
+    let err = r.fleet.launch(&big).await.expect_err("too big");
+    assert!(
+        matches!(&err, FleetError::InvalidConfig { message, .. } if message.contains("16384")),
+        "{err:?}"
+    );
+    assert!(
+        !err.to_string().contains("xxxx"),
+        "the script itself is never echoed"
+    );
+    assert_eq!(r.ec2.calls("RunInstances"), 0);
+}
+
+#[test]
+fn the_iam_policy_lists_every_ec2_action() {
+    let granted = crate::aws::doc::actions(&crate::aws::doc::json_block("iam-policy-json"));
+    for action in IAM_ACTIONS {
+        assert!(
+            granted.iter().any(|a| a == action),
+            "{action} missing from the IAM policy"
+        );
+    }
+    let ec2: BTreeSet<&String> = granted.iter().filter(|a| a.starts_with("ec2:")).collect();
+    assert_eq!(
+        ec2.len(),
+        IAM_ACTIONS.len(),
+        "the policy grants no EC2 action the fleet does not call"
+    );
+}
