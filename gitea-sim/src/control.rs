@@ -329,7 +329,12 @@ async fn spawn_agent(
     if let Some(ms) = req.report_interval_ms {
         cfg = cfg.report_interval(Duration::from_millis(ms));
     }
-    let handle = Agent::spawn(cfg);
+    let handle = Arc::new(Agent::spawn(cfg));
+    let watcher = handle.clone();
+    tokio::spawn(async move {
+        let outcome = watcher.wait().await;
+        tracing::info!(?outcome, "agent ended");
+    });
     let id = shared.next_agent.fetch_add(1, Ordering::SeqCst) as u64;
     lock(&shared.agents).push(ControlAgent {
         id,
@@ -350,6 +355,7 @@ async fn list_agents(AxState(shared): Sh) -> Json<Value> {
                 "runner_id": a.handle.runner_id(),
                 "state": a.handle.state(),
                 "finished": a.handle.is_finished(),
+                "outcome": a.handle.outcome(),
             })
         })
         .collect();

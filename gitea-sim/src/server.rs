@@ -30,7 +30,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct ControlAgent {
     pub id: u64,
     pub name: String,
-    pub handle: AgentHandle,
+    pub handle: Arc<AgentHandle>,
 }
 
 /// What the HTTP handlers share.

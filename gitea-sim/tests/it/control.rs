@@ -61,7 +61,8 @@ async fn jobs_runners_and_agents_can_be_driven_over_http() {
     let mut finished = false;
     for _ in 0..100 {
         let (_, agents) = call(&sim, "GET", "/agents", None).await;
-        if agents[0]["finished"] == true {
+        if agents[0]["outcome"]["outcome"] == "finished" {
+            assert_eq!(agents[0]["outcome"]["result"], "success");
             finished = true;
             break;
         }
