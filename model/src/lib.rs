@@ -15,6 +15,7 @@
 //! - [`testing`]: builders and a world model for tests and benchmarks.
 //! - [`time`]: timestamps and duration parsing.
 //! - [`userdata`]: the boot script (EC2 user-data) of a runner instance.
+//! - [`workflow`]: workflow files as Gitea reads them, and whether a push triggers one.
 #![deny(missing_docs)]
 
 pub mod config;
@@ -27,6 +28,7 @@ pub mod tags;
 pub mod testing;
 pub mod time;
 pub mod userdata;
+pub mod workflow;
 
 pub use desired::{DesiredRun, JobRef, JobState, Origin, Phase, RunSpec, RunStatus};
 pub use ids::{InstanceId, RunId, RunnerName};
