@@ -378,3 +378,27 @@ mod tests {
         assert!(!filter(&neg, &["main"]));
     }
 }
+
+#[cfg(test)]
+mod deep {
+    use super::*;
+
+    #[test]
+    fn deeply_nested_patterns_compile_or_fail_without_crashing() {
+        // Go counts the anchors' concatenation as one more level: 998 groups is its limit.
+        for depth in [200, 998, 999, 1000, 1001, 5000] {
+            let braces = "{".repeat(depth) + "a" + &"}".repeat(depth);
+            let result = Pattern::compile(&braces);
+            assert_eq!(
+                result.is_ok(),
+                depth + 2 <= goregex::MAX_NESTING,
+                "depth {depth}"
+            );
+            if let Ok(p) = result {
+                assert!(p.matches("a"));
+            }
+        }
+        let classes = "[a]+".repeat(20_000);
+        assert!(Pattern::compile(&classes).is_ok());
+    }
+}
