@@ -42,6 +42,11 @@ pub enum Command {
     /// Work with the DynamoDB table of desired runs.
     #[command(subcommand)]
     Store(cmd::store::StoreCommand),
+    /// Run one reconcile pass (`--once`), or only plan it (`--dry-run`).
+    Reconcile(cmd::reconcile::ReconcileArgs),
+    /// List, inspect, add, cancel or retry desired runs.
+    #[command(subcommand)]
+    Runs(cmd::runs::RunsCommand),
 }
 
 /// `tinqs-ci config …`
@@ -81,6 +86,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => cmd::plan::run(&args),
         Command::RenderUserData(args) => cmd::render_user_data::run(&args),
         Command::Store(command) => cmd::store::run(&command),
+        Command::Reconcile(args) => cmd::reconcile::run(&args),
+        Command::Runs(command) => cmd::runs::run(&command),
     };
     match result {
         Ok(code) => code,

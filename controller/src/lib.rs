@@ -9,6 +9,9 @@
 //! - [`forge`]: the Gitea port (trait [`forge::Forge`]).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`reconcile`]: observe, plan, apply, and the loop.
+//! - [`telemetry`]: logging.
+//! - [`webhook`]: the Gitea webhook receiver (`POST /hooks/gitea`) and the spool replayer.
+//! - [`wiring`]: building the real ports from a configuration.
 
 pub mod aws;
 pub mod cli;
@@ -19,3 +22,6 @@ pub mod forge;
 pub mod metrics;
 pub mod reconcile;
 pub mod store;
+pub mod telemetry;
+pub mod webhook;
+pub mod wiring;

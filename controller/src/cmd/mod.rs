@@ -2,6 +2,8 @@
 
 pub mod config;
 pub mod plan;
+pub mod reconcile;
 pub mod render_user_data;
+pub mod runs;
 pub mod store;
 pub mod workflows;

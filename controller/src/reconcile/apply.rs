@@ -16,7 +16,7 @@ use model::userdata::{self, UserDataInput};
 use model::{Action, RunId};
 
 use super::Reconciler;
-use crate::fleet::{FleetError, LaunchRequest};
+use crate::fleet::LaunchRequest;
 use crate::store::Lease;
 
 /// The result of one action.
@@ -249,15 +249,17 @@ impl Reconciler {
                 }
             }
         };
-        let input = UserDataInput::for_pool(&self.config, pool, runner.clone(), registration)
-            .map_err(|e| e.to_string())?;
-        let user_data = userdata::render(&input).map_err(|e| e.to_string())?;
-        let pool_config = self
-            .config
-            .pools
-            .get(pool)
-            .cloned()
-            .ok_or_else(|| format!("pool {pool} is not configured"))?;
+        let rendered = UserDataInput::for_pool(&self.config, pool, runner.clone(), registration)
+            .and_then(|input| userdata::render(&input));
+        let (user_data, pool_config) = match (rendered, self.config.pools.get(pool)) {
+            (Ok(user_data), Some(pool_config)) => (user_data, pool_config.clone()),
+            (Err(e), _) => return Err(self.abandon_launch(run, e.to_string(), lease).await),
+            (Ok(_), None) => {
+                return Err(self
+                    .abandon_launch(run, format!("pool {pool} is not configured"), lease)
+                    .await)
+            }
+        };
 
         // 3. Launch, idempotent per client token on real EC2.
         let request = LaunchRequest {
@@ -274,7 +276,11 @@ impl Reconciler {
                 .await
             {
                 Ok(Ok((instance, _offering))) => instance,
-                Ok(Err(e)) => return Err(self.launch_failed(run, &e, lease).await),
+                Ok(Err(e)) => {
+                    return Err(self
+                        .abandon_launch(run, format!("launch failed: {e}"), lease)
+                        .await)
+                }
                 Err(_) => {
                     // Unknown outcome: keep the claim. The next passes adopt the instance if it
                     // started, or launch again with the same client token after the launch timeout.
@@ -297,15 +303,10 @@ impl Reconciler {
         })
     }
 
-    /// A launch EC2 refused outright: release the claim (back to Pending with the error) so the
-    /// next pass tries again, and drop the registration made for it.
-    async fn launch_failed(
-        &self,
-        run: &mut DesiredRun,
-        error: &FleetError,
-        lease: &Lease,
-    ) -> String {
-        let message = format!("launch failed: {error}");
+    /// A launch that cannot go on (EC2 refused it, or the boot script could not be made):
+    /// drop the registration made for it and release the claim (back to Pending with the
+    /// error), so the next pass tries again.
+    async fn abandon_launch(&self, run: &mut DesiredRun, message: String, lease: &Lease) -> String {
         if let Some(id) = run.status.runner_id {
             if let Err(e) = self.timed(self.forge.delete_runner(id)).await {
                 tracing::warn!(run = %run.id, runner_id = id, error = %e, "could not delete the unused registration; the ghost rule will");

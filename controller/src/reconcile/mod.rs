@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::fleet::Fleet;
-use crate::forge::{Forge, ForgeVersion};
+use crate::forge::Forge;
 use crate::metrics::Metrics;
 use crate::store::{Lease, Store, StoreError};
 
@@ -36,22 +36,14 @@ pub struct Features {
 }
 
 impl Features {
-    /// The features a configuration gets from a Gitea version.
-    ///
-    /// # Errors
-    /// When the configuration needs something the server lacks (jobs mode before 1.24: no
-    /// runner API, no `workflow_job` webhooks).
-    pub fn detect(config: &Config, version: ForgeVersion) -> Result<Self, String> {
-        if !version.has_runner_api() {
-            return Err(format!(
-                "Gitea {}.{}.{} is too old: tinqs-ci needs the runner API and ephemeral runners of Gitea 1.24 or later",
-                version.major, version.minor, version.patch
-            ));
+    /// What a pass uses of what the Gitea server offers: backfill from the queued-jobs list
+    /// only in jobs mode.
+    #[must_use]
+    pub fn from_forge(config: &Config, offered: crate::forge::Features) -> Self {
+        Features {
+            queued_jobs: offered.queued_jobs && config.gitea.demand == DemandSource::Jobs,
+            disable_runners: offered.disable,
         }
-        Ok(Features {
-            queued_jobs: config.gitea.demand == DemandSource::Jobs && version.has_queued_jobs_api(),
-            disable_runners: version.can_disable_runners(),
-        })
     }
 }
 

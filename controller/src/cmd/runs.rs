@@ -1,0 +1,278 @@
+//! `tinqs-ci runs list|show|add|cancel|retry`: edit the desired-state table.
+//!
+//! These write only the spec side of a row (or create rows), never the status, so they are
+//! safe while a controller runs: the controller sees the change on its next pass. The same
+//! edits made directly in DynamoDB are honoured the same way.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use model::desired::{DesiredRun, JobState, Origin, RunSpec};
+use model::{RunId, Timestamp};
+
+use crate::cli::Output;
+use crate::clock::{Clock, SystemClock};
+use crate::store::Store;
+
+/// `tinqs-ci runs …`
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Active runs (and rows that could not be read).
+    List(Common),
+    /// One run, active or not.
+    Show(IdArgs),
+    /// Add a run by hand: one ephemeral runner for the given labels.
+    Add(AddArgs),
+    /// Cancel a run: its runner is removed (once idle) and the run ends.
+    Cancel(IdArgs),
+    /// Retry an ended run: a new run with the same spec (`<id>-r<N>`).
+    Retry(IdArgs),
+}
+
+/// Options every `runs` command takes.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// The configuration file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// A command about one run.
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// The run id.
+    pub id: String,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `runs add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The runner labels the run needs (the job's `runs-on`), comma separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub labels: Vec<String>,
+    /// Launch in this pool regardless of labels.
+    #[arg(long)]
+    pub pool: Option<String>,
+    /// The run's name; its id becomes `op-<name>` (default: from the current time).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The repository the run is for (`owner/name`), for people.
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Runs a `runs` subcommand against the configured table.
+///
+/// # Errors
+/// When the configuration is invalid, the table cannot be reached, or the run is unknown.
+pub fn run(command: &RunsCommand) -> anyhow::Result<ExitCode> {
+    let common = match command {
+        RunsCommand::List(c) => c,
+        RunsCommand::Show(a) | RunsCommand::Cancel(a) | RunsCommand::Retry(a) => &a.common,
+        RunsCommand::Add(a) => &a.common,
+    };
+    let config = crate::wiring::load_config(&common.config)?;
+    let rt = crate::wiring::runtime()?;
+    rt.block_on(async {
+        let store = crate::wiring::store(&config).await;
+        execute(&store, command, &SystemClock).await
+    })
+}
+
+/// Executes `command` against `store` (the table, or a fake in tests), printing the result.
+///
+/// # Errors
+/// When the store fails or the run is unknown.
+pub async fn execute(
+    store: &dyn Store,
+    command: &RunsCommand,
+    clock: &dyn Clock,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        RunsCommand::List(c) => {
+            let view = store.list_active().await.context("cannot list runs")?;
+            match c.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&view)?),
+                Output::Text => print!("{}", list_text(&view, clock.now())),
+            }
+        }
+        RunsCommand::Show(a) => {
+            let id = parse_id(&a.id)?;
+            let run = store
+                .get(&id)
+                .await
+                .context("cannot read the run")?
+                .with_context(|| format!("no run {id}"))?;
+            print_run(&run, a.common.output)?;
+        }
+        RunsCommand::Add(a) => {
+            let name = a
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{}", clock.now().as_millis()));
+            let id = RunId::for_operator(&name).context("invalid --name")?;
+            let labels: Vec<String> = a
+                .labels
+                .iter()
+                .map(|l| l.trim().to_owned())
+                .filter(|l| !l.is_empty())
+                .collect();
+            anyhow::ensure!(!labels.is_empty(), "--labels must name at least one label");
+            let spec = RunSpec {
+                labels,
+                pool: a.pool.clone(),
+                repo: a.repo.clone(),
+                job: None,
+                origin: Origin::Operator,
+                job_state: JobState::Queued,
+                cancel: false,
+                created_at: clock.now(),
+            };
+            let run = DesiredRun::new(id.clone(), spec);
+            let created = store.create(&run).await.context("cannot add the run")?;
+            anyhow::ensure!(created, "run {id} exists already");
+            print_run(&run, a.common.output)?;
+        }
+        RunsCommand::Cancel(a) => {
+            let id = parse_id(&a.id)?;
+            let found = store
+                .set_cancel(&id, true)
+                .await
+                .context("cannot cancel the run")?;
+            anyhow::ensure!(found, "no run {id}");
+            if a.common.output == Output::Json {
+                println!("{}", serde_json::json!({"run": id, "cancel": true}));
+            } else {
+                println!(
+                    "run {id}: cancel requested; its runner is removed once idle and the run ends"
+                );
+            }
+        }
+        RunsCommand::Retry(a) => {
+            let id = parse_id(&a.id)?;
+            let old = store
+                .get(&id)
+                .await
+                .context("cannot read the run")?
+                .with_context(|| format!("no run {id}"))?;
+            anyhow::ensure!(
+                old.status.phase.is_final(),
+                "run {id} is still {}: only an ended run can be retried (cancel it first)",
+                old.status.phase
+            );
+            let mut spec = old.spec.clone();
+            spec.cancel = false;
+            spec.job_state = JobState::Queued;
+            spec.origin = Origin::Operator;
+            spec.created_at = clock.now();
+            let mut created = None;
+            for n in 1..=100 {
+                let new_id =
+                    RunId::parse(&format!("{id}-r{n}")).context("the retried id is too long")?;
+                let run = DesiredRun::new(new_id, spec.clone());
+                if store.create(&run).await.context("cannot add the retry")? {
+                    created = Some(run);
+                    break;
+                }
+            }
+            let run = created.with_context(|| format!("run {id} was retried 100 times already"))?;
+            print_run(&run, a.common.output)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_id(id: &str) -> anyhow::Result<RunId> {
+    RunId::parse(id).map_err(|e| anyhow::anyhow!(e))
+}
+
+fn print_run(run: &DesiredRun, output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(run)?),
+        Output::Text => {
+            let s = &run.status;
+            println!("run {}", run.id);
+            println!("  labels:   {}", run.spec.labels.join(", "));
+            if let Some(pool) = &run.spec.pool {
+                println!("  pool:     {pool}");
+            }
+            if let Some(repo) = &run.spec.repo {
+                println!("  repo:     {repo}");
+            }
+            if let Some(job) = &run.spec.job {
+                println!("  job:      {} (attempt {})", job.id, job.attempt);
+            }
+            println!("  origin:   {:?}", run.spec.origin);
+            println!(
+                "  phase:    {} (attempt {}){}",
+                s.phase,
+                s.attempt,
+                if run.spec.cancel {
+                    ", cancel requested"
+                } else {
+                    ""
+                }
+            );
+            if let Some(i) = &s.instance_id {
+                println!("  instance: {i}");
+            }
+            if let Some(name) = &s.runner_name {
+                println!(
+                    "  runner:   {name}{}",
+                    s.runner_id
+                        .map(|id| format!(" (#{id})"))
+                        .unwrap_or_default()
+                );
+            }
+            if let Some(e) = &s.last_error {
+                println!("  error:    {e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn list_text(view: &model::observed::DesiredView, now: Timestamp) -> String {
+    let mut out = format!(
+        "{:<28} {:<10} {:>3} {:<16} {:<20} {:>6}  {}\n",
+        "RUN", "PHASE", "ATT", "LABELS", "INSTANCE", "AGE", "NOTE"
+    );
+    for r in &view.runs {
+        let age = model::time::human(now.since(r.spec.created_at));
+        let note = if r.spec.cancel {
+            "cancel requested".to_owned()
+        } else {
+            r.status.last_error.clone().unwrap_or_default()
+        };
+        out.push_str(&format!(
+            "{:<28} {:<10} {:>3} {:<16} {:<20} {:>6}  {}\n",
+            r.id.as_str(),
+            r.status.phase.as_str(),
+            r.status.attempt,
+            r.spec.labels.join(","),
+            r.status.instance_id.as_ref().map_or("-", |i| i.as_str()),
+            age,
+            note
+        ));
+    }
+    for bad in &view.invalid {
+        out.push_str(&format!("{:<28} INVALID: {}\n", bad.key, bad.error));
+    }
+    out.push_str(&format!(
+        "{} active run(s), {} invalid row(s)\n",
+        view.runs.len(),
+        view.invalid.len()
+    ));
+    out
+}

@@ -1,0 +1,340 @@
+//! The reconciler over the three stateful fakes: passes, crash safety, partial views, lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use controller::clock::ManualClock;
+use controller::fleet::fake::{FakeFleet, FleetOp};
+use controller::fleet::FleetError;
+use controller::forge::fake::ForgeMethod;
+use controller::forge::{FakeForge, ForgeError};
+use controller::metrics::Metrics;
+use controller::reconcile::{Features, Limits, Mode, Reconciler};
+use controller::store::fake::FakeStore;
+use controller::store::{Store, StoreError};
+use model::config::Config;
+use model::testing::{at, job_run, T0};
+use model::{Action, InstanceState, Phase, RunId};
+
+struct Rig {
+    store: Arc<FakeStore>,
+    fleet: Arc<FakeFleet>,
+    forge: Arc<FakeForge>,
+    clock: ManualClock,
+    r: Reconciler,
+}
+
+fn config() -> Config {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/config.yaml"
+    ))
+    .expect("example config");
+    let mut c = Config::parse(&text).expect("valid");
+    c.cluster_id = "test".into();
+    c
+}
+
+fn rig() -> Rig {
+    let config = config();
+    let store = Arc::new(FakeStore::new());
+    let fleet = Arc::new(FakeFleet::new(&config.cluster_id, T0));
+    let forge = Arc::new(FakeForge::new());
+    let clock = ManualClock::new(T0);
+    let r = Reconciler {
+        store: store.clone(),
+        fleet: fleet.clone(),
+        forge: forge.clone(),
+        config,
+        features: Features {
+            queued_jobs: true,
+            disable_runners: false,
+        },
+        clock: Arc::new(clock.clone()),
+        limits: Limits {
+            call_timeout: Duration::from_secs(5),
+            ..Limits::default()
+        },
+        metrics: Metrics::new(),
+        holder: "test-controller".into(),
+    };
+    Rig {
+        store,
+        fleet,
+        forge,
+        clock,
+        r,
+    }
+}
+
+impl Rig {
+    fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+        self.fleet.advance(d);
+    }
+
+    async fn pass(&self) -> controller::reconcile::PassOutcome {
+        let lease = self.r.acquire().await.expect("lease");
+        let out = self.r.pass(Mode::Apply, Some(&lease)).await;
+        self.r.release(&lease).await;
+        out
+    }
+
+    fn run(&self, id: &RunId) -> model::DesiredRun {
+        self.store
+            .runs()
+            .into_iter()
+            .find(|r| &r.id == id)
+            .expect("run exists")
+    }
+}
+
+fn go_job(id: i64) -> model::QueuedJob {
+    model::testing::queued(id, &["go"])
+}
+
+#[tokio::test]
+async fn a_pending_run_gets_a_registered_runner_and_a_tagged_instance() {
+    let rig = rig();
+    rig.store.put_row(job_run(1, &["go"]));
+    rig.forge.queue_job(go_job(1));
+    let out = rig.pass().await;
+    let report = out.report.expect("applied");
+    assert_eq!(report.failures(), 0, "{:?}", report.outcomes);
+
+    let run = rig.run(&RunId::for_job(1, 1));
+    assert_eq!(run.status.phase, Phase::Running);
+    let instance = run.status.instance_id.clone().expect("instance recorded");
+    let live = rig.fleet.live();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].id, instance);
+    assert_eq!(live[0].tags["tinqs-ci:runner-name"], "tq-test-job-1-1-a1");
+    assert_eq!(live[0].tags["tinqs-ci:cluster"], "test");
+    let runner_id = run.status.runner_id.expect("runner id recorded");
+    let registered = rig.forge.runner(runner_id).expect("pre-registered");
+    assert_eq!(registered.name, "tq-test-job-1-1-a1");
+    assert!(registered.ephemeral);
+
+    // A second pass right after changes nothing.
+    let again = rig.pass().await;
+    assert!(again.plan.is_empty(), "{:?}", again.plan.actions);
+    assert_eq!(rig.fleet.count(FleetOp::Launch), 1);
+}
+
+#[tokio::test]
+async fn a_missed_webhook_is_recovered_by_backfill() {
+    let rig = rig();
+    rig.forge.queue_job(go_job(42));
+    rig.pass().await;
+    let run = rig.run(&RunId::for_job(42, 1));
+    assert_eq!(run.spec.origin, model::Origin::Backfill);
+    assert_eq!(run.status.phase, Phase::Running);
+    assert_eq!(rig.fleet.live().len(), 1);
+}
+
+#[tokio::test]
+async fn a_crash_between_launch_and_record_adopts_the_instance_instead_of_launching_again() {
+    let rig = rig();
+    rig.forge.queue_job(go_job(1));
+    // The crash: the run was claimed and its instance launched, but the record never written.
+    let mut claimed = job_run(1, &["go"]);
+    claimed.status = claimed.status.claimed(1, claimed.runner_name("test"), T0);
+    rig.store.put_row(claimed.clone());
+    let instance =
+        model::testing::instance_for(&claimed, "i-crash", "go", InstanceState::Running, T0);
+    rig.fleet.insert(instance);
+    rig.advance(Duration::from_secs(30));
+    let out = rig.pass().await;
+    assert!(
+        out.plan.actions.iter().any(|a| matches!(
+            a,
+            Action::UpdateStatus {
+                change: model::StatusChange::Adopt { .. },
+                ..
+            }
+        )),
+        "{:?}",
+        out.plan.actions
+    );
+    assert_eq!(
+        rig.fleet.count(FleetOp::Launch),
+        0,
+        "never two instances for one run"
+    );
+    assert_eq!(
+        rig.run(&claimed.id)
+            .status
+            .instance_id
+            .map(|i| i.to_string())
+            .as_deref(),
+        Some("i-crash")
+    );
+}
+
+#[tokio::test]
+async fn gitea_unreachable_means_no_terminations() {
+    let rig = rig();
+    let orphan = model::testing::instance_for(
+        &job_run(9, &["go"]),
+        "i-orphan",
+        "go",
+        InstanceState::Running,
+        T0,
+    );
+    rig.fleet.insert(orphan);
+    rig.advance(Duration::from_secs(3600));
+    rig.forge.fail_always(
+        ForgeMethod::ListRunners,
+        ForgeError::Unavailable("connection refused".into()),
+    );
+    let out = rig.pass().await;
+    assert!(!out.observation.is_complete());
+    assert!(out.plan.actions.iter().all(|a| !a.is_destructive()));
+    assert_eq!(rig.fleet.count(FleetOp::Terminate), 0);
+    assert_eq!(rig.fleet.live().len(), 1);
+
+    rig.forge.heal(ForgeMethod::ListRunners);
+    let out = rig.pass().await;
+    assert!(out
+        .plan
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Terminate { .. })));
+    assert!(
+        rig.fleet.live().is_empty(),
+        "orphan removed once the view is whole"
+    );
+}
+
+#[tokio::test]
+async fn a_capacity_error_releases_the_claim_and_drops_the_registration() {
+    let rig = rig();
+    rig.store.put_row(job_run(1, &["go"]));
+    rig.forge.queue_job(go_job(1));
+    rig.fleet.fail_next(
+        FleetOp::Launch,
+        FleetError::Capacity {
+            code: "InsufficientInstanceCapacity".into(),
+            message: "none".into(),
+        },
+    );
+    let out = rig.pass().await;
+    let report = out.report.expect("applied");
+    assert_eq!(report.failures(), 1);
+    let run = rig.run(&RunId::for_job(1, 1));
+    assert_eq!(
+        run.status.phase,
+        Phase::Pending,
+        "claim released for the next pass"
+    );
+    assert!(run
+        .status
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("InsufficientInstanceCapacity")));
+    assert!(
+        rig.forge.runners().is_empty(),
+        "unused registration deleted"
+    );
+    rig.pass().await;
+    assert_eq!(rig.run(&RunId::for_job(1, 1)).status.phase, Phase::Running);
+}
+
+#[tokio::test]
+async fn only_one_controller_holds_the_lease() {
+    let rig = rig();
+    let first = rig.r.acquire().await.expect("first takes it");
+    let second = rig
+        .store
+        .acquire_lease("other-controller", Duration::from_secs(60), at(1))
+        .await;
+    assert!(
+        matches!(second, Err(StoreError::LeaseHeld { ref holder, .. }) if holder == "test-controller"),
+        "{second:?}"
+    );
+    rig.r.release(&first).await;
+    assert!(rig
+        .store
+        .acquire_lease("other-controller", Duration::from_secs(60), at(2))
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn a_dry_run_changes_nothing() {
+    let rig = rig();
+    rig.store.put_row(job_run(1, &["go"]));
+    let out = rig.r.pass(Mode::DryRun, None).await;
+    assert_eq!(out.plan.actions.len(), 1);
+    assert!(out.report.is_none());
+    assert_eq!(rig.fleet.count(FleetOp::Launch), 0);
+    assert_eq!(rig.run(&RunId::for_job(1, 1)).status.phase, Phase::Pending);
+}
+
+#[tokio::test]
+async fn a_runner_that_never_registers_is_retried_then_the_run_fails() {
+    let rig = rig();
+    rig.store.put_row(job_run(1, &["go"]));
+    rig.forge.queue_job(go_job(1));
+    for attempt in 1..=3u32 {
+        rig.pass().await;
+        let run = rig.run(&RunId::for_job(1, 1));
+        assert_eq!(run.status.attempt, attempt);
+        assert_eq!(run.status.phase, Phase::Running);
+        rig.advance(Duration::from_secs(11 * 60));
+    }
+    rig.pass().await;
+    let run = rig.run(&RunId::for_job(1, 1));
+    assert_eq!(run.status.phase, Phase::Failed);
+    assert!(
+        run.status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("gave up after 3 attempts")),
+        "{:?}",
+        run.status.last_error
+    );
+    assert!(rig.fleet.live().is_empty());
+    assert!(rig.forge.runners().is_empty());
+}
+
+#[test]
+fn features_follow_the_gitea_version_and_the_demand_mode() {
+    let mut c = config();
+    let v = |minor| controller::forge::ForgeVersion {
+        major: 1,
+        minor,
+        patch: 0,
+    };
+    assert!(v(23).check_supported(&c.gitea).is_err());
+    let f = |c: &Config, minor| Features::from_forge(c, v(minor).features());
+    assert_eq!(
+        f(&c, 24),
+        Features {
+            queued_jobs: false,
+            disable_runners: false
+        }
+    );
+    assert_eq!(
+        f(&c, 25),
+        Features {
+            queued_jobs: true,
+            disable_runners: false
+        }
+    );
+    assert_eq!(
+        f(&c, 26),
+        Features {
+            queued_jobs: true,
+            disable_runners: true
+        }
+    );
+    c.gitea.demand = model::config::DemandSource::Push;
+    assert_eq!(
+        f(&c, 26),
+        Features {
+            queued_jobs: false,
+            disable_runners: true
+        }
+    );
+}
