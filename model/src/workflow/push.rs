@@ -220,7 +220,7 @@ fn match_filters(acts: &[(String, Vec<String>)], push: &PushEvent) -> PushDecisi
     let detail = lines.join("; ");
     let reason = if both {
         format!(
-            "{verdict}: {detail}; the workflow has both branch and tag filters, so Gitea counts one more: {count} of {} needed",
+            "{verdict}: {detail}; the workflow has both branch and tag filters, so Gitea counts one more: {count} of the {} it needs",
             acts.len()
         )
     } else if triggered {
