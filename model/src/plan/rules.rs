@@ -302,12 +302,9 @@ impl<'a> Planner<'a> {
             .is_busy_name(run.runner_name(&self.policy.cluster).as_str());
         let mut all_removed = true;
         if let Some(i) = instance {
-            let expired = self.lifetime_expired(i);
-            if busy && !expired {
-                all_removed = false;
-            } else if !self.terminate(i, Some(run), reason.clone()) {
-                all_removed = false;
-            }
+            // A busy runner is left to finish its job, up to the instance's max lifetime.
+            let keep = busy && !self.lifetime_expired(i);
+            all_removed = !keep && self.terminate(i, Some(run), reason.clone());
         }
         for r in runners {
             if self.idx.is_busy(r) && instance.is_some() && !all_removed {
