@@ -9,6 +9,7 @@
 //! - [`forge`]: the Gitea port (trait [`forge::Forge`]).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`reconcile`]: observe, plan, apply, and the loop.
+//! - [`spool`]: the durable local spool of webhooks the table could not take.
 //! - [`telemetry`]: logging.
 //! - [`webhook`]: the Gitea webhook receiver (`POST /hooks/gitea`) and the spool replayer.
 //! - [`wiring`]: building the real ports from a configuration.
@@ -21,6 +22,7 @@ pub mod fleet;
 pub mod forge;
 pub mod metrics;
 pub mod reconcile;
+pub mod spool;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;

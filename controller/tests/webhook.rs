@@ -1,0 +1,560 @@
+//! The webhook receiver on a real socket (127.0.0.1:0): signatures, limits, event handling,
+//! idempotent redelivery, the durable spool and push mode.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use controller::forge::Forge;
+use controller::spool::Spool;
+use controller::store::fake::FakeStore;
+use controller::store::Store;
+use controller::webhook::{self, replay_spool_once, sign, ReplayReport, WebhookState};
+use model::config::DemandSource;
+use model::desired::{JobState, Origin};
+use model::secret::Secret;
+use model::RunId;
+use tokio::sync::Notify;
+
+const SECRET: &str = "webhook-secret-for-tests";
+
+struct Receiver {
+    url: String,
+    store: Arc<FakeStore>,
+    wake: Arc<Notify>,
+    state: WebhookState,
+    spool_dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+async fn start(demand: DemandSource, forge: Option<Arc<dyn Forge>>) -> Receiver {
+    let store = Arc::new(FakeStore::new());
+    let wake = Arc::new(Notify::new());
+    let spool_dir = tempfile::tempdir().expect("tempdir");
+    let spool = Arc::new(Spool::open(spool_dir.path().join("spool")).expect("spool opens"));
+    let state = WebhookState::new(
+        Arc::clone(&store) as Arc<dyn Store>,
+        Secret::new(SECRET),
+        demand,
+        Arc::clone(&wake),
+        spool,
+        forge,
+    )
+    .expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    let app = webhook::router(state.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Receiver {
+        url: format!("http://{addr}{}", webhook::HOOK_PATH),
+        store,
+        wake,
+        state,
+        spool_dir,
+        http: reqwest::Client::new(),
+    }
+}
+
+enum Sig {
+    Gitea,
+    Hub,
+    Wrong,
+    None,
+}
+
+impl Receiver {
+    async fn send(&self, event: Option<&str>, body: &str, sig: Sig) -> (u16, String) {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json");
+        if let Some(e) = event {
+            req = req
+                .header("X-Gitea-Event", e)
+                .header("X-Gitea-Delivery", "3f2a");
+        }
+        let good = sign(&Secret::new(SECRET), body.as_bytes());
+        req = match sig {
+            Sig::Gitea => req.header("X-Gitea-Signature", good),
+            Sig::Hub => req.header("X-Hub-Signature-256", format!("sha256={good}")),
+            Sig::Wrong => req.header(
+                "X-Gitea-Signature",
+                sign(&Secret::new("other"), body.as_bytes()),
+            ),
+            Sig::None => req,
+        };
+        let resp = req.body(body.to_owned()).send().await.expect("answers");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
+    async fn job(&self, action: &str, id: i64, attempt: u32) -> (u16, String) {
+        self.send(
+            Some("workflow_job"),
+            &job_body(action, id, attempt),
+            Sig::Gitea,
+        )
+        .await
+    }
+
+    async fn woken(&self) -> bool {
+        tokio::time::timeout(Duration::from_millis(500), self.wake.notified())
+            .await
+            .is_ok()
+    }
+
+    fn spooled(&self) -> usize {
+        std::fs::read_dir(self.spool_dir.path().join("spool"))
+            .expect("spool dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .count()
+    }
+}
+
+fn job_body(action: &str, id: i64, attempt: u32) -> String {
+    serde_json::json!({
+        "action": action,
+        "workflow_job": {
+            "id": id, "run_id": 300, "run_attempt": attempt, "name": "build",
+            "labels": ["go", "linux"], "status": action,
+            "url": format!("http://gitea.test/api/v1/repos/acme/web/actions/jobs/{id}"),
+            "conclusion": if action == "completed" { "success" } else { "" },
+            "runner_name": if action == "queued" { "" } else { "tq-demo-job-1-1-a1" },
+        },
+        "repository": { "full_name": "acme/web" },
+        "sender": { "login": "alice" },
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_signed_queued_job_creates_one_run_and_wakes_the_loop() {
+    let r = start(DemandSource::Jobs, None).await;
+    let (status, body) = r.job("queued", 41, 1).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("job-41-1"), "{body}");
+    let runs = r.store.runs();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run.id, RunId::for_job(41, 1));
+    assert_eq!(run.spec.labels, ["go", "linux"]);
+    assert_eq!(run.spec.repo.as_deref(), Some("acme/web"));
+    assert_eq!(run.spec.origin, Origin::Webhook);
+    assert_eq!(run.spec.job_state, JobState::Queued);
+    assert_eq!(
+        run.spec.job.as_ref().map(|j| (j.id, j.attempt, j.run_id)),
+        Some((41, 1, Some(300)))
+    );
+    assert!(r.woken().await);
+}
+
+#[tokio::test]
+async fn the_hub_sha256_signature_header_is_accepted_too() {
+    let r = start(DemandSource::Jobs, None).await;
+    let (status, _) = r
+        .send(Some("workflow_job"), &job_body("queued", 7, 2), Sig::Hub)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(r.store.runs().len(), 1);
+    assert_eq!(r.store.runs()[0].id.as_str(), "job-7-2");
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_signature_is_refused_without_writing_or_echoing() {
+    let r = start(DemandSource::Jobs, None).await;
+    let body = job_body("queued", 8, 1);
+    for sig in [Sig::Wrong, Sig::None] {
+        let (status, text) = r.send(Some("workflow_job"), &body, sig).await;
+        assert_eq!(status, 401);
+        assert!(!text.contains("acme") && !text.contains("build"), "{text}");
+    }
+    // A Hub header without the sha256= prefix, and one that is not hex.
+    for value in [
+        sign(&Secret::new(SECRET), body.as_bytes()),
+        "sha256=zz".to_owned(),
+    ] {
+        let resp = r
+            .http
+            .post(&r.url)
+            .header("X-Gitea-Event", "workflow_job")
+            .header("X-Hub-Signature-256", value)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(resp.status().as_u16(), 401);
+    }
+    assert!(r.store.runs().is_empty());
+    assert!(!r.woken().await);
+}
+
+#[tokio::test]
+async fn a_signed_body_without_an_event_header_is_a_bad_request() {
+    let r = start(DemandSource::Jobs, None).await;
+    let (status, text) = r.send(None, &job_body("queued", 9, 1), Sig::Gitea).await;
+    assert_eq!(status, 400);
+    assert!(text.contains("X-Gitea-Event"), "{text}");
+    assert!(r.store.runs().is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_with_413() {
+    let r = start(DemandSource::Jobs, None).await;
+    let big = format!(
+        "{{\"pad\":\"{}\"}}",
+        "x".repeat(webhook::MAX_BODY_BYTES + 10)
+    );
+    let (status, _) = r.send(Some("workflow_job"), &big, Sig::Gitea).await;
+    assert_eq!(status, 413);
+    assert!(r.store.runs().is_empty());
+}
+
+#[tokio::test]
+async fn malformed_json_gets_a_short_reason_and_writes_nothing() {
+    let r = start(DemandSource::Jobs, None).await;
+    for body in [
+        "{\"action\":\"queued\",",
+        "[1,2]",
+        "{\"action\":\"queued\",\"workflow_job\":{\"id\":\"secret-ish\"}}",
+    ] {
+        let (status, text) = r.send(Some("workflow_job"), body, Sig::Gitea).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(text.starts_with("malformed JSON"), "{text}");
+        assert!(text.len() < 120 && !text.contains("secret-ish"), "{text}");
+    }
+    let (status, text) = r
+        .send(
+            Some("workflow_job"),
+            r#"{"action":"queued","workflow_job":{"id":0}}"#,
+            Sig::Gitea,
+        )
+        .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(r.store.runs().is_empty());
+}
+
+#[tokio::test]
+async fn events_and_actions_we_do_not_use_get_204() {
+    let r = start(DemandSource::Jobs, None).await;
+    let (status, _) = r
+        .send(Some("issues"), r#"{"action":"opened"}"#, Sig::Gitea)
+        .await;
+    assert_eq!(status, 204);
+    // A push in jobs mode is not used either.
+    let (status, _) = r
+        .send(Some("push"), r#"{"ref":"refs/heads/main"}"#, Sig::Gitea)
+        .await;
+    assert_eq!(status, 204);
+    // A blocked job waits for its `queued` event.
+    let (status, _) = r.job("waiting", 10, 1).await;
+    assert_eq!(status, 204);
+    assert!(r.store.runs().is_empty());
+}
+
+#[tokio::test]
+async fn redelivery_and_replays_leave_exactly_one_row() {
+    let r = start(DemandSource::Jobs, None).await;
+    for _ in 0..3 {
+        let (status, _) = r.job("queued", 11, 1).await;
+        assert_eq!(status, 200);
+    }
+    let (_, body) = r.job("queued", 11, 1).await;
+    assert!(body.contains("\"created\":0"), "{body}");
+    assert_eq!(r.store.runs().len(), 1);
+    // A rerun is a new attempt, hence a new run.
+    r.job("queued", 11, 2).await;
+    assert_eq!(r.store.runs().len(), 2);
+}
+
+#[tokio::test]
+async fn later_job_states_update_the_run_or_create_it_when_queued_was_missed() {
+    let r = start(DemandSource::Jobs, None).await;
+    r.job("queued", 12, 1).await;
+    assert_eq!(r.job("in_progress", 12, 1).await.0, 200);
+    let run = r
+        .store
+        .runs()
+        .into_iter()
+        .find(|x| x.id.as_str() == "job-12-1")
+        .expect("run");
+    assert_eq!(
+        run.spec.job_state,
+        JobState::InProgress {
+            runner: Some("tq-demo-job-1-1-a1".into())
+        }
+    );
+
+    // The queued event of job 13 never came.
+    assert_eq!(r.job("completed", 13, 1).await.0, 200);
+    let run = r
+        .store
+        .runs()
+        .into_iter()
+        .find(|x| x.id.as_str() == "job-13-1")
+        .expect("created");
+    assert_eq!(
+        run.spec.job_state,
+        JobState::Completed {
+            conclusion: "success".into()
+        }
+    );
+    // A late queued redelivery does not move it backwards.
+    r.job("queued", 13, 1).await;
+    let run = r
+        .store
+        .runs()
+        .into_iter()
+        .find(|x| x.id.as_str() == "job-13-1")
+        .expect("still there");
+    assert_eq!(
+        run.spec.job_state,
+        JobState::Completed {
+            conclusion: "success".into()
+        }
+    );
+    assert_eq!(r.store.runs().len(), 2);
+}
+
+#[tokio::test]
+async fn with_the_store_down_events_are_spooled_then_replayed_without_loss() {
+    let r = start(DemandSource::Jobs, None).await;
+    r.store.set_unavailable(true);
+    for id in 20..25 {
+        let (status, body) = r.job("queued", id, 1).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let (status, _) = r.job("completed", 20, 1).await;
+    assert_eq!(status, 202);
+    assert_eq!(r.spooled(), 6);
+    assert!(r.store.runs().is_empty());
+    assert!(!r.woken().await);
+
+    // Still down: nothing replayed, nothing deleted.
+    let report = replay_spool_once(&r.state).await.expect("replays");
+    assert_eq!(
+        report,
+        ReplayReport {
+            replayed: 0,
+            remaining: 6,
+            quarantined: 0
+        }
+    );
+    assert_eq!(r.spooled(), 6);
+
+    r.store.set_unavailable(false);
+    let report = replay_spool_once(&r.state).await.expect("replays");
+    assert_eq!(
+        report,
+        ReplayReport {
+            replayed: 6,
+            remaining: 0,
+            quarantined: 0
+        }
+    );
+    assert_eq!(r.spooled(), 0);
+    let mut ids: Vec<String> = r
+        .store
+        .runs()
+        .into_iter()
+        .map(|x| x.id.to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["job-20-1", "job-21-1", "job-22-1", "job-23-1", "job-24-1"]
+    );
+    let done = r
+        .store
+        .runs()
+        .into_iter()
+        .find(|x| x.id.as_str() == "job-20-1")
+        .expect("run");
+    assert_eq!(
+        done.spec.job_state,
+        JobState::Completed {
+            conclusion: "success".into()
+        }
+    );
+    assert!(r.woken().await);
+
+    // Replaying again changes nothing.
+    assert_eq!(
+        replay_spool_once(&r.state).await.expect("replays"),
+        ReplayReport::default()
+    );
+}
+
+#[tokio::test]
+async fn the_background_replayer_drains_the_spool_when_the_store_returns() {
+    let r = start(DemandSource::Jobs, None).await;
+    r.store.set_unavailable(true);
+    assert_eq!(r.job("queued", 30, 1).await.0, 202);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(webhook::run_spool_replayer(
+        r.state.clone(),
+        Duration::from_millis(20),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(r.spooled(), 1);
+    r.store.set_unavailable(false);
+    for _ in 0..100 {
+        if r.spooled() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(r.spooled(), 0);
+    assert_eq!(r.store.runs().len(), 1);
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("stops")
+        .expect("no panic");
+}
+
+#[tokio::test]
+async fn when_store_and_spool_both_fail_the_answer_is_503() {
+    let r = start(DemandSource::Jobs, None).await;
+    r.store.set_unavailable(true);
+    std::fs::remove_dir_all(r.spool_dir.path().join("spool")).expect("removes spool dir");
+    let (status, _) = r.job("queued", 40, 1).await;
+    assert_eq!(status, 503);
+}
+
+#[tokio::test]
+async fn a_store_slower_than_the_deadline_is_answered_from_the_spool() {
+    let store = Arc::new(SlowStore(FakeStore::new()));
+    let wake = Arc::new(Notify::new());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Arc::new(Spool::open(dir.path()).expect("opens"));
+    let state = WebhookState::new(
+        Arc::clone(&store) as Arc<dyn Store>,
+        Secret::new(SECRET),
+        DemandSource::Jobs,
+        wake,
+        spool,
+        None,
+    )
+    .expect("state")
+    .with_deadline(Duration::from_millis(100));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, webhook::router(state)).await;
+    });
+    let body = job_body("queued", 50, 1);
+    let started = std::time::Instant::now();
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}{}", webhook::HOOK_PATH))
+        .header("X-Gitea-Event", "workflow_job")
+        .header(
+            "X-Gitea-Signature",
+            sign(&Secret::new(SECRET), body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status().as_u16(), 202);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+}
+
+#[test]
+fn the_receiver_refuses_an_empty_secret_and_push_mode_without_gitea() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Arc::new(Spool::open(dir.path()).expect("opens"));
+    let store: Arc<dyn Store> = Arc::new(FakeStore::new());
+    let wake = Arc::new(Notify::new());
+    let empty = WebhookState::new(
+        Arc::clone(&store),
+        Secret::new(""),
+        DemandSource::Jobs,
+        Arc::clone(&wake),
+        Arc::clone(&spool),
+        None,
+    );
+    assert_eq!(empty.map(|_| ()), Err(webhook::WebhookError::EmptySecret));
+    let push = WebhookState::new(
+        store,
+        Secret::new("s"),
+        DemandSource::Push,
+        wake,
+        spool,
+        None,
+    );
+    assert_eq!(push.map(|_| ()), Err(webhook::WebhookError::PushNeedsForge));
+}
+
+/// A store whose writes take far longer than Gitea waits.
+struct SlowStore(FakeStore);
+
+#[async_trait::async_trait]
+impl Store for SlowStore {
+    async fn list_active(
+        &self,
+    ) -> Result<model::observed::DesiredView, controller::store::StoreError> {
+        self.0.list_active().await
+    }
+    async fn get(
+        &self,
+        id: &RunId,
+    ) -> Result<Option<model::DesiredRun>, controller::store::StoreError> {
+        self.0.get(id).await
+    }
+    async fn create(&self, run: &model::DesiredRun) -> Result<bool, controller::store::StoreError> {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        self.0.create(run).await
+    }
+    async fn set_job_state(
+        &self,
+        id: &RunId,
+        s: &JobState,
+    ) -> Result<bool, controller::store::StoreError> {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        self.0.set_job_state(id, s).await
+    }
+    async fn set_cancel(&self, id: &RunId, c: bool) -> Result<bool, controller::store::StoreError> {
+        self.0.set_cancel(id, c).await
+    }
+    async fn write_status(
+        &self,
+        id: &RunId,
+        v: u64,
+        s: &model::RunStatus,
+        l: &controller::store::Lease,
+    ) -> Result<model::RunStatus, controller::store::StoreError> {
+        self.0.write_status(id, v, s, l).await
+    }
+    async fn acquire_lease(
+        &self,
+        h: &str,
+        t: Duration,
+        n: model::Timestamp,
+    ) -> Result<controller::store::Lease, controller::store::StoreError> {
+        self.0.acquire_lease(h, t, n).await
+    }
+    async fn renew_lease(
+        &self,
+        l: &controller::store::Lease,
+        t: Duration,
+        n: model::Timestamp,
+    ) -> Result<controller::store::Lease, controller::store::StoreError> {
+        self.0.renew_lease(l, t, n).await
+    }
+    async fn release_lease(
+        &self,
+        l: &controller::store::Lease,
+    ) -> Result<(), controller::store::StoreError> {
+        self.0.release_lease(l).await
+    }
+}
