@@ -328,6 +328,40 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// The `.runner` JSON a rendered boot script carries (`TQ_RUNNER_FILE`), read back the way
+/// bash would read the assignment; `None` when the script assigns none or an empty one (the
+/// self-register mode). For tools that play the instance's part, such as the end-to-end
+/// harness that boots simulated runners from the user-data EC2 holds.
+#[must_use]
+pub fn runner_file_from_script(script: &str) -> Option<String> {
+    assigned_value(script, "TQ_RUNNER_FILE").filter(|v| !v.is_empty())
+}
+
+/// The value of a `VAR='…'` line as [`render`] writes it (single-quoted, each `'` written as
+/// `'\''`), undoing the quoting; `None` when there is no such line or it is not quoted that way.
+fn assigned_value(script: &str, var: &str) -> Option<String> {
+    let prefix = format!("{var}='");
+    let line_start = script
+        .match_indices(&prefix)
+        .map(|(at, _)| at)
+        .find(|&at| at == 0 || script[..at].ends_with('\n'))?;
+    let mut rest = &script[line_start + prefix.len()..];
+    let mut out = String::new();
+    loop {
+        let close = rest.find('\'')?;
+        out.push_str(&rest[..close]);
+        rest = &rest[close + 1..];
+        if let Some(after) = rest.strip_prefix("\\''") {
+            out.push('\'');
+            rest = after;
+        } else if rest.is_empty() || rest.starts_with('\n') {
+            return Some(out);
+        } else {
+            return None;
+        }
+    }
+}
+
 fn check_url(url: &str) -> Result<(), RenderError> {
     let rest = url
         .strip_prefix("https://")
@@ -694,6 +728,51 @@ mod tests {
         i.gitea_url = "https://user:hunter2@git example.com".into();
         let err = render(&i).expect_err("space").to_string();
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn the_runner_file_is_read_back_from_a_rendered_script() {
+        let script = render(&input()).expect("renders");
+        let text = runner_file_from_script(script.expose()).expect("a .runner file");
+        assert_eq!(text, value_of(script.expose(), "TQ_RUNNER_FILE"));
+        let file: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(file["token"], TOKEN);
+        assert_eq!(file["uuid"], UUID);
+        assert_eq!(file["name"], "tq-prod-job-42-1-a1");
+    }
+
+    #[test]
+    fn single_quotes_inside_the_runner_file_survive_the_round_trip() {
+        let mut i = input();
+        i.gitea_url = "https://git.example.com/it's/here".into();
+        let script = render(&i).expect("renders");
+        let text = runner_file_from_script(script.expose()).expect("a .runner file");
+        let file: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(file["address"], "https://git.example.com/it's/here");
+    }
+
+    #[test]
+    fn a_self_register_script_or_plain_text_has_no_runner_file() {
+        let mut i = input();
+        i.registration = Registration::SelfRegister {
+            registration_token: Secret::new(REG_TOKEN),
+        };
+        let script = render(&i).expect("renders");
+        assert_eq!(runner_file_from_script(script.expose()), None);
+        assert_eq!(runner_file_from_script("#!/bin/bash\necho hi\n"), None);
+        assert_eq!(
+            runner_file_from_script("TQ_RUNNER_FILE='unterminated"),
+            None
+        );
+        assert_eq!(
+            runner_file_from_script("TQ_RUNNER_FILE='{}'\n"),
+            Some("{}".to_owned())
+        );
+        assert_eq!(
+            runner_file_from_script("XTQ_RUNNER_FILE='{}'\n"),
+            None,
+            "only a whole assignment counts"
+        );
     }
 
     #[test]
