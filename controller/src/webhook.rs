@@ -39,6 +39,7 @@ use tokio::sync::Notify;
 
 use crate::forge::gitea::repo_from_api_url;
 use crate::forge::{Forge, ForgeError};
+use crate::metrics::Metrics;
 use crate::spool::{Spool, SpoolError, SpooledEvent, FORMAT};
 use crate::store::{Store, StoreError};
 
@@ -85,6 +86,7 @@ struct Inner {
     forge: Option<Arc<dyn Forge>>,
     skip_strings: Vec<String>,
     deadline: Duration,
+    metrics: Option<Metrics>,
 }
 
 /// What the receiver needs; cheap to clone.
@@ -144,6 +146,7 @@ impl WebhookState {
                     .map(|s| (*s).to_owned())
                     .collect(),
                 deadline: DEFAULT_DEADLINE,
+                metrics: None,
             }),
         })
     }
@@ -160,6 +163,13 @@ impl WebhookState {
         self.rebuild(|i| i.deadline = deadline)
     }
 
+    /// Records each job's wait from created to started (`tinqs_queued_to_started_seconds`)
+    /// when an `in_progress` event carries both times.
+    #[must_use]
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        self.rebuild(|i| i.metrics = Some(metrics))
+    }
+
     fn rebuild(self, edit: impl FnOnce(&mut Inner)) -> Self {
         let i = &self.inner;
         let mut inner = Inner {
@@ -171,6 +181,7 @@ impl WebhookState {
             forge: i.forge.clone(),
             skip_strings: i.skip_strings.clone(),
             deadline: i.deadline,
+            metrics: i.metrics.clone(),
         };
         edit(&mut inner);
         WebhookState {
@@ -373,7 +384,15 @@ async fn apply(
     at: Timestamp,
 ) -> Result<Applied, ApplyError> {
     match event {
-        "workflow_job" => apply_workflow_job(state, body, at).await,
+        "workflow_job" => {
+            let applied = apply_workflow_job(state, body, at).await?;
+            if let Some(metrics) = &state.inner.metrics {
+                if let Some(wait) = queued_to_started(body) {
+                    metrics.queued_to_started(wait.as_secs_f64());
+                }
+            }
+            Ok(applied)
+        }
         "push" => push::apply_push(state, body, at).await,
         _ => Ok(Applied::Ignored("event not used")),
     }
@@ -512,6 +531,63 @@ async fn apply_workflow_job(
         runs: vec![id],
         created: 0,
     })
+}
+
+/// The times of a `workflow_job` event, read apart from the rest so a missing or odd time
+/// never fails the event.
+#[derive(Deserialize)]
+struct JobTimes {
+    action: String,
+    workflow_job: JobTimesInner,
+}
+
+#[derive(Deserialize)]
+struct JobTimesInner {
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    started_at: Option<String>,
+}
+
+/// For an `in_progress` event: how long the job waited, from `created_at` to `started_at`.
+/// `None` for other actions, a missing, zero or unreadable time, or a start before creation.
+/// Gitea's `created_at` is when the job was created, so a job that waited on `needs` counts
+/// that wait too.
+fn queued_to_started(body: &[u8]) -> Option<Duration> {
+    let times: JobTimes = serde_json::from_slice(body).ok()?;
+    if times.action != "in_progress" {
+        return None;
+    }
+    let created = parse_time(times.workflow_job.created_at.as_deref()?)?;
+    let started = parse_time(times.workflow_job.started_at.as_deref()?)?;
+    (started >= created).then(|| started.since(created))
+}
+
+/// An RFC 3339 time as Gitea writes it: `Z` or a numeric offset (`+02:00`), which Gitea uses
+/// when its server runs in another time zone. Go's zero time (year 1) counts as absent.
+fn parse_time(text: &str) -> Option<Timestamp> {
+    let t = text.trim();
+    let (base, offset_ms) = match t
+        .len()
+        .checked_sub(6)
+        .and_then(|i| t.get(i..).map(|o| (i, o)))
+    {
+        Some((i, o))
+            if (o.starts_with('+') || o.starts_with('-')) && o.as_bytes().get(3) == Some(&b':') =>
+        {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let hours: i64 = o.get(1..3)?.parse().ok()?;
+            let minutes: i64 = o.get(4..6)?.parse().ok()?;
+            (
+                format!("{}Z", t.get(..i)?),
+                sign * (hours * 60 + minutes) * 60_000,
+            )
+        }
+        _ => (t.to_owned(), 0),
+    };
+    let local = Timestamp::parse(&base).ok()?;
+    let utc = Timestamp::from_millis(local.as_millis() - offset_ms);
+    (utc > Timestamp::EPOCH).then_some(utc)
 }
 
 // ---- the spool replayer ------------------------------------------------------------------

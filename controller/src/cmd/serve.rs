@@ -87,7 +87,8 @@ pub async fn serve(
         spool,
         forge,
     )
-    .context("cannot set up the webhook receiver")?;
+    .context("cannot set up the webhook receiver")?
+    .with_metrics(reconciler.metrics.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready = Arc::new(AtomicBool::new(true));
     let app = webhook::router(state.clone())
