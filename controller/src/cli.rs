@@ -47,6 +47,10 @@ pub enum Command {
     /// List, inspect, add, cancel or retry desired runs.
     #[command(subcommand)]
     Runs(cmd::runs::RunsCommand),
+    /// Show the fleet per pool and everything unhealthy (one observation; changes nothing).
+    Status(cmd::status::StatusArgs),
+    /// Check configuration, secrets, AWS permissions, the table and Gitea; say how to fix each.
+    Doctor(cmd::doctor::DoctorArgs),
 }
 
 /// `tinqs-ci config …`
@@ -88,6 +92,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Store(command) => cmd::store::run(&command),
         Command::Reconcile(args) => cmd::reconcile::run(&args),
         Command::Runs(command) => cmd::runs::run(&command),
+        Command::Status(args) => cmd::status::run(&args),
+        Command::Doctor(args) => cmd::doctor::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
 pub mod config;
+pub mod doctor;
 pub mod plan;
 pub mod reconcile;
 pub mod render_user_data;
 pub mod runs;
+pub mod status;
 pub mod store;
 pub mod workflows;

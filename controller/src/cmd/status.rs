@@ -1,0 +1,892 @@
+//! `tinqs-ci status --config FILE [--output text|json]`: what the fleet looks like right now.
+//!
+//! One observation (the same as a pass's: the table, EC2, Gitea's runners and queued jobs) and
+//! one plan over it, summarized per pool, followed by everything that needs a person's
+//! attention. It takes no lease and changes nothing, so it is safe next to a running
+//! controller. The summary itself is [`summarize`], a pure function of what was observed,
+//! the policy and the plan.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use model::desired::{DesiredRun, Phase};
+use model::observed::{ForgeRunner, Instance};
+use model::{Plan, Policy, RunId, RunnerName, Timestamp};
+use serde::Serialize;
+
+use crate::cli::Output;
+use crate::reconcile::{Observation, Reconciler};
+
+/// The row name for runs, instances and runners that belong to no configured pool.
+pub const NO_POOL: &str = "(none)";
+
+/// `status --config FILE`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The configuration file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// The fleet at one moment: per-pool counts and the problems found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// The cluster id.
+    pub cluster: String,
+    /// When it was observed.
+    pub at: Timestamp,
+    /// One row per configured pool (in configuration order), then a [`NO_POOL`] row when
+    /// anything belongs to no pool.
+    pub pools: Vec<PoolStatus>,
+    /// Everything that needs attention, most fundamental first (observation errors first).
+    pub problems: Vec<Problem>,
+    /// What the next pass would do: number of planned actions by kind (`launch`,
+    /// `terminate`…).
+    pub planned: BTreeMap<String, usize>,
+    /// Whether there is no problem at all.
+    pub healthy: bool,
+}
+
+/// One pool's numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct PoolStatus {
+    /// The pool's label.
+    pub pool: String,
+    /// Active runs this pool serves.
+    pub runs: usize,
+    /// Of those, waiting for a launch (phase `pending`).
+    pub pending: usize,
+    /// Of those, claimed and launching (phase `launching`).
+    pub launching: usize,
+    /// Live instances of the pool (any state but shutting-down and terminated).
+    pub instances: usize,
+    /// The pool's `max_instances` (0 for the [`NO_POOL`] row).
+    pub max_instances: u32,
+    /// Our runners online and not busy.
+    pub idle_runners: usize,
+    /// Our runners running a job.
+    pub busy_runners: usize,
+    /// Our runners registered for an instance that is still booting (never online yet).
+    pub starting_runners: usize,
+    /// Our runners that were online and are not any more, or never came online in time, or
+    /// belong to no live run.
+    pub offline_runners: usize,
+}
+
+/// Something that needs attention.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Problem {
+    /// A source could not be read whole: nothing destructive happens until it can.
+    ObservationError {
+        /// `dynamodb`, `ec2`, `gitea runners` or `gitea queued jobs`.
+        source: String,
+        /// What went wrong.
+        error: String,
+    },
+    /// The plan holds back terminations, deregistrations and requeues.
+    Withheld {
+        /// Why.
+        why: String,
+    },
+    /// No pool serves these labels.
+    Unschedulable {
+        /// The run.
+        run: RunId,
+        /// Its labels.
+        labels: Vec<String>,
+    },
+    /// Work held back by a per-pass budget or a cap.
+    Deferred {
+        /// What.
+        what: String,
+        /// Which limit.
+        limit: String,
+    },
+    /// A table row that does not parse; its instances and runners are left alone.
+    InvalidRow {
+        /// The row's key.
+        key: String,
+        /// What is wrong with it.
+        error: String,
+    },
+    /// A run whose last step went wrong.
+    RunError {
+        /// The run.
+        run: RunId,
+        /// Its phase.
+        phase: Phase,
+        /// Its attempt.
+        attempt: u32,
+        /// The recorded error.
+        error: String,
+    },
+    /// One of our runners that is offline when it should not be.
+    OfflineRunner {
+        /// Gitea's runner id.
+        id: i64,
+        /// The runner's name.
+        runner: String,
+        /// The run it serves, when one does.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        run: Option<RunId>,
+        /// Why it counts as a problem.
+        note: String,
+    },
+    /// An instance past half of its max lifetime.
+    AgingInstance {
+        /// The instance.
+        instance: String,
+        /// Its pool.
+        pool: String,
+        /// Its age.
+        #[serde(with = "model::time::duration_serde")]
+        age: Duration,
+        /// Its pool's max lifetime.
+        #[serde(with = "model::time::duration_serde")]
+        max_lifetime: Duration,
+    },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use model::time::human;
+        match self {
+            Problem::ObservationError { source, error } => {
+                write!(f, "could not observe {source}: {error}")
+            }
+            Problem::Withheld { why } => write!(f, "destructive actions withheld: {why}"),
+            Problem::Unschedulable { run, labels } => write!(
+                f,
+                "unschedulable: run {run} wants [{}], which no pool serves",
+                labels.join(", ")
+            ),
+            Problem::Deferred { what, limit } => write!(f, "deferred: {what} (limit {limit})"),
+            Problem::InvalidRow { key, error } => {
+                write!(
+                    f,
+                    "invalid row {key}: {error} (its instances and runners are left alone)"
+                )
+            }
+            Problem::RunError {
+                run,
+                phase,
+                attempt,
+                error,
+            } => write!(f, "run {run} ({phase}, attempt {attempt}): {error}"),
+            Problem::OfflineRunner {
+                id,
+                runner,
+                run,
+                note,
+            } => {
+                write!(f, "runner {runner} (#{id}) {note}")?;
+                if let Some(run) = run {
+                    write!(f, " (run {run})")?;
+                }
+                Ok(())
+            }
+            Problem::AgingInstance {
+                instance,
+                pool,
+                age,
+                max_lifetime,
+            } => write!(
+                f,
+                "instance {instance} in pool {pool} is {} old (max lifetime {})",
+                human(*age),
+                human(*max_lifetime)
+            ),
+        }
+    }
+}
+
+/// Observes once through `r` (no lease, no writes), plans over it and summarizes.
+pub async fn observe(r: &Reconciler) -> Status {
+    let observation = r.observe().await;
+    let policy = r.policy();
+    let now = r.clock.now();
+    let plan = model::plan(&observation.desired, &observation.observed, &policy, now);
+    summarize(&observation, &policy, &plan, now)
+}
+
+/// Runs `status`.
+///
+/// # Errors
+/// When the configuration is invalid, or a port cannot be set up (a missing token, Gitea
+/// unreachable at start-up).
+pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let config = crate::wiring::load_config(&args.config)?;
+    crate::telemetry::init(false);
+    let rt = crate::wiring::runtime()?;
+    rt.block_on(async {
+        let connected = crate::wiring::connect(config).await?;
+        let status = observe(&connected.reconciler).await;
+        match args.output {
+            Output::Text => print!("{}", text(&status)),
+            Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The pool that serves `run`, as the planner chooses it: the operator's pool, else a pool
+/// whose runners carry every label, preferring one named by a label. `None` when no pool
+/// serves it (unschedulable, or a foreign label).
+#[must_use]
+pub fn pool_of<'p>(run: &DesiredRun, policy: &'p Policy) -> Option<&'p str> {
+    let pools = &policy.pools;
+    if let Some(p) = &run.spec.pool {
+        return pools
+            .iter()
+            .find(|pool| &pool.name == p)
+            .map(|p| p.name.as_str());
+    }
+    if run.spec.labels.is_empty() {
+        return None;
+    }
+    let fits = |p: &&model::plan::PoolPolicy| run.spec.labels.iter().all(|l| p.labels.contains(l));
+    pools
+        .iter()
+        .filter(fits)
+        .find(|p| run.spec.labels.contains(&p.name))
+        .or_else(|| pools.iter().find(fits))
+        .map(|p| p.name.as_str())
+}
+
+/// Summarizes one observation and the plan made from it. Pure.
+///
+/// Per pool: active runs (and how many are pending or launching), live instances, and our
+/// runners by state. Problems: observation errors by source, withheld destructive actions,
+/// unschedulable runs with their labels, deferred work, invalid rows, runs with a last error,
+/// our runners offline (after having been online, never online within the registration
+/// timeout, or serving no active run), and live instances older than half their pool's max
+/// lifetime.
+#[must_use]
+pub fn summarize(obs: &Observation, policy: &Policy, plan: &Plan, now: Timestamp) -> Status {
+    let mut rows: BTreeMap<String, PoolStatus> = BTreeMap::new();
+    let order: Vec<String> = policy.pools.iter().map(|p| p.name.clone()).collect();
+    for p in &policy.pools {
+        rows.insert(
+            p.name.clone(),
+            PoolStatus {
+                pool: p.name.clone(),
+                max_instances: p.max_instances,
+                ..PoolStatus::default()
+            },
+        );
+    }
+    let row = |rows: &mut BTreeMap<String, PoolStatus>, pool: Option<&str>| -> String {
+        let name = pool
+            .filter(|p| policy.pools.iter().any(|pp| pp.name == *p))
+            .unwrap_or(NO_POOL)
+            .to_owned();
+        rows.entry(name.clone()).or_insert_with(|| PoolStatus {
+            pool: name.clone(),
+            ..PoolStatus::default()
+        });
+        name
+    };
+
+    let mut problems = observation_problems(obs);
+    if let Some(why) = &plan.withheld {
+        problems.push(Problem::Withheld { why: why.clone() });
+    }
+    for u in &plan.unschedulable {
+        problems.push(Problem::Unschedulable {
+            run: u.run.clone(),
+            labels: u.labels.clone(),
+        });
+    }
+    for d in &plan.deferred {
+        problems.push(Problem::Deferred {
+            what: d.what.clone(),
+            limit: d.limit.clone(),
+        });
+    }
+    for bad in &obs.desired.invalid {
+        problems.push(Problem::InvalidRow {
+            key: bad.key.clone(),
+            error: bad.error.clone(),
+        });
+    }
+
+    // Runs.
+    let runs: BTreeMap<&RunId, &DesiredRun> = obs.desired.runs.iter().map(|r| (&r.id, r)).collect();
+    let foreign = |run: &DesiredRun| {
+        run.spec.pool.is_none()
+            && run
+                .spec
+                .labels
+                .iter()
+                .any(|l| policy.foreign_labels.contains(l))
+    };
+    for run in &obs.desired.runs {
+        if foreign(run) {
+            continue;
+        }
+        let name = row(&mut rows, pool_of(run, policy));
+        let r = rows.entry(name).or_default();
+        r.runs += 1;
+        match run.status.phase {
+            Phase::Pending => r.pending += 1,
+            Phase::Launching => r.launching += 1,
+            _ => {}
+        }
+        if let Some(error) = &run.status.last_error {
+            problems.push(Problem::RunError {
+                run: run.id.clone(),
+                phase: run.status.phase,
+                attempt: run.status.attempt,
+                error: error.clone(),
+            });
+        }
+    }
+
+    // Instances.
+    let ours = |i: &&Instance| i.is_ours(&policy.cluster);
+    let live: Vec<&Instance> = obs
+        .observed
+        .instances
+        .items()
+        .iter()
+        .filter(ours)
+        .filter(|i| i.state.is_live())
+        .collect();
+    let mut pool_by_runner: BTreeMap<String, Option<&str>> = BTreeMap::new();
+    for i in &live {
+        let name = row(&mut rows, i.pool());
+        rows.entry(name.clone()).or_default().instances += 1;
+        if let Some(runner) = i.runner_name() {
+            pool_by_runner.insert(runner.to_string(), i.pool());
+        }
+        let limit = policy
+            .pools
+            .iter()
+            .find(|p| Some(p.name.as_str()) == i.pool())
+            .map_or(policy.timeouts.max_lifetime, |p| p.max_lifetime);
+        let age = now.since(i.launched_at);
+        if age > limit / 2 {
+            problems.push(Problem::AgingInstance {
+                instance: i.id.to_string(),
+                pool: name,
+                age,
+                max_lifetime: limit,
+            });
+        }
+    }
+
+    // Our runners.
+    for runner in obs.observed.runners.items() {
+        let Some((run_id, attempt)) =
+            RunnerName::observed(runner.name.clone()).parse_ours(&policy.cluster)
+        else {
+            continue;
+        };
+        let run = runs.get(&run_id).copied();
+        let pool = pool_by_runner
+            .get(&runner.name)
+            .copied()
+            .flatten()
+            .or_else(|| run.and_then(|r| pool_of(r, policy)))
+            .or_else(|| pool_by_labels(runner, policy));
+        let name = row(&mut rows, pool);
+        let r = rows.entry(name).or_default();
+        if runner.online {
+            if runner.busy {
+                r.busy_runners += 1;
+            } else {
+                r.idle_runners += 1;
+            }
+            continue;
+        }
+        match offline_note(runner, run, attempt, policy, now) {
+            None => r.starting_runners += 1,
+            Some(note) => {
+                r.offline_runners += 1;
+                problems.push(Problem::OfflineRunner {
+                    id: runner.id,
+                    runner: runner.name.clone(),
+                    run: run.map(|r| r.id.clone()),
+                    note,
+                });
+            }
+        }
+    }
+
+    let mut pools: Vec<PoolStatus> = order.iter().filter_map(|n| rows.remove(n)).collect();
+    if let Some(none) = rows.remove(NO_POOL) {
+        pools.push(none);
+    }
+    let mut planned = BTreeMap::new();
+    for action in &plan.actions {
+        *planned.entry(action.kind().to_owned()).or_insert(0) += 1;
+    }
+    Status {
+        cluster: policy.cluster.clone(),
+        at: now,
+        pools,
+        healthy: problems.is_empty(),
+        problems,
+        planned,
+    }
+}
+
+/// Every source that was not seen whole, with its error; a source the planner sees as partial
+/// is reported even when the observation carried no message for it.
+fn observation_problems(obs: &Observation) -> Vec<Problem> {
+    let mut out: Vec<Problem> = obs
+        .errors
+        .iter()
+        .map(|(source, error)| Problem::ObservationError {
+            source: (*source).to_owned(),
+            error: error.clone(),
+        })
+        .collect();
+    let named = |out: &[Problem], source: &str| {
+        out.iter()
+            .any(|p| matches!(p, Problem::ObservationError { source: s, .. } if s == source))
+    };
+    if !obs.desired.complete && !named(&out, "dynamodb") {
+        out.push(Problem::ObservationError {
+            source: "dynamodb".into(),
+            error: "the active runs were read incompletely".into(),
+        });
+    }
+    let o = &obs.observed;
+    for (source, error) in [
+        ("ec2", o.instances.error()),
+        ("gitea runners", o.runners.error()),
+        ("gitea queued jobs", o.queued_jobs.error()),
+    ] {
+        if let Some(error) = error {
+            if !named(&out, source) {
+                out.push(Problem::ObservationError {
+                    source: source.into(),
+                    error: error.to_owned(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A runner's pool from its labels: the first label that names a pool.
+fn pool_by_labels<'p>(runner: &ForgeRunner, policy: &'p Policy) -> Option<&'p str> {
+    runner
+        .labels
+        .iter()
+        .find_map(|l| policy.pools.iter().find(|p| &p.name == l))
+        .map(|p| p.name.as_str())
+}
+
+/// Why an offline runner of ours is a problem, or `None` when it is simply starting: it is
+/// the current attempt of an active run that has not been online yet, and the registration
+/// timeout has not passed.
+fn offline_note(
+    runner: &ForgeRunner,
+    run: Option<&DesiredRun>,
+    attempt: u32,
+    policy: &Policy,
+    now: Timestamp,
+) -> Option<String> {
+    use model::time::human;
+    let Some(run) = run else {
+        return Some("is offline and serves no active run".into());
+    };
+    if run.status.attempt != attempt {
+        return Some(format!(
+            "is offline and belongs to attempt {attempt}, not the current attempt {}",
+            run.status.attempt
+        ));
+    }
+    if run.status.registered_at.is_some() || run.status.runner_id.is_some_and(|id| id != runner.id)
+    {
+        return Some(match run.status.offline_since {
+            Some(since) => format!("offline for {}", human(now.since(since))),
+            None => "went offline after it had been online".into(),
+        });
+    }
+    let started = run.status.launched_at.or(run.status.claimed_at)?;
+    let waited = now.since(started);
+    (waited > policy.timeouts.registration).then(|| {
+        format!(
+            "never came online in {} (registration timeout {})",
+            human(waited),
+            human(policy.timeouts.registration)
+        )
+    })
+}
+
+/// The status as a person reads it: a table of pools, then the problems, then what the next
+/// pass would do.
+#[must_use]
+pub fn text(status: &Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "cluster {} at {}", status.cluster, status.at);
+    let _ = writeln!(
+        out,
+        "{:<16} {:>5} {:>8} {:>10} {:>10} {:>5} {:>5} {:>5} {:>9} {:>8}",
+        "POOL",
+        "RUNS",
+        "PENDING",
+        "LAUNCHING",
+        "INSTANCES",
+        "MAX",
+        "IDLE",
+        "BUSY",
+        "STARTING",
+        "OFFLINE"
+    );
+    for p in &status.pools {
+        let max = if p.pool == NO_POOL {
+            "-".to_owned()
+        } else {
+            p.max_instances.to_string()
+        };
+        let _ = writeln!(
+            out,
+            "{:<16} {:>5} {:>8} {:>10} {:>10} {:>5} {:>5} {:>5} {:>9} {:>8}",
+            p.pool,
+            p.runs,
+            p.pending,
+            p.launching,
+            p.instances,
+            max,
+            p.idle_runners,
+            p.busy_runners,
+            p.starting_runners,
+            p.offline_runners
+        );
+    }
+    if status.problems.is_empty() {
+        out.push_str("No problems.\n");
+    } else {
+        let _ = writeln!(out, "Problems ({}):", status.problems.len());
+        for p in &status.problems {
+            let _ = writeln!(out, "  ! {p}");
+        }
+    }
+    if status.planned.is_empty() {
+        out.push_str("Next pass: nothing to do.\n");
+    } else {
+        let parts: Vec<String> = status
+            .planned
+            .iter()
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        let _ = writeln!(out, "Next pass would: {}.", parts.join(", "));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::observed::{DesiredView, InstanceState, Observed, Seen};
+    use model::testing::{at, instance_for, job_run, name_of, policy, runner, running, T0};
+
+    fn observation(
+        runs: Vec<DesiredRun>,
+        instances: Vec<Instance>,
+        runners: Vec<ForgeRunner>,
+    ) -> Observation {
+        Observation {
+            desired: DesiredView {
+                runs,
+                complete: true,
+                ..DesiredView::default()
+            },
+            observed: Observed {
+                instances: Seen::Complete { items: instances },
+                runners: Seen::Complete { items: runners },
+                queued_jobs: Seen::Complete { items: vec![] },
+            },
+            errors: vec![],
+        }
+    }
+
+    fn status_of(obs: &Observation, now: Timestamp) -> Status {
+        let policy = policy();
+        let plan = model::plan(&obs.desired, &obs.observed, &policy, now);
+        summarize(obs, &policy, &plan, now)
+    }
+
+    fn pool<'s>(s: &'s Status, name: &str) -> &'s PoolStatus {
+        s.pools.iter().find(|p| p.pool == name).expect("pool row")
+    }
+
+    #[test]
+    fn counts_runs_instances_and_runners_per_pool() {
+        let pending = job_run(1, &["go"]);
+        let busy_run = running(job_run(2, &["go"]), "i-2", T0);
+        let idle_run = running(job_run(3, &["docker"]), "i-3", T0);
+        let instances = vec![
+            instance_for(&busy_run, "i-2", "go", InstanceState::Running, T0),
+            instance_for(&idle_run, "i-3", "docker", InstanceState::Running, T0),
+        ];
+        let runners = vec![
+            runner(
+                20,
+                name_of(&busy_run).as_str(),
+                &["go", "linux"],
+                true,
+                true,
+            ),
+            runner(
+                30,
+                name_of(&idle_run).as_str(),
+                &["docker", "linux"],
+                true,
+                false,
+            ),
+            runner(99, "standing-host-runner", &["host"], true, false),
+        ];
+        let obs = observation(vec![pending, busy_run, idle_run], instances, runners);
+        let s = status_of(&obs, at(60));
+
+        assert_eq!(
+            s.pools.iter().map(|p| p.pool.as_str()).collect::<Vec<_>>(),
+            ["docker", "go"]
+        );
+        let go = pool(&s, "go");
+        assert_eq!(
+            (
+                go.runs,
+                go.pending,
+                go.launching,
+                go.instances,
+                go.busy_runners,
+                go.idle_runners
+            ),
+            (2, 1, 0, 1, 1, 0)
+        );
+        assert_eq!(go.max_instances, 10);
+        let docker = pool(&s, "docker");
+        assert_eq!(
+            (
+                docker.runs,
+                docker.instances,
+                docker.idle_runners,
+                docker.busy_runners
+            ),
+            (1, 1, 1, 0)
+        );
+        assert!(s.healthy, "{:?}", s.problems);
+        assert_eq!(
+            s.planned.get("launch"),
+            Some(&1),
+            "the pending run would launch"
+        );
+    }
+
+    #[test]
+    fn reports_unschedulable_runs_with_their_labels_and_puts_them_in_no_pool() {
+        let obs = observation(vec![job_run(1, &["gpu"])], vec![], vec![]);
+        let s = status_of(&obs, at(10));
+        assert!(!s.healthy);
+        assert!(s.problems.contains(&Problem::Unschedulable {
+            run: RunId::for_job(1, 1),
+            labels: vec!["gpu".into()],
+        }));
+        assert_eq!(pool(&s, NO_POOL).runs, 1);
+        assert!(text(&s).contains("unschedulable: run job-1-1 wants [gpu], which no pool serves"));
+    }
+
+    #[test]
+    fn runs_with_foreign_labels_are_neither_counted_nor_problems() {
+        let obs = observation(vec![job_run(1, &["host"])], vec![], vec![]);
+        let s = status_of(&obs, at(10));
+        assert!(s.healthy, "{:?}", s.problems);
+        assert!(s.pools.iter().all(|p| p.runs == 0));
+    }
+
+    #[test]
+    fn observation_errors_are_listed_by_source_with_the_withheld_note() {
+        let mut obs = observation(vec![], vec![], vec![]);
+        obs.observed.instances = Seen::Partial {
+            items: vec![],
+            error: "throttled by EC2".into(),
+        };
+        obs.errors.push(("ec2", "throttled by EC2".into()));
+        obs.desired.complete = false;
+        let s = status_of(&obs, at(10));
+        let sources: Vec<&str> = s
+            .problems
+            .iter()
+            .filter_map(|p| match p {
+                Problem::ObservationError { source, .. } => Some(source.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            sources,
+            ["ec2", "dynamodb"],
+            "each source once, none invented"
+        );
+        assert!(s
+            .problems
+            .iter()
+            .any(|p| matches!(p, Problem::Withheld { .. })));
+    }
+
+    #[test]
+    fn invalid_rows_and_run_errors_are_problems() {
+        let mut failing = job_run(2, &["go"]);
+        failing.status.last_error = Some("launch: no capacity in any offering".into());
+        let mut obs = observation(vec![failing], vec![], vec![]);
+        obs.desired.invalid.push(model::observed::InvalidRow {
+            key: "job-9-1".into(),
+            error: "attribute `phase`: `bogus` is not a phase".into(),
+        });
+        let s = status_of(&obs, at(10));
+        assert!(s.problems.contains(&Problem::InvalidRow {
+            key: "job-9-1".into(),
+            error: "attribute `phase`: `bogus` is not a phase".into(),
+        }));
+        assert!(s.problems.contains(&Problem::RunError {
+            run: RunId::for_job(2, 1),
+            phase: Phase::Pending,
+            attempt: 1,
+            error: "launch: no capacity in any offering".into(),
+        }));
+    }
+
+    #[test]
+    fn a_booting_runner_is_starting_until_the_registration_timeout_then_a_problem() {
+        let run = running(job_run(1, &["go"]), "i-1", T0);
+        let instances = vec![instance_for(&run, "i-1", "go", InstanceState::Running, T0)];
+        let runners = vec![runner(
+            5,
+            name_of(&run).as_str(),
+            &["go", "linux"],
+            false,
+            false,
+        )];
+        let obs = observation(vec![run], instances, runners);
+
+        let early = status_of(&obs, at(60));
+        assert_eq!(pool(&early, "go").starting_runners, 1);
+        assert_eq!(pool(&early, "go").offline_runners, 0);
+        assert!(early.healthy, "{:?}", early.problems);
+
+        let late = status_of(&obs, at(11 * 60));
+        assert_eq!(pool(&late, "go").offline_runners, 1);
+        assert!(late.problems.iter().any(|p| matches!(
+            p,
+            Problem::OfflineRunner { id: 5, note, .. } if note.starts_with("never came online")
+        )));
+    }
+
+    #[test]
+    fn a_runner_that_went_offline_is_a_problem_naming_how_long() {
+        let mut run = running(job_run(1, &["go"]), "i-1", T0);
+        run.status.registered_at = Some(at(30));
+        run.status.runner_id = Some(5);
+        run.status.offline_since = Some(at(60));
+        let instances = vec![instance_for(&run, "i-1", "go", InstanceState::Running, T0)];
+        let runners = vec![runner(
+            5,
+            name_of(&run).as_str(),
+            &["go", "linux"],
+            false,
+            false,
+        )];
+        let obs = observation(vec![run], instances, runners);
+        let s = status_of(&obs, at(120));
+        assert_eq!(
+            s.problems
+                .iter()
+                .filter(|p| matches!(p, Problem::OfflineRunner { .. }))
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["runner tq-test-job-1-1-a1 (#5) offline for 1m (run job-1-1)"]
+        );
+    }
+
+    #[test]
+    fn an_offline_runner_of_no_active_run_is_a_problem() {
+        let obs = observation(
+            vec![],
+            vec![],
+            vec![runner(7, "tq-test-job-4-1-a1", &["go"], false, false)],
+        );
+        let s = status_of(&obs, at(10));
+        assert_eq!(pool(&s, "go").offline_runners, 1);
+        assert!(s.problems.iter().any(|p| matches!(
+            p,
+            Problem::OfflineRunner {
+                id: 7,
+                run: None,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn instances_past_half_their_max_lifetime_are_listed() {
+        let young = running(job_run(1, &["go"]), "i-young", at(2 * 3600));
+        let old = running(job_run(2, &["go"]), "i-old", T0);
+        let instances = vec![
+            instance_for(
+                &young,
+                "i-young",
+                "go",
+                InstanceState::Running,
+                at(2 * 3600),
+            ),
+            instance_for(&old, "i-old", "go", InstanceState::Running, T0),
+        ];
+        let obs = observation(vec![young, old], instances, vec![]);
+        let s = status_of(&obs, at(3 * 3600 + 60));
+        let aging: Vec<String> = s
+            .problems
+            .iter()
+            .filter(|p| matches!(p, Problem::AgingInstance { .. }))
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            aging,
+            ["instance i-old in pool go is 3h 1m old (max lifetime 6h)"]
+        );
+    }
+
+    #[test]
+    fn terminated_instances_and_other_clusters_instances_are_not_counted() {
+        let run = running(job_run(1, &["go"]), "i-1", T0);
+        let mut foreign = instance_for(&run, "i-other", "go", InstanceState::Running, T0);
+        foreign
+            .tags
+            .insert(model::tags::CLUSTER.into(), "someone-else".into());
+        let gone = instance_for(&run, "i-gone", "go", InstanceState::Terminated, T0);
+        let obs = observation(vec![run], vec![foreign, gone], vec![]);
+        let s = status_of(&obs, at(10));
+        assert_eq!(pool(&s, "go").instances, 0);
+    }
+
+    #[test]
+    fn the_text_has_a_row_per_pool_and_says_when_all_is_well() {
+        let obs = observation(vec![], vec![], vec![]);
+        let s = status_of(&obs, at(10));
+        let t = text(&s);
+        assert!(t.contains("No problems."), "{t}");
+        assert!(t.contains("Next pass: nothing to do."), "{t}");
+        assert_eq!(
+            t.lines()
+                .filter(|l| l.starts_with("go ") || l.starts_with("docker "))
+                .count(),
+            2,
+            "{t}"
+        );
+        let json = serde_json::to_value(&s).expect("serializes");
+        assert_eq!(json["healthy"], true);
+        assert_eq!(json["pools"][0]["pool"], "docker");
+    }
+}
