@@ -10,7 +10,7 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`reconcile`]: observe, plan, apply, and the loop.
 //! - [`spool`]: the durable local spool of webhooks the table could not take.
-//! - [`telemetry`]: logging.
+//! - [`telemetry`]: logging setup.
 //! - [`webhook`]: the Gitea webhook receiver (`POST /hooks/gitea`) and the spool replayer.
 //! - [`wiring`]: building the real ports from a configuration.
 
