@@ -42,6 +42,8 @@ pub enum Command {
     /// Work with the DynamoDB table of desired runs.
     #[command(subcommand)]
     Store(cmd::store::StoreCommand),
+    /// Serve webhooks, run the reconcile loop, and expose /metrics, /healthz and /readyz.
+    Serve(cmd::serve::ServeArgs),
     /// Run one reconcile pass (`--once`), or only plan it (`--dry-run`).
     Reconcile(cmd::reconcile::ReconcileArgs),
     /// List, inspect, add, cancel or retry desired runs.
@@ -90,6 +92,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => cmd::plan::run(&args),
         Command::RenderUserData(args) => cmd::render_user_data::run(&args),
         Command::Store(command) => cmd::store::run(&command),
+        Command::Serve(args) => cmd::serve::run(&args),
         Command::Reconcile(args) => cmd::reconcile::run(&args),
         Command::Runs(command) => cmd::runs::run(&command),
         Command::Status(args) => cmd::status::run(&args),

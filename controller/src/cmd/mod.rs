@@ -6,6 +6,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod render_user_data;
 pub mod runs;
+pub mod serve;
 pub mod status;
 pub mod store;
 pub mod workflows;
