@@ -167,13 +167,7 @@ impl Metrics {
     ) {
         self.0.runs.clear();
         for run in &obs.desired.runs {
-            let pool = run.spec.pool.clone().or_else(|| {
-                policy
-                    .pools
-                    .iter()
-                    .find(|p| run.spec.labels.iter().all(|l| p.labels.contains(l)))
-                    .map(|p| p.name.clone())
-            });
+            let pool = policy.pool_for(&run.spec).map(|p| p.name.clone());
             let pool = pool.unwrap_or_else(|| "none".to_owned());
             self.0
                 .runs

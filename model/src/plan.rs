@@ -73,6 +73,27 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// The pool that serves `spec`: the operator's choice when set, else the pools whose
+    /// runners carry every label the job asks for (as Gitea matches runners to jobs),
+    /// preferring one named by a label, then the first by name. `None`: unschedulable.
+    #[must_use]
+    pub fn pool_for(&self, spec: &RunSpec) -> Option<&PoolPolicy> {
+        if let Some(p) = &spec.pool {
+            return self.pools.iter().find(|pool| &pool.name == p);
+        }
+        if spec.labels.is_empty() {
+            return None;
+        }
+        let fits = |p: &&PoolPolicy| spec.labels.iter().all(|l| p.labels.contains(l));
+        self.pools
+            .iter()
+            .filter(fits)
+            .find(|p| spec.labels.contains(&p.name))
+            .or_else(|| self.pools.iter().find(fits))
+    }
+}
+
 /// What to do this pass.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Plan {

@@ -237,28 +237,10 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The pool that serves `run`, as the planner chooses it: the operator's pool, else a pool
-/// whose runners carry every label, preferring one named by a label. `None` when no pool
-/// serves it (unschedulable, or a foreign label).
+/// The pool a run belongs to, as the planner chooses it.
 #[must_use]
 pub fn pool_of<'p>(run: &DesiredRun, policy: &'p Policy) -> Option<&'p str> {
-    let pools = &policy.pools;
-    if let Some(p) = &run.spec.pool {
-        return pools
-            .iter()
-            .find(|pool| &pool.name == p)
-            .map(|p| p.name.as_str());
-    }
-    if run.spec.labels.is_empty() {
-        return None;
-    }
-    let fits = |p: &&model::plan::PoolPolicy| run.spec.labels.iter().all(|l| p.labels.contains(l));
-    pools
-        .iter()
-        .filter(fits)
-        .find(|p| run.spec.labels.contains(&p.name))
-        .or_else(|| pools.iter().find(fits))
-        .map(|p| p.name.as_str())
+    policy.pool_for(&run.spec).map(|p| p.name.as_str())
 }
 
 /// Summarizes one observation and the plan made from it. Pure.

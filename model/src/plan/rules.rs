@@ -217,23 +217,9 @@ impl<'a> Planner<'a> {
             .map(|p| p.name.as_str())
     }
 
-    /// The pool that serves `run`: the operator's choice, else the pools whose runners carry
-    /// every label the job asks for (as Gitea matches), preferring the one named by a label.
+    /// The pool that serves `run` ([`Policy::pool_for`]).
     fn choose_pool(&self, run: &DesiredRun) -> Result<&'a PoolPolicy, ()> {
-        let pools = &self.policy.pools;
-        if let Some(p) = &run.spec.pool {
-            return pools.iter().find(|pool| &pool.name == p).ok_or(());
-        }
-        if run.spec.labels.is_empty() {
-            return Err(());
-        }
-        let fits = |p: &&PoolPolicy| run.spec.labels.iter().all(|l| p.labels.contains(l));
-        pools
-            .iter()
-            .filter(fits)
-            .find(|p| run.spec.labels.contains(&p.name))
-            .or_else(|| pools.iter().find(fits))
-            .ok_or(())
+        self.policy.pool_for(&run.spec).ok_or(())
     }
 
     fn is_foreign(&self, run: &DesiredRun) -> bool {
