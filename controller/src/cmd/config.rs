@@ -11,8 +11,10 @@ use model::config::Config;
 /// # Errors
 /// When the file cannot be read or is invalid (the message lists every problem).
 pub fn validate(file: &Path) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let config = Config::parse(&text).with_context(|| format!("{} is not a valid configuration", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let config = Config::parse(&text)
+        .with_context(|| format!("{} is not a valid configuration", file.display()))?;
     println!(
         "{}: valid (cluster {}, {} pool{}: {})",
         file.display(),
