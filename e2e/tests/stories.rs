@@ -1,0 +1,620 @@
+//! The whole loop, one story per test: the real controller (`serve`, with the real EC2 fleet,
+//! DynamoDB store and Gitea client) against moto and the Gitea simulator, with simulated
+//! machines booting from the user-data the controller gave them.
+//!
+//! Run under moto: `scripts/with-moto.sh cargo test -p e2e` (or `make test`). Every test has
+//! its own cluster id, table, network and simulator, so they run in parallel against one
+//! moto. Each runs on a current-thread runtime, so the controller's log events of a test are
+//! captured into that test's story only; a failing test prints its story.
+
+use std::time::Duration;
+
+use e2e::{capture, run_of, BootFault, ControllerOptions, Settings, World};
+use gitea_sim::{Conclusion, JobPhase};
+use model::Phase;
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+async fn world(name: &str, settings: Settings) -> (World, tracing::subscriber::DefaultGuard) {
+    let world = World::start(name, settings)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start the world: {e:#}"));
+    let guard = capture(&world.events);
+    (world, guard)
+}
+
+fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+    r.unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Our runners still registered in Gitea.
+fn our_runners(world: &World) -> Vec<String> {
+    let prefix = model::RunnerName::prefix(&world.cluster);
+    world
+        .sim
+        .runners()
+        .into_iter()
+        .filter(|r| r.name.starts_with(&prefix))
+        .map(|r| r.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn happy_path_each_job_runs_on_its_own_instance_which_is_gone_afterwards() {
+    let (world, _g) = world("happy", Settings::fast()).await;
+    let ctl = ok(world
+        .start_controller(ControllerOptions::named("ctl-a"))
+        .await);
+    let go = ok(world.enqueue("build", &["go"], Duration::from_secs(2)));
+    let docker = ok(world.enqueue("image", &["docker"], Duration::from_secs(2)));
+
+    for job in [&go, &docker] {
+        let done = ok(world.job_completed(job.id, SETTLE).await);
+        assert_eq!(done.conclusion, Some(Conclusion::Success));
+        let run = ok(world.run_final(&run_of(job), SETTLE).await);
+        assert_eq!(run.status.phase, Phase::Succeeded, "{run:?}");
+        assert_eq!(run.status.attempt, 1);
+        let machines = world.booter.machines_of(&run_of(job));
+        assert_eq!(machines.len(), 1, "one instance per job: {machines:?}");
+        assert!(machines[0].has_runner_file, "booted from its .runner file");
+        ok(world.terminated(&machines[0].instance, SETTLE).await);
+    }
+    let launches = ctl.fleet.launches();
+    assert_eq!(launches.len(), 2, "{launches:?}");
+    let pool_of = |job: &gitea_sim::JobView| {
+        launches
+            .iter()
+            .find(|l| l.run == run_of(job))
+            .map(|l| l.pool.clone())
+    };
+    assert_eq!(pool_of(&go).as_deref(), Some("go"));
+    assert_eq!(pool_of(&docker).as_deref(), Some("docker"));
+    ok(world
+        .wait_until("no runner of ours is left in Gitea", SETTLE, || async {
+            our_runners(&world).is_empty().then_some(())
+        })
+        .await);
+    assert!(ok(world.instances().await).iter().all(|i| !i.is_live()));
+    assert_eq!(ctl.actions("launch", Some("no-runner")), 2);
+    assert_eq!(ctl.actions("terminate", Some("zombie")), 0);
+    assert!(
+        world.booter.errors().is_empty(),
+        "{:?}",
+        world.booter.errors()
+    );
+    ok(ctl.stop().await);
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missed_webhook_is_recovered_by_backfill() {
+    let (world, _g) = world("backfill", Settings::fast()).await;
+    let ctl = ok(world
+        .start_controller(ControllerOptions::named("ctl-a"))
+        .await);
+    world.sim.set_faults(gitea_sim::Faults {
+        drop_webhooks: 1.0,
+        ..gitea_sim::Faults::default()
+    });
+    let job = ok(world.enqueue("build", &["go"], Duration::from_secs(1)));
+    let done = ok(world.job_completed(job.id, SETTLE).await);
+    assert_eq!(done.conclusion, Some(Conclusion::Success));
+    let run = ok(world.run_final(&run_of(&job), SETTLE).await);
+    assert_eq!(
+        run.spec.origin,
+        model::Origin::Backfill,
+        "created from the queued-jobs list"
+    );
+    assert_eq!(run.status.phase, Phase::Succeeded, "{run:?}");
+    assert!(
+        world.sim.deliveries().iter().all(|d| d.dropped),
+        "every webhook was dropped"
+    );
+    assert_eq!(ctl.actions("create-run", Some("backfill")), 1);
+    assert_eq!(ctl.fleet.launches().len(), 1);
+    ok(ctl.stop().await);
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_runner_that_never_registers_is_retried_then_the_run_fails_after_the_attempt_limit() {
+    let mut settings = Settings::fast();
+    settings.max_attempts = 2;
+    let (world, _g) = world("neverreg", settings).await;
+    let ctl = ok(world
+        .start_controller(ControllerOptions::named("ctl-a"))
+        .await);
+    let job = ok(world.enqueue("build", &["go"], Duration::from_secs(1)));
+    world.script(&job, None, BootFault::NeverStarts);
+    let run = ok(world.run_final(&run_of(&job), SETTLE).await);
+    assert_eq!(run.status.phase, Phase::Failed, "{run:?}");
+    assert_eq!(run.status.attempt, 2);
+    let error = run.status.last_error.clone().unwrap_or_default();
+    assert!(error.contains("never registered"), "{error}");
+
+    let machines = world.booter.machines_of(&run_of(&job));
+    assert_eq!(
+        machines.iter().map(|m| m.attempt).collect::<Vec<_>>(),
+        vec![Some(1), Some(2)],
+        "one instance per attempt"
+    );
+    for m in &machines {
+        ok(world.terminated(&m.instance, SETTLE).await);
+        let why = world
+            .events
+            .termination_reason(&m.instance)
+            .unwrap_or_default();
+        assert!(
+            why.starts_with("never registered within 5s"),
+            "{}: {why}",
+            m.instance
+        );
+    }
+    assert_eq!(ctl.actions("terminate", Some("never-registered")), 2);
+    ok(world
+        .wait_until("both registrations are deleted", SETTLE, || async {
+            our_runners(&world).is_empty().then_some(())
+        })
+        .await);
+    // The job still waits in Gitea; a failed run is not backfilled or launched again.
+    ok(ctl.fleet.wait_passes(4, SETTLE).await);
+    assert_eq!(ctl.fleet.launches().len(), 2);
+    assert_eq!(
+        world.sim.job(job.id).map(|j| j.status),
+        Some(JobPhase::Queued)
+    );
+    ok(ctl.stop().await);
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idle_runner_whose_job_went_elsewhere_is_removed() {
+    let (world, _g) = world("idle", Settings::fast()).await;
+    let ctl = ok(world
+        .start_controller(ControllerOptions::named("ctl-a"))
+        .await);
+    // A standing runner (not ours) with the same labels takes the job first; ours boots late.
+    let token = world
+        .sim
+        .registration_token(&gitea_sim::Scope::Instance)
+        .expect("registration token");
+    let standing = gitea_sim::Agent::spawn(
+        gitea_sim::AgentConfig::register(
+            world.sim.base_url(),
+            token,
+            "standing-1",
+            &["go", "linux"],
+        )
+        .fetch_interval(Duration::from_millis(100)),
+    );
+    // The job runs long on the standing runner: it is in progress there while ours idles.
+    let job = ok(world.enqueue("build", &["go"], Duration::from_secs(30)));
+    world.script(&job, Some(1), BootFault::SlowBoot(Duration::from_secs(3)));
+    let standing_id = ok(world
+        .wait_until("the standing runner takes the job", SETTLE, || async {
+            world
+                .sim
+                .job(job.id)
+                .filter(|j| j.status == JobPhase::InProgress)
+                .and_then(|j| j.runner_id)
+        })
+        .await);
+    assert_eq!(
+        world.sim.runner(standing_id).map(|r| r.name).as_deref(),
+        Some("standing-1")
+    );
+    let run = ok(world.run_final(&run_of(&job), SETTLE).await);
+    assert_eq!(run.status.phase, Phase::Succeeded, "{run:?}");
+    assert_eq!(ctl.actions("update-status", Some("job-taken-elsewhere")), 1);
+    assert!(
+        run.status.registered_at.is_some(),
+        "our runner did come online"
+    );
+    let machines = world.booter.machines_of(&run_of(&job));
+    assert_eq!(machines.len(), 1, "{machines:?}");
+    ok(world.terminated(&machines[0].instance, SETTLE).await);
+    let why = world
+        .events
+        .termination_reason(&machines[0].instance)
+        .unwrap_or_default();
+    assert!(why.starts_with("idle for 4s"), "{why}");
+    assert_eq!(
+        ctl.actions("disable-runner", Some("idle")),
+        1,
+        "disabled first (Gitea 1.26)"
+    );
+    assert_eq!(ctl.actions("terminate", Some("idle")), 1);
+    assert_eq!(
+        world.sim.job(job.id).map(|j| j.status),
+        Some(JobPhase::InProgress),
+        "the job is still running on the standing runner, untouched"
+    );
+    standing.stop();
+    assert!(our_runners(&world).is_empty(), "{:?}", our_runners(&world));
+    ok(ctl.stop().await);
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_runner_that_goes_offline_mid_job_is_removed_and_its_run_fails_with_the_reason() {
+    let (world, _g) = world("offline", Settings::fast()).await;
+    let ctl = ok(world
+        .start_controller(ControllerOptions::named("ctl-a"))
+        .await);
+    let job = ok(world.enqueue("build", &["go"], Duration::from_secs(30)));
+    world.script(
+        &job,
+        Some(1),
+        BootFault::OfflineMidJob {
+            after: Duration::from_secs(2),
+        },
+    );
+    let run = ok(world.run_final(&run_of(&job), SETTLE).await);
+    assert_eq!(run.status.phase, Phase::Failed, "{run:?}");
+    let error = run.status.last_error.clone().unwrap_or_default();
+    assert!(error.contains("re-run it in Gitea"), "{error}");
+    let machines = world.booter.machines_of(&run_of(&job));
+    assert_eq!(
+        machines.len(),
+        1,
+        "no second attempt: Gitea does not queue the job again"
+    );
+    ok(world.terminated(&machines[0].instance, SETTLE).await);
+    let why = world
+        .events
+        .termination_reason(&machines[0].instance)
+        .unwrap_or_default();
+    assert!(why.starts_with("runner offline for more than 2s"), "{why}");
+    assert_eq!(ctl.actions("terminate", Some("zombie")), 1);
+    assert!(
+        !machines[0].powered_off,
+        "the frozen machine did not end itself"
+    );
+    // Gitea fails the silent task after its zombie timeout.
+    let done = ok(world.job_completed(job.id, SETTLE).await);
+    assert_eq!(done.conclusion, Some(Conclusion::Failure));
+    assert!(our_runners(&world).is_empty(), "{:?}", our_runners(&world));
+    ok(ctl.stop().await);
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_orphan_is_terminated_once_past_its_minimum_age_and_not_before() {
+    let (world, _g) = world("orphan", Settings::fast()).await;
+    let ctl = ok(world
+        .start_controller(ControllerOptions::named("ctl-a"))
+        .await);
+    let orphan = ok(world.launch_orphan("go").await);
+    let launched = ok(world.instance(&orphan).await).launched_at;
+    // Passes run while it is young; it stays until the minimum age (checked below from the
+    // moment the controller's termination returned).
+    ok(ctl.fleet.wait_passes(2, SETTLE).await);
+    ok(world.terminated(&orphan, SETTLE).await);
+    let at = ctl
+        .fleet
+        .terminated(&orphan)
+        .expect("the controller terminated it");
+    assert!(
+        at.since(launched) >= world.settings.timeouts.orphan_min_age,
+        "terminated {:?} after launch, minimum age {:?}",
+        at.since(launched),
+        world.settings.timeouts.orphan_min_age
+    );
+    let why = world.events.termination_reason(&orphan).unwrap_or_default();
+    assert!(why.starts_with("orphan: no live run wants it"), "{why}");
+    assert_eq!(ctl.actions("terminate", Some("orphan")), 1);
+    ok(ctl.stop().await);
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_foreign_instance_without_our_tag_is_never_touched() {
+    let (world, _g) = world("foreign", Settings::fast()).await;
+    let ctl = ok(world
+        .start_controller(ControllerOptions::named("ctl-a"))
+        .await);
+    let foreign = ok(world.launch_foreign().await);
+    let orphan = ok(world.launch_orphan("docker").await);
+    let job = ok(world.enqueue("build", &["go"], Duration::from_secs(1)));
+    ok(world.job_completed(job.id, SETTLE).await);
+    // The orphan going proves passes with destructive power ran while the foreign one stood.
+    ok(world.terminated(&orphan, SETTLE).await);
+    ok(ctl.fleet.wait_passes(3, SETTLE).await);
+    assert!(
+        ok(world.instance(&foreign).await).is_live(),
+        "the foreign instance was touched"
+    );
+    assert!(
+        ctl.fleet
+            .terminations()
+            .iter()
+            .all(|t| t.ids.iter().all(|i| i.as_str() != foreign)),
+        "the controller named the foreign instance in a termination"
+    );
+    assert!(
+        world
+            .events
+            .all()
+            .iter()
+            .all(|e| !e.text.contains(&foreign) || e.source != e2e::Source::Controller),
+        "the controller mentioned the foreign instance"
+    );
+    ok(ctl.stop().await);
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_spot_interruption_before_the_job_is_requeued_and_the_job_completes() {
+    let (world, _g) = world("spot", Settings::fast()).await;
+    let ctl = ok(world
+        .start_controller(ControllerOptions::named("ctl-a"))
+        .await);
+    let job = ok(world.enqueue("build", &["go"], Duration::from_secs(1)));
+    world.script(&job, Some(1), BootFault::SpotInterruptedBeforeStart);
+    let done = ok(world.job_completed(job.id, SETTLE).await);
+    assert_eq!(done.conclusion, Some(Conclusion::Success));
+    let run = ok(world.run_final(&run_of(&job), SETTLE).await);
+    assert_eq!(run.status.phase, Phase::Succeeded, "{run:?}");
+    assert_eq!(run.status.attempt, 2, "requeued as attempt 2");
+    let machines = world.booter.machines_of(&run_of(&job));
+    assert_eq!(
+        machines.iter().map(|m| m.attempt).collect::<Vec<_>>(),
+        vec![Some(1), Some(2)]
+    );
+    assert!(world.interruptions.contains(&machines[0].instance));
+    assert_eq!(ctl.actions("update-status", Some("spot-interruption")), 1);
+    assert_eq!(ctl.actions("launch", Some("spot-interruption")), 1);
+    assert!(
+        world
+            .events
+            .termination_reason(&machines[0].instance)
+            .is_none(),
+        "EC2 ended it, not the controller"
+    );
+    ok(ctl.stop().await);
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_operator_cancel_removes_the_instance_and_runner_and_cancels_the_run() {
+    let (world, _g) = world("cancel", Settings::fast()).await;
+    let ctl = ok(world
+        .start_controller(ControllerOptions::named("ctl-a"))
+        .await);
+    let job = ok(world.enqueue("deploy", &["docker"], Duration::from_secs(1)));
+    world.script(&job, None, BootFault::SlowBoot(Duration::from_secs(600)));
+    let run = run_of(&job);
+    let instance = ok(world
+        .wait_until("the run is running on an instance", SETTLE, || async {
+            world
+                .run(&run)
+                .await
+                .ok()
+                .flatten()
+                .filter(|r| r.status.phase == Phase::Running)
+                .and_then(|r| r.status.instance_id)
+        })
+        .await);
+    // `tinqs-ci runs cancel`: set the operator's flag on the spec.
+    use controller::store::Store as _;
+    assert!(world.store.set_cancel(&run, true).await.expect("cancel"));
+    let done = ok(world.run_final(&run, SETTLE).await);
+    assert_eq!(done.status.phase, Phase::Cancelled, "{done:?}");
+    ok(world.terminated(instance.as_str(), SETTLE).await);
+    let why = world
+        .events
+        .termination_reason(instance.as_str())
+        .unwrap_or_default();
+    assert_eq!(why, "cancelled by an operator");
+    ok(world
+        .wait_until("its registration is deleted", SETTLE, || async {
+            our_runners(&world).is_empty().then_some(())
+        })
+        .await);
+    ok(ctl.fleet.wait_passes(3, SETTLE).await);
+    assert_eq!(
+        ctl.fleet.launches().len(),
+        1,
+        "a cancelled run is not launched again"
+    );
+    ok(ctl.stop().await);
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_controller_killed_between_launch_and_record_is_replaced_without_a_second_launch() {
+    let (world, _g) = world("crash", Settings::fast()).await;
+    let first = ok(world
+        .start_controller(ControllerOptions::named("ctl-first"))
+        .await);
+    first.store.crash_before_next_record();
+    let job = ok(world.enqueue("build", &["go"], Duration::from_secs(6)));
+    let run = run_of(&job);
+    tokio::time::timeout(SETTLE, first.store.crashed())
+        .await
+        .expect("the first controller reached the record step");
+    let launched = first.fleet.launches();
+    assert_eq!(launched.len(), 1, "{launched:?}");
+    first.kill();
+    let before = ok(world.run(&run).await).expect("run exists");
+    assert_eq!(
+        before.status.phase,
+        Phase::Launching,
+        "claimed, not recorded: {before:?}"
+    );
+    assert_eq!(before.status.instance_id, None);
+
+    let second = ok(world
+        .start_controller(ControllerOptions::named("ctl-second"))
+        .await);
+    let done = ok(world.job_completed(job.id, SETTLE).await);
+    assert_eq!(done.conclusion, Some(Conclusion::Success));
+    let after = ok(world.run_final(&run, SETTLE).await);
+    assert_eq!(after.status.phase, Phase::Succeeded, "{after:?}");
+    assert_eq!(
+        after
+            .status
+            .instance_id
+            .as_ref()
+            .map(model::InstanceId::as_str),
+        Some(launched[0].instance.as_str()),
+        "the instance was adopted"
+    );
+    assert!(second.fleet.launches().is_empty(), "no second launch");
+    assert_eq!(second.actions("update-status", Some("instance-found")), 1);
+    let ours = ok(world.instances().await);
+    assert_eq!(ours.len(), 1, "one instance ever: {ours:?}");
+    ok(second.stop().await);
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn while_gitea_is_unreachable_nothing_is_terminated_and_afterwards_everything_converges() {
+    let (world, _g) = world("giteadown", Settings::fast()).await;
+    let ctl = ok(world
+        .start_controller(ControllerOptions::named("ctl-a"))
+        .await);
+    world.sim.set_faults(gitea_sim::Faults {
+        api_error: Some(gitea_sim::ApiErrorFault::always(503)),
+        ..gitea_sim::Faults::default()
+    });
+    let orphan = ok(world.launch_orphan("go").await);
+    let job = ok(world.enqueue("build", &["go"], Duration::from_secs(1)));
+    let launched = ok(world.instance(&orphan).await).launched_at;
+    // Wait until the orphan is well past its minimum age, passes still running.
+    let min_age = world.settings.timeouts.orphan_min_age;
+    ok(world
+        .wait_until("the orphan is past its minimum age", SETTLE, || async {
+            let now = model::Timestamp::from_system(std::time::SystemTime::now());
+            (now.since(launched) > min_age + Duration::from_secs(2)).then_some(())
+        })
+        .await);
+    ok(ctl.fleet.wait_passes(2, SETTLE).await);
+    assert!(
+        ctl.fleet.terminations().is_empty(),
+        "terminated during the outage"
+    );
+    assert!(ok(world.instance(&orphan).await).is_live());
+    assert!(
+        world
+            .events
+            .all()
+            .iter()
+            .any(|e| e.kind == "warn" && e.text.contains("observation incomplete")),
+        "the controller said why it held back"
+    );
+
+    world.sim.set_faults(gitea_sim::Faults::default());
+    ok(world.terminated(&orphan, SETTLE).await);
+    let done = ok(world.job_completed(job.id, SETTLE).await);
+    assert_eq!(done.conclusion, Some(Conclusion::Success));
+    let run = ok(world.run_final(&run_of(&job), SETTLE).await);
+    assert_eq!(run.status.phase, Phase::Succeeded, "{run:?}");
+    ok(ctl.stop().await);
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn while_dynamodb_is_unreachable_webhooks_are_spooled_and_nothing_is_lost() {
+    let (world, _g) = world("dynamodown", Settings::fast()).await;
+    // No backfill: only the webhooks (through the spool) can bring these jobs in.
+    let ctl = ok(world
+        .start_controller(ControllerOptions {
+            backfill: false,
+            ..ControllerOptions::named("ctl-a")
+        })
+        .await);
+    ctl.store.set_down(true);
+    let jobs = [
+        ok(world.enqueue("build", &["go"], Duration::from_secs(1))),
+        ok(world.enqueue("image", &["docker"], Duration::from_secs(1))),
+    ];
+    ok(world
+        .wait_until(
+            "both queued webhooks were answered 202 (spooled)",
+            SETTLE,
+            || async {
+                let spooled = world
+                    .sim
+                    .deliveries()
+                    .iter()
+                    .filter(|d| d.action.as_deref() == Some("queued") && d.status == Some(202))
+                    .count();
+                (spooled == 2).then_some(())
+            },
+        )
+        .await);
+    assert!(
+        ctl.fleet.launches().is_empty(),
+        "nothing launched while the table was down"
+    );
+    for job in &jobs {
+        assert!(
+            ok(world.run(&run_of(job)).await).is_none(),
+            "not in the table yet"
+        );
+    }
+    ctl.store.set_down(false);
+    for job in &jobs {
+        let done = ok(world.job_completed(job.id, SETTLE).await);
+        assert_eq!(done.conclusion, Some(Conclusion::Success));
+        let run = ok(world.run_final(&run_of(job), SETTLE).await);
+        assert_eq!(run.status.phase, Phase::Succeeded, "{run:?}");
+        assert_eq!(
+            run.spec.origin,
+            model::Origin::Webhook,
+            "created from the spooled webhook"
+        );
+    }
+    assert!(ctl.store.refused() > 0);
+    ok(ctl.stop().await);
+    world.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_controllers_at_once_have_one_writer_and_never_launch_twice() {
+    let (world, _g) = world("twoctl", Settings::fast()).await;
+    let a = ok(world
+        .start_controller(ControllerOptions::named("ctl-a"))
+        .await);
+    ok(world
+        .wait_until("ctl-a takes the lease", SETTLE, || async {
+            a.holds_lease().then_some(())
+        })
+        .await);
+    // The second replica receives the webhooks: it writes runs, the lease holder launches.
+    let b = ok(world
+        .start_controller(ControllerOptions::named("ctl-b"))
+        .await);
+    let jobs = [
+        ok(world.enqueue("build", &["go"], Duration::from_secs(1))),
+        ok(world.enqueue("test", &["go"], Duration::from_secs(1))),
+        ok(world.enqueue("image", &["docker"], Duration::from_secs(1))),
+    ];
+    for job in &jobs {
+        let done = ok(world.job_completed(job.id, SETTLE).await);
+        assert_eq!(done.conclusion, Some(Conclusion::Success));
+        let run = ok(world.run_final(&run_of(job), SETTLE).await);
+        assert_eq!(run.status.phase, Phase::Succeeded, "{run:?}");
+        assert_eq!(world.booter.machines_of(&run_of(job)).len(), 1);
+    }
+    assert_eq!(a.fleet.launches().len(), 3);
+    assert!(b.fleet.launches().is_empty(), "the standby launched");
+    assert!(b.fleet.terminations().is_empty(), "the standby terminated");
+    assert_eq!(
+        b.actions("launch", None) + b.actions("update-status", None),
+        0
+    );
+    assert!(a.holds_lease() && !b.holds_lease());
+    assert!(
+        world
+            .sim
+            .deliveries()
+            .iter()
+            .any(|d| d.url == b.hook_url() && d.succeeded()),
+        "ctl-b took the webhooks"
+    );
+    ok(b.stop().await);
+    ok(a.stop().await);
+    world.shutdown().await;
+}
