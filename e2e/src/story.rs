@@ -17,8 +17,11 @@ use crate::booter::BootFault;
 use crate::narrate::{Events, Source};
 use crate::world::{run_of, Controller, ControllerOptions, Settings, World};
 
-/// How long the story may take to settle before it counts as not converging.
-pub const CONVERGE_WITHIN: Duration = Duration::from_secs(240);
+/// How long one act may take to settle before the story counts as not converging.
+pub const CONVERGE_WITHIN: Duration = Duration::from_secs(180);
+
+/// How long the whole story may take.
+pub const STORY_WITHIN: Duration = Duration::from_secs(300);
 
 /// What the story ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,7 +363,14 @@ pub async fn demo(events: Events) -> anyhow::Result<Summary> {
             return Err(e);
         }
     };
-    let result = run(&world, &ctl).await;
+    let result = match tokio::time::timeout(STORY_WITHIN, run(&world, &ctl)).await {
+        Ok(r) => r,
+        Err(_) => Err(anyhow::anyhow!(
+            "the story did not converge within {}\n--- what happened ---\n{}",
+            humantime::format_duration(STORY_WITHIN),
+            world.events.dump()
+        )),
+    };
     let stopped = ctl.stop().await;
     world.shutdown().await;
     let summary = result?;
