@@ -558,3 +558,275 @@ impl Store for SlowStore {
         self.0.release_lease(l).await
     }
 }
+
+// ---- push mode, end to end with the Gitea simulator ------------------------------------------
+
+mod push_mode {
+    use super::*;
+    use controller::forge::fake::ForgeMethod;
+    use controller::forge::{FakeForge, ForgeError, GiteaForge, RepoFile};
+    use gitea_sim::{
+        CommitSpec, FileChange, PushSpec, SimConfig, SimHandle, Simulator, WebhookTarget,
+    };
+    use model::config::{GiteaConfig, RegistrationMode, RunnerScope};
+
+    const CI: &str = "on:\n  push:\n    branches: [main]\njobs:\n  build:\n    runs-on: go\n    steps:\n      - run: make\n";
+    const MATRIX: &str = "on:\n  push:\n    paths: ['src/**']\njobs:\n  test:\n    strategy:\n      matrix:\n        os: [arm, amd, big]\n    runs-on: ${{ matrix.os }}\n    steps:\n      - run: make test\n  call:\n    uses: ./.gitea/workflows/reusable.yml\n";
+    const DOCS: &str = "on:\n  push:\n    paths: ['docs/**']\njobs:\n  site:\n    runs-on: [docs, linux]\n    steps:\n      - run: make site\n";
+    const RELEASE: &str = "on:\n  push:\n    tags: ['v*']\njobs:\n  publish:\n    runs-on: go\n    steps:\n      - run: make release\n";
+    const PR: &str =
+        "on: pull_request\njobs:\n  lint:\n    runs-on: go\n    steps:\n      - run: make lint\n";
+    const BROKEN: &str = "on: push\njobs: [this is: not, a: mapping\n";
+
+    async fn setup() -> (SimHandle, Receiver) {
+        let sim = Simulator::start(SimConfig::default().repo("acme/web"))
+            .await
+            .expect("sim starts");
+        let gitea = GiteaConfig {
+            url: sim.base_url(),
+            token_env: "GITEA_TOKEN".into(),
+            webhook_secret_env: "GITEA_WEBHOOK_SECRET".into(),
+            scope: RunnerScope::Instance,
+            demand: DemandSource::Push,
+            registration: RegistrationMode::Preregister,
+        };
+        let forge = GiteaForge::new(&gitea, Secret::new(sim.admin_token())).expect("client");
+        let r = start(DemandSource::Push, Some(Arc::new(forge) as Arc<dyn Forge>)).await;
+        sim.set_webhook(Some(WebhookTarget {
+            url: r.url.clone(),
+            secret: SECRET.into(),
+        }));
+        (sim, r)
+    }
+
+    fn labels_of(r: &Receiver) -> Vec<Vec<String>> {
+        let mut all: Vec<Vec<String>> = r.store.runs().into_iter().map(|x| x.spec.labels).collect();
+        all.sort();
+        all
+    }
+
+    #[tokio::test]
+    async fn a_push_creates_one_run_per_triggered_job_instance() {
+        let (sim, r) = setup().await;
+        let first = sim
+            .push(PushSpec::new(
+                "acme/web",
+                "main",
+                vec![CommitSpec::new(
+                    "add ci",
+                    vec![
+                        FileChange::put(".gitea/workflows/ci.yml", CI),
+                        FileChange::put(".gitea/workflows/matrix.yaml", MATRIX),
+                        FileChange::put(".gitea/workflows/site/docs.yml", DOCS),
+                        FileChange::put(".gitea/workflows/release.yml", RELEASE),
+                        FileChange::put(".gitea/workflows/pr.yml", PR),
+                        FileChange::put(".gitea/workflows/broken.yml", BROKEN),
+                        FileChange::put("src/lib.rs", "pub fn f() {}"),
+                    ],
+                )],
+            ))
+            .expect("pushes");
+        sim.flush_webhooks().await;
+        let deliveries = sim.deliveries();
+        assert!(
+            deliveries.iter().all(gitea_sim::Delivery::succeeded),
+            "{deliveries:?}"
+        );
+        // ci: build; matrix: test × 3 (src changed; the reusable call gets none); not docs,
+        // release (tags only), pr (no push event) or the broken file.
+        assert_eq!(
+            labels_of(&r),
+            [
+                vec!["amd".to_owned()],
+                vec!["arm".to_owned()],
+                vec!["big".to_owned()],
+                vec!["go".to_owned()]
+            ]
+        );
+        let runs = r.store.runs();
+        assert!(runs
+            .iter()
+            .all(|x| x.spec.origin == Origin::Push && x.spec.repo.as_deref() == Some("acme/web")));
+        let build = RunId::for_push(
+            "acme/web",
+            &first.after,
+            ".gitea/workflows/ci.yml",
+            "build",
+            0,
+        );
+        assert!(runs.iter().any(|x| x.id == build));
+        assert!(r.woken().await);
+
+        // Only docs change: ci and docs run, the path-filtered matrix does not.
+        let second = sim
+            .push(PushSpec::new(
+                "acme/web",
+                "main",
+                vec![CommitSpec::new(
+                    "docs",
+                    vec![FileChange::put("docs/index.md", "# hi")],
+                )],
+            ))
+            .expect("pushes");
+        sim.flush_webhooks().await;
+        let new: Vec<Vec<String>> = r
+            .store
+            .runs()
+            .into_iter()
+            .filter(|x| runs.iter().all(|old| old.id != x.id))
+            .map(|x| x.spec.labels)
+            .collect();
+        let mut new = new;
+        new.sort();
+        assert_eq!(
+            new,
+            [
+                vec!["docs".to_owned(), "linux".to_owned()],
+                vec!["go".to_owned()]
+            ]
+        );
+        assert_eq!(r.store.runs().len(), 6);
+
+        // Redelivering the same push body changes nothing.
+        let body = sim.deliveries().last().expect("delivered").body.clone();
+        assert!(body.contains(&second.after));
+        let (status, text) = r.send(Some("push"), &body, Sig::Gitea).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("\"created\":0"), "{text}");
+        assert_eq!(r.store.runs().len(), 6);
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn skip_ci_bot_pushes_and_deleted_refs_create_nothing() {
+        let (sim, r) = setup().await;
+        sim.push(PushSpec::new(
+            "acme/web",
+            "main",
+            vec![CommitSpec::new(
+                "add ci [skip ci]",
+                vec![FileChange::put(".gitea/workflows/ci.yml", CI)],
+            )],
+        ))
+        .expect("pushes");
+        sim.flush_webhooks().await;
+        assert_eq!(sim.deliveries().last().and_then(|d| d.status), Some(204));
+        assert!(r.store.runs().is_empty());
+
+        let body = sim.deliveries().last().expect("delivered").body.clone();
+        let mut doc: serde_json::Value = serde_json::from_str(&body).expect("json");
+        doc["head_commit"]["message"] = "plain".into();
+        doc["pusher"]["login"] = "gitea-actions".into();
+        doc["pusher"]["username"] = "gitea-actions".into();
+        assert_eq!(
+            r.send(Some("push"), &doc.to_string(), Sig::Gitea).await.0,
+            204
+        );
+        doc["pusher"]["login"] = "alice".into();
+        doc["pusher"]["username"] = "alice".into();
+        doc["after"] = "0000000000000000000000000000000000000000".into();
+        assert_eq!(
+            r.send(Some("push"), &doc.to_string(), Sig::Gitea).await.0,
+            204
+        );
+        assert!(r.store.runs().is_empty());
+        // A workflow_job event in push mode is not used.
+        assert_eq!(r.job("queued", 1, 1).await.0, 204);
+        assert!(r.store.runs().is_empty());
+        sim.shutdown().await;
+    }
+
+    fn push_body(after: &str) -> String {
+        serde_json::json!({
+            "ref": "refs/heads/main", "before": "1111111111111111111111111111111111111111",
+            "after": after, "repository": {"full_name": "acme/web"},
+            "pusher": {"login": "alice"}, "head_commit": {"message": "change"},
+        })
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_push_while_gitea_is_down_is_spooled_and_expanded_on_replay() {
+        let forge = Arc::new(FakeForge::new());
+        let after = "2222222222222222222222222222222222222222";
+        forge.set_workflow_files(
+            "acme/web",
+            after,
+            vec![RepoFile {
+                path: ".gitea/workflows/ci.yml".into(),
+                content: CI.into(),
+            }],
+        );
+        forge.fail_next(
+            ForgeMethod::WorkflowFiles,
+            ForgeError::Unavailable("connection refused".into()),
+        );
+        let r = start(
+            DemandSource::Push,
+            Some(Arc::clone(&forge) as Arc<dyn Forge>),
+        )
+        .await;
+        let (status, _) = r.send(Some("push"), &push_body(after), Sig::Gitea).await;
+        assert_eq!(status, 202);
+        assert_eq!(r.spooled(), 1);
+        assert!(r.store.runs().is_empty());
+        let report = replay_spool_once(&r.state).await.expect("replays");
+        assert_eq!(
+            report,
+            ReplayReport {
+                replayed: 1,
+                remaining: 0,
+                quarantined: 0
+            }
+        );
+        assert_eq!(labels_of(&r), [vec!["go".to_owned()]]);
+        assert_eq!(forge.calls_to(ForgeMethod::WorkflowFiles), 2);
+        // No workflow had a paths filter: changed files were never asked for.
+        assert_eq!(forge.calls_to(ForgeMethod::ChangedFiles), 0);
+    }
+
+    #[tokio::test]
+    async fn a_push_of_an_unknown_commit_is_refused_and_a_spooled_one_set_aside() {
+        let forge = Arc::new(FakeForge::new());
+        let r = start(
+            DemandSource::Push,
+            Some(Arc::clone(&forge) as Arc<dyn Forge>),
+        )
+        .await;
+        let after = "3333333333333333333333333333333333333333";
+        let (status, _) = r.send(Some("push"), &push_body(after), Sig::Gitea).await;
+        assert_eq!(status, 422);
+        assert_eq!(r.spooled(), 0);
+
+        // Spooled while the store was down, then found to be unknown: set aside, not retried.
+        r.store.set_unavailable(true);
+        forge.set_workflow_files(
+            "acme/web",
+            after,
+            vec![RepoFile {
+                path: ".gitea/workflows/ci.yml".into(),
+                content: CI.into(),
+            }],
+        );
+        assert_eq!(
+            r.send(Some("push"), &push_body(after), Sig::Gitea).await.0,
+            202
+        );
+        r.store.set_unavailable(false);
+        forge.fail_always(
+            ForgeMethod::WorkflowFiles,
+            ForgeError::NotFound("gone".into()),
+        );
+        let report = replay_spool_once(&r.state).await.expect("replays");
+        assert_eq!(
+            report,
+            ReplayReport {
+                replayed: 0,
+                remaining: 0,
+                quarantined: 1
+            }
+        );
+        assert_eq!(r.spooled(), 0);
+        assert!(r.store.runs().is_empty());
+    }
+}
