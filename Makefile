@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all setup build test test-rust test-aws test-shell lint fmt clippy shellcheck demo bench audit ami clean
+.PHONY: all setup build test test-rust test-aws test-shell lint fmt clippy shellcheck demo bench bench-webhook audit ami clean
 
 all: build
 
@@ -45,6 +45,11 @@ demo: setup
 ## Benchmarks: planning cost (plan <N>: <ms> ms), and the others where they exist.
 bench:
 	$(CARGO) bench -p tinqs-model --bench plan
+
+## 1,000 signed webhooks at once on 127.0.0.1 (then redelivered, then spooled and replayed):
+## time, latency and a check that each job is stored exactly once.
+bench-webhook:
+	$(CARGO) bench -p tinqs-ci --bench webhook --profile dev
 
 audit:
 	@command -v cargo-audit >/dev/null || $(CARGO) install cargo-audit --locked
