@@ -34,7 +34,11 @@ fn body(job: i64) -> String {
 }
 
 /// Sends jobs `first..first + DELIVERIES` at once; returns the statuses and latencies.
-async fn round(http: &reqwest::Client, url: &str, first: i64) -> (Duration, Vec<u16>, Vec<Duration>) {
+async fn round(
+    http: &reqwest::Client,
+    url: &str,
+    first: i64,
+) -> (Duration, Vec<u16>, Vec<Duration>) {
     let started = Instant::now();
     let sends = (first..first + DELIVERIES).map(|job| {
         let http = http.clone();
@@ -64,7 +68,12 @@ async fn round(http: &reqwest::Client, url: &str, first: i64) -> (Duration, Vec<
 }
 
 fn report(name: &str, took: Duration, statuses: &[u16], latencies: &[Duration]) {
-    let pct = |p: usize| latencies.get(latencies.len() * p / 100).copied().unwrap_or_default();
+    let pct = |p: usize| {
+        latencies
+            .get(latencies.len() * p / 100)
+            .copied()
+            .unwrap_or_default()
+    };
     let mut counts = std::collections::BTreeMap::new();
     for s in statuses {
         *counts.entry(*s).or_insert(0usize) += 1;
@@ -81,7 +90,10 @@ fn report(name: &str, took: Duration, statuses: &[u16], latencies: &[Duration]) 
 }
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -110,7 +122,9 @@ async fn run() -> Result<(), String> {
         None,
     )
     .map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let app = webhook::router(state.clone());
     tokio::spawn(async move {
@@ -127,14 +141,18 @@ async fn run() -> Result<(), String> {
     report("fresh", took, &statuses, &latencies);
     let stored = store.runs().len();
     if statuses.iter().any(|s| *s != 200) || stored != expect {
-        return Err(format!("fresh round: {stored} runs stored, want {expect}; statuses must all be 200"));
+        return Err(format!(
+            "fresh round: {stored} runs stored, want {expect}; statuses must all be 200"
+        ));
     }
 
     let (took, statuses, latencies) = round(&http, &url, 1).await;
     report("redelivered", took, &statuses, &latencies);
     let stored = store.runs().len();
     if statuses.iter().any(|s| *s != 200) || stored != expect {
-        return Err(format!("redelivery round: {stored} runs stored, want still {expect}"));
+        return Err(format!(
+            "redelivery round: {stored} runs stored, want still {expect}"
+        ));
     }
 
     store.set_unavailable(true);
@@ -155,7 +173,10 @@ async fn run() -> Result<(), String> {
     );
     let stored = store.runs().len();
     if stored != 2 * expect || replay.replayed != expect {
-        return Err(format!("after replay: {stored} runs stored, want {}", 2 * expect));
+        return Err(format!(
+            "after replay: {stored} runs stored, want {}",
+            2 * expect
+        ));
     }
     println!("webhook bench ok: {stored} runs, each stored once");
     Ok(())
