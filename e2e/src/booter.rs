@@ -50,7 +50,7 @@ impl Default for BootSettings {
     fn default() -> Self {
         BootSettings {
             boot_delay: Duration::from_millis(300),
-            power_off_delay: Duration::from_millis(300),
+            power_off_delay: Duration::from_secs(1),
             fetch_interval: Duration::from_millis(250),
             report_interval: Duration::from_millis(250),
             poll_interval: Duration::from_millis(200),

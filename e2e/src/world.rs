@@ -75,7 +75,7 @@ impl Settings {
                 resync: Duration::from_secs(1),
             },
             max_attempts: 3,
-            lease_ttl: Duration::from_secs(4),
+            lease_ttl: Duration::from_secs(8),
             call_timeout: Duration::from_secs(5),
             runner_offline_after: Duration::from_secs(2),
             runner_idle_after: Duration::from_secs(2),
@@ -106,7 +106,7 @@ impl Settings {
             zombie_task_timeout: Duration::from_secs(30),
             boot: BootSettings {
                 boot_delay: Duration::from_millis(1500),
-                power_off_delay: Duration::from_millis(700),
+                power_off_delay: Duration::from_secs(1),
                 fetch_interval: Duration::from_millis(500),
                 report_interval: Duration::from_millis(500),
                 poll_interval: Duration::from_millis(300),

@@ -423,12 +423,14 @@ async fn an_operator_cancel_removes_the_instance_and_runner_and_cancels_the_run(
 
 #[tokio::test]
 async fn a_controller_killed_between_launch_and_record_is_replaced_without_a_second_launch() {
-    let (world, _g) = world("crash", Settings::fast()).await;
+    let mut settings = Settings::fast();
+    settings.lease_ttl = Duration::from_secs(3);
+    let (world, _g) = world("crash", settings).await;
     let first = ok(world
         .start_controller(ControllerOptions::named("ctl-first"))
         .await);
     first.store.crash_before_next_record();
-    let job = ok(world.enqueue("build", &["go"], Duration::from_secs(6)));
+    let job = ok(world.enqueue("build", &["go"], Duration::from_secs(12)));
     let run = run_of(&job);
     tokio::time::timeout(SETTLE, first.store.crashed())
         .await
