@@ -595,15 +595,28 @@ impl<'a> Planner<'a> {
                 };
                 return self.status(run, change, Reason::JobFinished);
             }
-            JobState::InProgress { runner: Some(on) } if on == name.as_str() => {
-                // Gitea fails a job whose runner vanished (zombie task cron); it does not
-                // queue it again, so a new runner would wait for nothing.
+            JobState::InProgress { runner: Some(on) }
+                if on == name.as_str()
+                    && matches!(cause, Reason::SpotInterruption | Reason::Zombie { .. }) =>
+            {
+                // The machine died under the job. Gitea fails a job whose runner vanished
+                // (zombie task cron) and does not queue it again, so a new runner would wait
+                // for nothing.
                 let error = format!("{cause} while running the job; re-run it in Gitea");
                 let change = StatusChange::Finish {
                     phase: Phase::Failed,
                     error: Some(error),
                 };
                 return self.status(run, change, cause);
+            }
+            JobState::InProgress { runner: Some(on) } if on == name.as_str() => {
+                // Our runner took the job and its machine ended by itself: the normal end of
+                // an ephemeral runner, whose `completed` webhook is late or was lost.
+                let change = StatusChange::Finish {
+                    phase: Phase::Succeeded,
+                    error: None,
+                };
+                return self.status(run, change, Reason::JobNoLongerWaiting);
             }
             JobState::InProgress { .. } => {
                 let change = StatusChange::Finish {

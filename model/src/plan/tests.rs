@@ -715,3 +715,32 @@ fn actions_print_as_one_readable_line() {
         "terminate i-0abc in pool go: never registered within 10m"
     );
 }
+
+#[test]
+fn a_runner_that_ended_after_taking_its_job_is_a_success_even_without_the_completed_webhook() {
+    let mut r = running(go_run(1), "i-1", at(0));
+    r.status.registered_at = Some(at(MIN));
+    r.spec.job_state = JobState::InProgress {
+        runner: Some(name_of(&r).to_string()),
+    };
+    let mut i = instance_for(&r, "i-1", "go", InstanceState::Terminated, at(0));
+    i.state_reason = Some("Client.InstanceInitiatedShutdown".into());
+    let w = World::new(
+        vec![r.clone()],
+        vec![i.clone()],
+        vec![],
+        vec![],
+        at(10 * MIN),
+    );
+    assert_eq!(
+        kinds(&w.plan(&policy())),
+        vec!["mark run job-1-1 succeeded: the job no longer waits for a runner"]
+    );
+    // The same end by a Spot reclaim fails the run: Gitea will fail that job.
+    i.state_reason = Some(SPOT_INTERRUPTION.into());
+    let w = World::new(vec![r], vec![i], vec![], vec![], at(10 * MIN));
+    assert_eq!(
+        kinds(&w.plan(&policy())),
+        vec!["mark run job-1-1 failed (spot interruption before the run finished while running the job; re-run it in Gitea): spot interruption before the run finished"]
+    );
+}
