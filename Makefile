@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all setup build test test-rust test-aws test-shell lint fmt clippy shellcheck demo bench bench-webhook audit ami clean
+.PHONY: all setup build test test-rust test-aws test-shell lint fmt clippy shellcheck demo bench bench-aws bench-webhook audit ami clean
 
 all: build
 
@@ -14,11 +14,13 @@ setup:
 build:
 	$(CARGO) build --workspace --all-targets
 
-## Every test: Rust unit and integration tests (moto started for the AWS ones), then the
-## shell-side suites (boot script sandbox, bats, shellcheck, Dockerfile lint).
+## Every test: Rust unit, property, integration and end-to-end tests (moto started for the
+## AWS ones), the benchmarks compiled (not run: `make bench`), then the shell-side suites
+## (boot script sandbox, bats, shellcheck, Dockerfile lint).
 test: setup
-	scripts/with-moto.sh $(CARGO) test --workspace --all-targets
-	@if [ -x tests/shell/run.sh ]; then tests/shell/run.sh; fi
+	scripts/with-moto.sh $(CARGO) test --workspace
+	$(CARGO) test --workspace --benches --no-run
+	tests/shell/run.sh
 
 ## The moto-backed AWS integration tests alone.
 test-aws: setup
@@ -45,6 +47,11 @@ demo: setup
 ## Benchmarks: planning cost (plan <N>: <ms> ms), and the others where they exist.
 bench:
 	$(CARGO) bench -p tinqs-model --bench plan
+
+## Listing and planning over 5,000 instances and 5,000 runs against moto: API calls and time
+## per pass. Dev profile: the AWS SDK is already built there (its release build takes ~13 min).
+bench-aws: setup
+	scripts/with-moto.sh $(CARGO) bench -p tinqs-ci --bench aws --profile dev
 
 ## 1,000 signed webhooks at once on 127.0.0.1 (then redelivered, then spooled and replayed):
 ## time, latency and a check that each job is stored exactly once.
