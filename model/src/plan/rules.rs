@@ -255,11 +255,17 @@ impl<'a> Planner<'a> {
         if run.spec.cancel || matches!(run.spec.job_state, JobState::Completed { .. }) {
             return self.end_run(run, instance, &runners);
         }
-        match run.status.phase {
-            Phase::Pending => self.pending(run, instance, &runners),
-            Phase::Launching => self.launching(run, instance, &runners),
-            Phase::Running => self.running(run, instance, &runners),
-            Phase::Succeeded | Phase::Failed | Phase::Cancelled => {}
+        match (run.status.phase, instance) {
+            (Phase::Pending | Phase::Launching, Some(i)) => {
+                // A tagged instance of the current attempt exists (a crash after the launch,
+                // before the record): adopt it, then apply the running rules in this pass.
+                self.adopt(run, i);
+                self.running(run, Some(i), &runners);
+            }
+            (Phase::Pending, None) => self.pending(run, &runners),
+            (Phase::Launching, None) => self.launching(run, &runners),
+            (Phase::Running, _) => self.running(run, instance, &runners),
+            (Phase::Succeeded | Phase::Failed | Phase::Cancelled, _) => {}
         }
     }
 
@@ -278,7 +284,7 @@ impl<'a> Planner<'a> {
         };
         let nothing_of_ours = instance.is_none() && runners.is_empty();
         if run.status.phase == Phase::Pending && nothing_of_ours {
-            return self.status(run, StatusChange::Finish { phase, error: None }, reason);
+            return self.end(run, phase, reason);
         }
         if !self.destroy_ok {
             return;
@@ -299,22 +305,13 @@ impl<'a> Planner<'a> {
             self.deregister(r, reason.clone());
         }
         if all_removed {
-            self.status(run, StatusChange::Finish { phase, error: None }, reason);
+            self.end(run, phase, reason);
         }
     }
 
     /// Rule "launch": a pending run with no runner gets one, within budgets and caps; a run
     /// no pool serves is reported unschedulable, with its labels.
-    fn pending(
-        &mut self,
-        run: &'a DesiredRun,
-        instance: Option<&'a Instance>,
-        runners: &[&'a ForgeRunner],
-    ) {
-        if let Some(i) = instance {
-            self.adopt(run, i);
-            return self.running(run, Some(i), runners);
-        }
+    fn pending(&mut self, run: &'a DesiredRun, runners: &[&'a ForgeRunner]) {
         if let JobState::InProgress { .. } = run.spec.job_state {
             if self.destroy_ok {
                 // With no instance, a registration under this name is unused whatever the
@@ -323,32 +320,17 @@ impl<'a> Planner<'a> {
                     self.deregister(r, Reason::Ghost);
                 }
             }
-            let change = StatusChange::Finish {
-                phase: Phase::Succeeded,
-                error: None,
-            };
-            return self.status(run, change, Reason::JobTakenElsewhere);
+            return self.end(run, Phase::Succeeded, Reason::JobTakenElsewhere);
         }
         if self.clear_registrations(runners, &Reason::Ghost) {
             self.launch(run, run.status.attempt.max(1), Reason::NoRunner);
         }
     }
 
-    /// Rules "adopt" and "stale claim": a claimed run whose instance exists is recorded; a
-    /// claim older than the launch timeout with no instance is launched again with the same
+    /// Rule "stale claim": a claim older than the launch timeout with no instance is launched again with the same
     /// attempt (so the same client token: EC2 returns the instance if it did start), after
     /// removing any registration the failed attempt left.
-    fn launching(
-        &mut self,
-        run: &'a DesiredRun,
-        instance: Option<&'a Instance>,
-        runners: &[&'a ForgeRunner],
-    ) {
-        if let Some(i) = instance {
-            // Adopted, it is a running run from here on: apply those rules in the same pass.
-            self.adopt(run, i);
-            return self.running(run, Some(i), runners);
-        }
+    fn launching(&mut self, run: &'a DesiredRun, runners: &[&'a ForgeRunner]) {
         if !self.destroy_ok {
             return;
         }
@@ -589,11 +571,7 @@ impl<'a> Planner<'a> {
         let name = run.runner_name(&self.policy.cluster);
         match &run.spec.job_state {
             JobState::Completed { .. } => {
-                let change = StatusChange::Finish {
-                    phase: Phase::Succeeded,
-                    error: None,
-                };
-                return self.status(run, change, Reason::JobFinished);
+                return self.end(run, Phase::Succeeded, Reason::JobFinished);
             }
             JobState::InProgress { runner: Some(on) }
                 if on == name.as_str()
@@ -612,18 +590,10 @@ impl<'a> Planner<'a> {
             JobState::InProgress { runner: Some(on) } if on == name.as_str() => {
                 // Our runner took the job and its machine ended by itself: the normal end of
                 // an ephemeral runner, whose `completed` webhook is late or was lost.
-                let change = StatusChange::Finish {
-                    phase: Phase::Succeeded,
-                    error: None,
-                };
-                return self.status(run, change, Reason::JobNoLongerWaiting);
+                return self.end(run, Phase::Succeeded, Reason::JobNoLongerWaiting);
             }
             JobState::InProgress { .. } => {
-                let change = StatusChange::Finish {
-                    phase: Phase::Succeeded,
-                    error: None,
-                };
-                return self.status(run, change, Reason::JobTakenElsewhere);
+                return self.end(run, Phase::Succeeded, Reason::JobTakenElsewhere);
             }
             JobState::Queued => {}
         }
@@ -742,6 +712,10 @@ impl<'a> Planner<'a> {
     }
 
     // ---- emitting actions -----------------------------------------------------------------
+
+    fn end(&mut self, run: &DesiredRun, phase: Phase, reason: Reason) {
+        self.status(run, StatusChange::Finish { phase, error: None }, reason);
+    }
 
     fn status(&mut self, run: &DesiredRun, change: StatusChange, reason: Reason) {
         self.out.actions.push(Action::UpdateStatus {
