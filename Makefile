@@ -49,7 +49,8 @@ bench:
 	$(CARGO) bench -p tinqs-model --bench plan
 
 ## Listing and planning over 5,000 instances and 5,000 runs against moto: API calls and time
-## per pass. Dev profile: the AWS SDK is already built there (its release build takes ~13 min).
+## per pass (about 20 min, nearly all of it moto). Dev profile: the AWS SDK is already built
+## there (its release build takes ~13 min).
 bench-aws: setup
 	scripts/with-moto.sh $(CARGO) bench -p tinqs-ci --bench aws --profile dev
 

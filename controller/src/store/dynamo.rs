@@ -9,6 +9,11 @@
 //!   stored version is the one we read. A controller that lost the lease cannot write;
 //! - the lease: `UpdateItem` on the reserved lease key, if free, expired or ours; the fence
 //!   grows by one on every acquisition.
+//!
+//! Calls are retried on throttling and transient failures (see [`crate::aws::retrying`]). A
+//! conditional write whose first attempt landed but whose answer was lost reports on retry
+//! what a repeat would: create says "not created", a status write says "conflict". Both are
+//! safe: the caller re-reads and plans again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
