@@ -13,9 +13,8 @@
 //! down steeply with the number of instances: with 5,000 one page of 1,000 takes minutes, so
 //! the default run (5 minutes of setup, one pass) takes about 20 minutes.
 //!
-//! Under `cargo test --all-targets` (no `--bench` argument) it runs as a smoke test instead:
-//! 20 instances, 20 runs, one pass, so `make test` keeps the benchmark working without
-//! spending minutes on it.
+//! Under `cargo test` (no `--bench` argument, e.g. `scripts/with-moto.sh cargo test -p
+//! tinqs-ci --bench aws`) it runs as a smoke test instead: 20 instances, 20 runs, one pass.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
