@@ -150,12 +150,12 @@ impl Ec2Api for SdkEc2 {
 }
 
 /// Where the fleet reads the time (launch fallback remembers offerings until a deadline).
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+pub type Clock = Arc<dyn crate::clock::Clock>;
 
 /// The system clock.
 #[must_use]
 pub fn system_clock() -> Clock {
-    Arc::new(|| Timestamp::from_system(std::time::SystemTime::now()))
+    Arc::new(crate::clock::SystemClock)
 }
 
 /// Tunables of [`Ec2Fleet`], each with a default.
@@ -234,7 +234,7 @@ impl<A: Ec2Api> Ec2Fleet<A> {
     /// Offerings currently skipped because they recently had no capacity.
     pub fn unavailable_offerings(&self) -> Vec<Offering> {
         self.unavailable
-            .snapshot((self.clock)())
+            .snapshot(self.clock.now())
             .into_iter()
             .map(|(o, _)| o)
             .collect()
@@ -355,7 +355,7 @@ impl<A: Ec2Api> Fleet for Ec2Fleet<A> {
             });
         }
         let root = self.root_device(&pool.ami).await?;
-        let now = (self.clock)();
+        let now = self.clock.now();
         let mut last: Option<FleetError> = None;
         let mut quota_hit: BTreeSet<bool> = BTreeSet::new();
         for (index, offering) in candidates.iter().enumerate() {
