@@ -37,7 +37,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use tokio::sync::Notify;
 
-use crate::forge::gitea::repo_from_api_url;
+use crate::forge::gitea::{repo_from_api_url, RepoRef, WorkflowJob};
 use crate::forge::{Forge, ForgeError};
 use crate::metrics::Metrics;
 use crate::spool::{Spool, SpoolError, SpooledEvent, FORMAT};
@@ -424,34 +424,9 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApplyError> {
 #[derive(Deserialize)]
 struct WorkflowJobHook {
     action: String,
-    workflow_job: HookJob,
+    workflow_job: WorkflowJob,
     #[serde(default)]
-    repository: Option<HookRepo>,
-}
-
-#[derive(Deserialize)]
-struct HookJob {
-    id: i64,
-    #[serde(default)]
-    run_id: Option<i64>,
-    #[serde(default)]
-    run_attempt: Option<i64>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    labels: Option<Vec<String>>,
-    #[serde(default)]
-    conclusion: Option<String>,
-    #[serde(default)]
-    runner_name: Option<String>,
-    #[serde(default)]
-    url: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct HookRepo {
-    #[serde(default)]
-    full_name: Option<String>,
+    repository: Option<RepoRef>,
 }
 
 async fn apply_workflow_job(

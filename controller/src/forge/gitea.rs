@@ -1082,45 +1082,52 @@ impl ApiRunner {
 #[derive(Deserialize)]
 struct JobsPage {
     #[serde(default)]
-    jobs: Option<Vec<ApiJob>>,
+    jobs: Option<Vec<WorkflowJob>>,
     #[serde(default)]
     total_count: Option<u64>,
 }
 
 impl Page for JobsPage {
-    type Item = ApiJob;
-    fn into_parts(self) -> (Vec<ApiJob>, Option<u64>) {
+    type Item = WorkflowJob;
+    fn into_parts(self) -> (Vec<WorkflowJob>, Option<u64>) {
         (self.jobs.unwrap_or_default(), self.total_count)
     }
-    fn id(item: &ApiJob) -> i64 {
+    fn id(item: &WorkflowJob) -> i64 {
         item.id
     }
 }
 
-#[derive(Deserialize)]
-struct ApiJob {
-    id: i64,
+/// Gitea's `ActionWorkflowJob` as the jobs API lists it and the `workflow_job` webhook sends
+/// it: the fields tinqs-ci reads, all optional but the id.
+#[derive(Debug, Deserialize)]
+pub(crate) struct WorkflowJob {
+    pub(crate) id: i64,
     #[serde(default)]
-    run_id: Option<i64>,
+    pub(crate) run_id: Option<i64>,
     #[serde(default)]
-    run_attempt: Option<i64>,
+    pub(crate) run_attempt: Option<i64>,
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    labels: Option<Vec<String>>,
+    pub(crate) labels: Option<Vec<String>>,
     #[serde(default)]
-    url: Option<String>,
+    pub(crate) url: Option<String>,
     #[serde(default)]
-    repository: Option<ApiRepo>,
+    pub(crate) conclusion: Option<String>,
+    #[serde(default)]
+    pub(crate) runner_name: Option<String>,
+    #[serde(default)]
+    pub(crate) repository: Option<RepoRef>,
 }
 
-#[derive(Deserialize)]
-struct ApiRepo {
+/// A repository as payloads name it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RepoRef {
     #[serde(default)]
-    full_name: Option<String>,
+    pub(crate) full_name: Option<String>,
 }
 
-impl ApiJob {
+impl WorkflowJob {
     fn into_queued(self, fallback_repo: Option<&str>) -> QueuedJob {
         let repo = self
             .repository
@@ -1289,13 +1296,13 @@ mod tests {
 
     #[test]
     fn queued_jobs_prefer_the_repository_field_and_default_attempt_to_one() {
-        let job: ApiJob = serde_json::from_str(
+        let job: WorkflowJob = serde_json::from_str(
             r#"{"id":5,"repository":{"full_name":"o/r"},"labels":["x"],"run_attempt":0}"#,
         )
         .expect("parses");
         let q = job.into_queued(Some("scope/repo"));
         assert_eq!((q.repo.as_str(), q.attempt), ("o/r", 1));
-        let bare: ApiJob = serde_json::from_str(r#"{"id":6}"#).expect("parses");
+        let bare: WorkflowJob = serde_json::from_str(r#"{"id":6}"#).expect("parses");
         assert_eq!(bare.into_queued(Some("scope/repo")).repo, "scope/repo");
     }
 

@@ -14,8 +14,8 @@ use model::workflow::{expand_jobs, Labels, PushEvent, Workflow};
 use model::{RunId, Timestamp};
 use serde::Deserialize;
 
-use super::{parse, Applied, ApplyError, HookRepo, WebhookState, ACTIONS_BOT};
-use crate::forge::gitea::is_zero_sha;
+use super::{parse, Applied, ApplyError, WebhookState, ACTIONS_BOT};
+use crate::forge::gitea::{is_zero_sha, RepoRef};
 use crate::forge::ForgeError;
 
 #[derive(Deserialize)]
@@ -25,7 +25,7 @@ struct PushHook {
     #[serde(default)]
     before: String,
     after: String,
-    repository: HookRepo,
+    repository: RepoRef,
     #[serde(default)]
     pusher: Option<HookUser>,
     #[serde(default)]
