@@ -309,6 +309,11 @@ pub struct Timeouts {
     /// instance runs) before it counts as a zombie (default 3m).
     #[serde(serialize_with = "duration_serde::serialize")]
     pub offline_grace: Duration,
+    /// How long a runner may stay online and idle while a job it could serve waits before it
+    /// counts as stuck (default 3m; act_runner asks for work every 2 s). A stuck runner is
+    /// disabled, removed and replaced.
+    #[serde(serialize_with = "duration_serde::serialize")]
+    pub stuck: Duration,
     /// Hard limit on an instance's life, busy or not (default 6h). The boot script also
     /// schedules a power-off at this age, so it holds even when the controller is down.
     #[serde(serialize_with = "duration_serde::serialize")]
@@ -330,6 +335,7 @@ struct RawTimeouts {
     registration: Option<String>,
     idle: Option<String>,
     offline_grace: Option<String>,
+    stuck: Option<String>,
     max_lifetime: Option<String>,
     orphan_min_age: Option<String>,
     resync: Option<String>,
@@ -352,6 +358,7 @@ impl TryFrom<RawTimeouts> for Timeouts {
             registration: read("registration", raw.registration, d.registration)?,
             idle: read("idle", raw.idle, d.idle)?,
             offline_grace: read("offline_grace", raw.offline_grace, d.offline_grace)?,
+            stuck: read("stuck", raw.stuck, d.stuck)?,
             max_lifetime: read("max_lifetime", raw.max_lifetime, d.max_lifetime)?,
             orphan_min_age: read("orphan_min_age", raw.orphan_min_age, d.orphan_min_age)?,
             resync: read("resync", raw.resync, d.resync)?,
@@ -366,6 +373,7 @@ impl Default for Timeouts {
             registration: Duration::from_secs(10 * 60),
             idle: Duration::from_secs(10 * 60),
             offline_grace: Duration::from_secs(3 * 60),
+            stuck: Duration::from_secs(3 * 60),
             max_lifetime: Duration::from_secs(6 * 3600),
             orphan_min_age: Duration::from_secs(5 * 60),
             resync: Duration::from_secs(60),
@@ -665,6 +673,7 @@ impl Timeouts {
             ("timeouts.registration", self.registration),
             ("timeouts.idle", self.idle),
             ("timeouts.offline_grace", self.offline_grace),
+            ("timeouts.stuck", self.stuck),
             ("timeouts.max_lifetime", self.max_lifetime),
             ("timeouts.orphan_min_age", self.orphan_min_age),
             ("timeouts.resync", self.resync),

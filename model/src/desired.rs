@@ -52,7 +52,8 @@ pub struct RunSpec {
 pub struct JobRef {
     /// Gitea's job id.
     pub id: i64,
-    /// Gitea's run attempt of that job.
+    /// The pick of the job this run serves: the job's `run_attempt` once a runner takes it
+    /// for this run ([`pick_of`]).
     pub attempt: u32,
     /// The job's name, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +98,71 @@ pub enum JobState {
     },
 }
 
+/// A Gitea job's status as a `workflow_job` webhook's `action` or a jobs-API entry's
+/// `status` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobAction {
+    /// Ready for a runner.
+    Queued,
+    /// Blocked on `needs:` or concurrency.
+    Waiting,
+    /// A runner took it.
+    InProgress,
+    /// Finished.
+    Completed,
+}
+
+impl JobAction {
+    /// Reads Gitea's name for it; `None` for anything else.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => JobAction::Queued,
+            "waiting" => JobAction::Waiting,
+            "in_progress" => JobAction::InProgress,
+            "completed" => JobAction::Completed,
+            _ => return None,
+        })
+    }
+}
+
+/// Which pick of a Gitea job a report with `run_attempt` is about: the `run_attempt` the job
+/// has once a runner takes it. One Gitea job id can be run several times (a re-run on Gitea
+/// 1.24 – 1.26 resets the same job row), so a desired run is keyed on the job id *and* its
+/// pick ([`RunId::for_job`]).
+///
+/// Gitea keeps `run_attempt` at 0 while a new job waits and raises it by one when a runner
+/// picks the job; a re-run leaves it unchanged while the job waits again (see
+/// `wiki/Gitea-Behaviour.md`). So a waiting job (`queued`, `waiting`) is about pick
+/// `run_attempt + 1`, and a taken or finished one (`in_progress`, `completed`) about pick
+/// `run_attempt` (at least 1).
+#[must_use]
+pub fn pick_of(action: JobAction, run_attempt: u32) -> u32 {
+    match action {
+        JobAction::Queued | JobAction::Waiting => run_attempt.saturating_add(1),
+        JobAction::InProgress | JobAction::Completed => run_attempt.max(1),
+    }
+}
+
+impl JobState {
+    /// The job's state in words, apart from what became of the run: `queued`,
+    /// `in progress on <runner>`, `completed (success)`, `completed (failure)`, `cancelled`.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            JobState::Queued => "queued".to_owned(),
+            JobState::InProgress { runner: Some(r) } => format!("in progress on {r}"),
+            JobState::InProgress { runner: None } => "in progress".to_owned(),
+            JobState::Completed { conclusion } if conclusion == "cancelled" => {
+                "cancelled".to_owned()
+            }
+            JobState::Completed { conclusion } if conclusion.is_empty() => "completed".to_owned(),
+            JobState::Completed { conclusion } => format!("completed ({conclusion})"),
+        }
+    }
+}
+
 /// The controller's half of a run.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RunStatus {
@@ -131,6 +197,11 @@ pub struct RunStatus {
     /// The last thing that went wrong, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Once final: what became of the run, for people (its runner served the job, another
+    /// runner took it, attempts used up…). The job's own conclusion is in the spec's
+    /// [`JobState`], apart from this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
     /// Bumped by every status write; a write that expects another version is refused.
     #[serde(default)]
     pub version: u64,
@@ -156,8 +227,11 @@ pub enum Phase {
     Launching,
     /// The current attempt's instance is recorded.
     Running,
-    /// Done: the job ran (here or elsewhere) and everything of ours is gone.
-    Succeeded,
+    /// Done: the run served its purpose (its runner ran the job, or the job ran elsewhere or
+    /// no longer waits) and everything of ours is gone. Says nothing of the job's own
+    /// conclusion, which is [`JobState::Completed`]'s.
+    #[serde(alias = "succeeded")]
+    Done,
     /// Given up: attempts used up, or lifetime exceeded.
     Failed,
     /// Cancelled by an operator, and everything of ours is gone.
@@ -168,7 +242,7 @@ impl Phase {
     /// Whether the run has ended (rows in a final phase leave the active index and expire).
     #[must_use]
     pub fn is_final(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Cancelled)
+        matches!(self, Phase::Done | Phase::Failed | Phase::Cancelled)
     }
 
     /// The phase's name as written in the table.
@@ -178,7 +252,7 @@ impl Phase {
             Phase::Pending => "pending",
             Phase::Launching => "launching",
             Phase::Running => "running",
-            Phase::Succeeded => "succeeded",
+            Phase::Done => "done",
             Phase::Failed => "failed",
             Phase::Cancelled => "cancelled",
         }
@@ -193,13 +267,14 @@ impl Phase {
             "pending" => Phase::Pending,
             "launching" => Phase::Launching,
             "running" => Phase::Running,
-            "succeeded" => Phase::Succeeded,
+            // `succeeded` is how rows written before the job's conclusion was kept apart say it.
+            "done" | "succeeded" => Phase::Done,
             "failed" => Phase::Failed,
             "cancelled" => Phase::Cancelled,
             other => {
                 return Err(format!(
-                    "`{other}` is not a phase (pending, launching, running, succeeded, failed, cancelled)"
-                ))
+                "`{other}` is not a phase (pending, launching, running, done, failed, cancelled)"
+            ))
             }
         })
     }
@@ -287,11 +362,14 @@ pub enum StatusChange {
     },
     /// End the run.
     Finish {
-        /// `Succeeded`, `Failed` or `Cancelled`.
+        /// `Done`, `Failed` or `Cancelled`.
         phase: Phase,
         /// What went wrong, for a failure.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// What became of the run, for people.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<String>,
     },
 }
 
@@ -326,12 +404,17 @@ impl RunStatus {
                     ..RunStatus::default()
                 };
             }
-            StatusChange::Finish { phase, error } => {
+            StatusChange::Finish {
+                phase,
+                error,
+                outcome,
+            } => {
                 s.phase = *phase;
                 s.finished_at = Some(now);
                 if error.is_some() {
                     s.last_error.clone_from(error);
                 }
+                s.outcome.clone_from(outcome);
             }
         }
         s
@@ -364,5 +447,49 @@ impl RunStatus {
             launched_at: Some(at),
             ..self.clone()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiting_job_is_about_the_next_pick_and_a_taken_one_about_its_own() {
+        assert_eq!(pick_of(JobAction::Queued, 0), 1, "a new job");
+        assert_eq!(pick_of(JobAction::Waiting, 0), 1, "blocked on needs");
+        assert_eq!(pick_of(JobAction::InProgress, 1), 1);
+        assert_eq!(pick_of(JobAction::Completed, 1), 1);
+        // A re-run on Gitea 1.24 – 1.26: queued again with the previous run_attempt.
+        assert_eq!(pick_of(JobAction::Queued, 1), 2);
+        assert_eq!(pick_of(JobAction::InProgress, 2), 2);
+        assert_eq!(pick_of(JobAction::InProgress, 0), 1, "never below 1");
+    }
+
+    #[test]
+    fn a_job_state_reads_as_gitea_reports_it_never_as_the_runs_outcome() {
+        let done = |c: &str| JobState::Completed {
+            conclusion: c.into(),
+        };
+        assert_eq!(done("failure").describe(), "completed (failure)");
+        assert_eq!(done("success").describe(), "completed (success)");
+        assert_eq!(done("cancelled").describe(), "cancelled");
+        assert_eq!(JobState::Queued.describe(), "queued");
+        assert_eq!(
+            JobState::InProgress {
+                runner: Some("r1".into())
+            }
+            .describe(),
+            "in progress on r1"
+        );
+    }
+
+    #[test]
+    fn rows_written_as_succeeded_read_as_done() {
+        assert_eq!(Phase::parse("succeeded"), Ok(Phase::Done));
+        assert_eq!(Phase::parse("done"), Ok(Phase::Done));
+        let p: Phase = serde_json::from_str("\"succeeded\"").expect("alias");
+        assert_eq!(p, Phase::Done);
+        assert_eq!(Phase::Done.as_str(), "done");
     }
 }

@@ -19,11 +19,13 @@ pub const MAX_RUN_ID_LEN: usize = 128;
 pub struct RunId(String);
 
 impl RunId {
-    /// The run for Gitea job `job_id` at `attempt` (from a `workflow_job` webhook or the
-    /// queued-jobs API): `job-<job_id>-<attempt>`.
+    /// The run for pick `pick` of Gitea job `job_id` (from a `workflow_job` webhook, the
+    /// queued-jobs API or a job read by id): `job-<job_id>-<pick>`. The pick is the job's
+    /// `run_attempt` once a runner takes it ([`crate::desired::pick_of`]), so a re-run of the
+    /// same job row is a new run, and a redelivered event the same one.
     #[must_use]
-    pub fn for_job(job_id: i64, attempt: u32) -> Self {
-        RunId(format!("job-{job_id}-{attempt}"))
+    pub fn for_job(job_id: i64, pick: u32) -> Self {
+        RunId(format!("job-{job_id}-{pick}"))
     }
 
     /// The run for one job instance of a push-triggered workflow: `push-` and the first 24 hex

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::desired::DesiredRun;
+use crate::desired::{pick_of, DesiredRun, JobAction, JobState};
 use crate::ids::{InstanceId, RunId, RunnerName};
 use crate::tags;
 use crate::time::Timestamp;
@@ -92,6 +92,11 @@ pub struct Observed {
     pub runners: Seen<ForgeRunner>,
     /// Gitea jobs waiting for a runner.
     pub queued_jobs: Seen<QueuedJob>,
+    /// Jobs read one by one (Gitea 1.25+): those of active runs that still think their job
+    /// waits but do not find it in the queued list. A run whose job is in neither is not
+    /// concluded about this pass.
+    #[serde(default)]
+    pub jobs_read: Vec<JobSeen>,
 }
 
 /// An EC2 instance as listed.
@@ -208,6 +213,12 @@ impl Instance {
             .and_then(|r| RunId::parse(r).ok())
     }
 
+    /// The Gitea runner id tag (the registration made for this instance before launch).
+    #[must_use]
+    pub fn runner_id(&self) -> Option<i64> {
+        self.tags.get(tags::RUNNER_ID).and_then(|a| a.parse().ok())
+    }
+
     /// The attempt tag.
     #[must_use]
     pub fn attempt(&self) -> Option<u32> {
@@ -251,7 +262,8 @@ pub struct ForgeRunner {
 pub struct QueuedJob {
     /// Gitea's job id.
     pub id: i64,
-    /// The job's run attempt.
+    /// The job's `run_attempt` as Gitea lists it: how often runners have picked it so far
+    /// (0 for a new job, N for a job re-run after N picks). See [`crate::desired::pick_of`].
     pub attempt: u32,
     /// The job's `runs-on` labels.
     pub labels: Vec<String>,
@@ -266,9 +278,192 @@ pub struct QueuedJob {
 }
 
 impl QueuedJob {
-    /// The desired run that serves this job.
+    /// The pick this job waits for (its `run_attempt` once a runner takes it).
+    #[must_use]
+    pub fn pick(&self) -> u32 {
+        pick_of(JobAction::Queued, self.attempt)
+    }
+
+    /// The desired run that serves this job's next pick.
     #[must_use]
     pub fn run_id(&self) -> RunId {
-        RunId::for_job(self.id, self.attempt.max(1))
+        RunId::for_job(self.id, self.pick())
     }
+}
+
+/// A Gitea job read on its own (`GET …/actions/jobs/{id}`), for a run whose job the queued
+/// list does not show: confirms whether it still waits, was taken, finished, or was re-run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSeen {
+    /// Gitea's job id.
+    pub id: i64,
+    /// What the read found.
+    pub found: JobFound,
+}
+
+/// What reading one job found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "found", rename_all = "kebab-case")]
+pub enum JobFound {
+    /// The job exists.
+    Job {
+        /// Its `run_attempt`.
+        attempt: u32,
+        /// Its action as Gitea maps it (`queued`, `waiting`, `in_progress`, `completed`).
+        action: JobAction,
+        /// The runner of its current task, once one took it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        runner: Option<String>,
+        /// Its conclusion, once completed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conclusion: Option<String>,
+        /// Its `runs-on` labels.
+        #[serde(default)]
+        labels: Vec<String>,
+    },
+    /// Gitea answered 404: the job (or its repository) is gone.
+    Missing,
+}
+
+impl JobSeen {
+    /// The state of pick `pick` of this job, as far as this read tells:
+    /// - waiting (queued or blocked) for pick `pick` → [`JobState::Queued`];
+    /// - taken or finished at pick `pick` → in progress / completed as read;
+    /// - a later pick exists (the job ran and was re-run since) → completed, conclusion
+    ///   unknown;
+    /// - the job is gone → completed, conclusion `gone`.
+    ///
+    /// `None` when the read is older than the pick (it cannot say anything about it).
+    #[must_use]
+    pub fn state_for_pick(&self, pick: u32) -> Option<JobState> {
+        let JobFound::Job {
+            attempt,
+            action,
+            runner,
+            conclusion,
+            ..
+        } = &self.found
+        else {
+            return Some(JobState::Completed {
+                conclusion: "gone".into(),
+            });
+        };
+        let read_pick = pick_of(*action, *attempt);
+        if read_pick < pick {
+            return None;
+        }
+        if read_pick > pick {
+            return Some(JobState::Completed {
+                conclusion: String::new(),
+            });
+        }
+        Some(match action {
+            JobAction::Queued | JobAction::Waiting => JobState::Queued,
+            JobAction::InProgress => JobState::InProgress {
+                runner: runner.clone().filter(|r| !r.is_empty()),
+            },
+            JobAction::Completed => JobState::Completed {
+                conclusion: conclusion.clone().unwrap_or_default(),
+            },
+        })
+    }
+
+    /// Whether the read shows the job waiting for a runner right now (its `queued` state).
+    #[must_use]
+    pub fn is_queued(&self) -> bool {
+        matches!(
+            self.found,
+            JobFound::Job {
+                action: JobAction::Queued,
+                ..
+            }
+        )
+    }
+}
+
+/// What a pass must look up one by one before it may trust a runner listing: Gitea orders
+/// the runner list by last contact alone on released versions, so a long list read page by
+/// page can skip a row while looking whole (see `wiki/Gitea-Behaviour.md`). Every runner a
+/// live run or a live instance of ours expects, and that the listing does not show, is read
+/// by id; its absence counts only once Gitea answers 404.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunnerChecks {
+    /// Runner ids to read (`GET …/runners/{id}`).
+    pub ids: Vec<i64>,
+    /// Expected runner names with no known id that the listing does not show: the listing
+    /// is read once more and merged before they count as absent.
+    pub names: Vec<String>,
+}
+
+/// The runner checks for a pass (see [`RunnerChecks`]).
+#[must_use]
+pub fn runner_checks(
+    runs: &[DesiredRun],
+    instances: &[Instance],
+    cluster: &str,
+    listed: &[ForgeRunner],
+) -> RunnerChecks {
+    use std::collections::BTreeSet;
+    let ids: BTreeSet<i64> = listed.iter().map(|r| r.id).collect();
+    let names: BTreeSet<&str> = listed.iter().map(|r| r.name.as_str()).collect();
+    let mut want_ids = BTreeSet::new();
+    let mut want_names = BTreeSet::new();
+    for run in runs.iter().filter(|r| !r.status.phase.is_final()) {
+        let Some(name) = &run.status.runner_name else {
+            continue;
+        };
+        match run.status.runner_id {
+            Some(id) if !ids.contains(&id) => {
+                want_ids.insert(id);
+            }
+            None if !names.contains(name.as_str()) => {
+                want_names.insert(name.as_str().to_owned());
+            }
+            _ => {}
+        }
+    }
+    for i in instances
+        .iter()
+        .filter(|i| i.is_ours(cluster) && i.state.is_live())
+    {
+        let Some(name) = i.tags.get(tags::RUNNER_NAME) else {
+            continue;
+        };
+        match i.runner_id() {
+            Some(id) if !ids.contains(&id) => {
+                want_ids.insert(id);
+            }
+            None if !names.contains(name.as_str()) => {
+                want_names.insert(name.clone());
+            }
+            _ => {}
+        }
+    }
+    RunnerChecks {
+        ids: want_ids.into_iter().collect(),
+        names: want_names.into_iter().collect(),
+    }
+}
+
+/// The jobs to read one by one this pass: those of active runs whose last webhook said
+/// queued while the queued list does not show them waiting for the run's pick (the webhook
+/// may be stale, a redelivery, or the list may have skipped the job). Returns
+/// `(repository, job id)` pairs; runs without a repository cannot be read.
+#[must_use]
+pub fn jobs_to_read(runs: &[DesiredRun], queued: &[QueuedJob]) -> Vec<(String, i64)> {
+    use std::collections::{BTreeSet, HashMap};
+    let listed: HashMap<i64, u32> = queued.iter().map(|j| (j.id, j.pick())).collect();
+    let mut out = BTreeSet::new();
+    for run in runs.iter().filter(|r| !r.status.phase.is_final()) {
+        let (Some(job), Some(repo), JobState::Queued) =
+            (&run.spec.job, &run.spec.repo, &run.spec.job_state)
+        else {
+            continue;
+        };
+        if listed.get(&job.id) == Some(&job.attempt) || run.spec.cancel {
+            continue;
+        }
+        out.insert((repo.clone(), job.id));
+    }
+    out.into_iter().collect()
 }

@@ -152,12 +152,15 @@ pub enum Action {
         /// Why.
         reason: Reason,
     },
-    /// Stop a runner from taking new jobs (Gitea 1.26+).
+    /// Stop a runner from taking new jobs (Gitea 1.26+): the first step of retiring it.
     DisableRunner {
         /// Gitea's runner id.
         runner_id: i64,
         /// The runner's name.
         runner: String,
+        /// The run it belongs to, when one does: carried out with that run's other steps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<RunId>,
         /// Why.
         reason: Reason,
     },
@@ -167,6 +170,10 @@ pub enum Action {
         runner_id: i64,
         /// The runner's name.
         runner: String,
+        /// The run it belongs to, when one does: carried out with that run's other steps,
+        /// before its machine is terminated.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<RunId>,
         /// Why.
         reason: Reason,
     },
@@ -216,6 +223,14 @@ pub enum Reason {
         #[serde(with = "crate::time::duration_serde")]
         timeout: Duration,
     },
+    /// The runner stayed online and idle while a job it could serve waited.
+    Stuck {
+        /// The stuck timeout.
+        #[serde(with = "crate::time::duration_serde")]
+        timeout: Duration,
+    },
+    /// The runner was disabled on an earlier pass and is still not busy.
+    Disabled,
     /// The runner was offline or missing past the grace period.
     Zombie {
         /// The grace period.
@@ -240,8 +255,10 @@ pub enum Reason {
     SpotInterruption,
     /// The instance is gone and the job still waits.
     InstanceLost,
-    /// The job finished.
+    /// The job finished (or this pick of it is over: re-run since, or gone).
     JobFinished,
+    /// The run's runner took the job and its machine ended by itself.
+    RunnerServedJob,
     /// The job was taken by another runner.
     JobTakenElsewhere,
     /// The run's runner is gone and its job no longer waits (it ran, here or elsewhere).
@@ -268,6 +285,8 @@ impl Reason {
             Reason::RunnerOffline => "runner-offline",
             Reason::NeverRegistered { .. } => "never-registered",
             Reason::Idle { .. } => "idle",
+            Reason::Stuck { .. } => "stuck",
+            Reason::Disabled => "disabled",
             Reason::Zombie { .. } => "zombie",
             Reason::Ghost => "ghost",
             Reason::Orphan { .. } => "orphan",
@@ -275,6 +294,7 @@ impl Reason {
             Reason::SpotInterruption => "spot-interruption",
             Reason::InstanceLost => "instance-lost",
             Reason::JobFinished => "job-finished",
+            Reason::RunnerServedJob => "runner-served-job",
             Reason::JobTakenElsewhere => "job-taken-elsewhere",
             Reason::JobNoLongerWaiting => "job-no-longer-waiting",
             Reason::Cancelled => "cancelled",
@@ -304,6 +324,12 @@ impl fmt::Display for Reason {
                 "idle for {} with nothing queued for its labels",
                 human(*timeout)
             ),
+            Reason::Stuck { timeout } => write!(
+                f,
+                "stuck: online and idle for {} while a job it could serve waited",
+                human(*timeout)
+            ),
+            Reason::Disabled => f.write_str("disabled on an earlier pass and still not busy"),
             Reason::Zombie { grace } => write!(f, "runner offline for more than {}", human(*grace)),
             Reason::Ghost => f.write_str("runner has no live instance"),
             Reason::Orphan { min_age } => write!(
@@ -315,6 +341,7 @@ impl fmt::Display for Reason {
             Reason::SpotInterruption => f.write_str("spot interruption before the run finished"),
             Reason::InstanceLost => f.write_str("instance gone while the job still waits"),
             Reason::JobFinished => f.write_str("job finished"),
+            Reason::RunnerServedJob => f.write_str("its runner took the job and ended"),
             Reason::JobTakenElsewhere => f.write_str("job was taken by another runner"),
             Reason::JobNoLongerWaiting => f.write_str("the job no longer waits for a runner"),
             Reason::Cancelled => f.write_str("cancelled by an operator"),
@@ -347,6 +374,8 @@ mod index;
 mod rules;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_retire;
 
 /// Plans one pass: compares `desired` runs with what was `observed` under `policy` at `now`.
 ///
@@ -374,8 +403,9 @@ impl Action {
             Action::CreateRun { run, .. }
             | Action::Launch { run, .. }
             | Action::UpdateStatus { run, .. } => Some(run),
-            Action::Terminate { run, .. } => run.as_ref(),
-            Action::DisableRunner { .. } | Action::Deregister { .. } => None,
+            Action::Terminate { run, .. }
+            | Action::DisableRunner { run, .. }
+            | Action::Deregister { run, .. } => run.as_ref(),
         }
     }
 
@@ -454,6 +484,7 @@ impl fmt::Display for Action {
                 runner_id,
                 runner,
                 reason,
+                ..
             } => {
                 write!(f, "disable runner {runner} (#{runner_id}): {reason}")
             }
@@ -461,6 +492,7 @@ impl fmt::Display for Action {
                 runner_id,
                 runner,
                 reason,
+                ..
             } => {
                 write!(f, "deregister runner {runner} (#{runner_id}): {reason}")
             }
@@ -486,8 +518,9 @@ impl fmt::Display for StatusChange {
             StatusChange::Finish {
                 phase,
                 error: Some(e),
+                ..
             } => write!(f, "{phase} ({e})"),
-            StatusChange::Finish { phase, error: None } => write!(f, "{phase}"),
+            StatusChange::Finish { phase, .. } => write!(f, "{phase}"),
         }
     }
 }

@@ -9,6 +9,9 @@ pub const POOL: &str = "tinqs-ci:pool";
 pub const RUN_ID: &str = "tinqs-ci:run-id";
 /// Runner name (the join key with Gitea).
 pub const RUNNER_NAME: &str = "tinqs-ci:runner-name";
+/// Gitea's id of the runner registration made for the instance (absent when the instance
+/// registers itself). Lets a runner's absence from a listing be confirmed by id.
+pub const RUNNER_ID: &str = "tinqs-ci:runner-id";
 /// Launch attempt number.
 pub const ATTEMPT: &str = "tinqs-ci:attempt";
 /// The EC2 console name.

@@ -8,7 +8,8 @@ use crate::config::{Safety, Timeouts};
 use crate::desired::{DesiredRun, JobRef, JobState, Origin, Phase, RunSpec, RunStatus};
 use crate::ids::{InstanceId, RunId, RunnerName};
 use crate::observed::{
-    DesiredView, ForgeRunner, Instance, InstanceState, Lifecycle, Observed, QueuedJob, Seen,
+    DesiredView, ForgeRunner, Instance, InstanceState, JobSeen, Lifecycle, Observed, QueuedJob,
+    Seen,
 };
 use crate::plan::{Action, Plan, Policy, PoolPolicy};
 use crate::tags;
@@ -143,7 +144,7 @@ pub fn runner(id: i64, name: &str, labels: &[&str], online: bool, busy: bool) ->
 pub fn queued(job: i64, labels: &[&str]) -> QueuedJob {
     QueuedJob {
         id: job,
-        attempt: 1,
+        attempt: 0,
         labels: labels.iter().map(|l| (*l).to_owned()).collect(),
         repo: "acme/app".into(),
         name: format!("job {job}"),
@@ -163,6 +164,8 @@ pub struct World {
     pub runners: Vec<ForgeRunner>,
     /// Queued Gitea jobs.
     pub jobs: Vec<QueuedJob>,
+    /// Jobs read one by one.
+    pub reads: Vec<JobSeen>,
     /// Now.
     pub now: Timestamp,
     next_id: u64,
@@ -188,6 +191,7 @@ impl World {
             instances,
             runners,
             jobs,
+            reads: Vec::new(),
             now,
             next_id: 0,
         }
@@ -206,6 +210,7 @@ impl World {
             queued_jobs: Seen::Complete {
                 items: self.jobs.clone(),
             },
+            jobs_read: self.reads.clone(),
         }
     }
 
@@ -300,4 +305,29 @@ pub fn status(phase: Phase, attempt: u32) -> RunStatus {
 pub fn with_job_state(mut run: DesiredRun, state: JobState) -> DesiredRun {
     run.spec.job_state = state;
     run
+}
+
+/// Gitea's answer to reading job `job` (asking for `labels`) by id: its `run_attempt`,
+/// action (`queued`, `in_progress`, …) and runner.
+#[must_use]
+pub fn read(
+    job: i64,
+    labels: &[&str],
+    action: &str,
+    attempt: u32,
+    runner: Option<&str>,
+) -> JobSeen {
+    let action =
+        crate::desired::JobAction::parse(action).unwrap_or(crate::desired::JobAction::Queued);
+    JobSeen {
+        id: job,
+        found: crate::observed::JobFound::Job {
+            attempt,
+            action,
+            runner: runner.map(str::to_owned),
+            conclusion: (action == crate::desired::JobAction::Completed)
+                .then(|| "success".to_owned()),
+            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+        },
+    }
 }

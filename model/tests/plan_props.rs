@@ -22,6 +22,9 @@ struct RunCase {
     instance: Option<(u8, u64, bool)>,
     runner: Option<(bool, bool, bool)>,
     queued: bool,
+    /// For a job the queued list does not show: what reading it by id finds (0 nothing,
+    /// 1 queued after all, 2 taken by another runner, 3 completed).
+    read: u8,
 }
 
 fn run_case() -> impl Strategy<Value = RunCase> {
@@ -34,7 +37,7 @@ fn run_case() -> impl Strategy<Value = RunCase> {
             prop::bool::weighted(0.3),
             prop::bool::weighted(0.2),
         )),
-        any::<bool>(),
+        (any::<bool>(), 0u8..4),
     )
         .prop_map(
             |(
@@ -42,7 +45,7 @@ fn run_case() -> impl Strategy<Value = RunCase> {
                 (registered, offline),
                 instance,
                 runner,
-                queued,
+                (queued, read),
             )| RunCase {
                 labels,
                 phase,
@@ -54,6 +57,7 @@ fn run_case() -> impl Strategy<Value = RunCase> {
                 instance,
                 runner,
                 queued,
+                read,
             },
         )
 }
@@ -79,6 +83,7 @@ fn world(cases: &[RunCase], strays: &[(u8, u64, bool)], ghosts: &[(bool, bool)])
     let mut instances = Vec::new();
     let mut runners = Vec::new();
     let mut jobs = Vec::new();
+    let mut reads = Vec::new();
     for (n, c) in cases.iter().enumerate() {
         let job = id(n) + 1;
         let labels = LABELS[usize::from(c.labels)];
@@ -133,6 +138,25 @@ fn world(cases: &[RunCase], strays: &[(u8, u64, bool)], ghosts: &[(bool, bool)])
         }
         if c.queued && c.job < 2 {
             jobs.push(queued(job, labels));
+        } else if c.job < 2 {
+            match c.read {
+                1 => reads.push(read(job, labels, "queued", 0, None)),
+                2 => reads.push(read(
+                    job,
+                    labels,
+                    "in_progress",
+                    1,
+                    Some("tq-test-job-900-1-a1"),
+                )),
+                3 => reads.push(read(
+                    job,
+                    labels,
+                    "completed",
+                    1,
+                    Some("tq-test-job-900-1-a1"),
+                )),
+                _ => {}
+            }
         }
         runs.push(r);
     }
@@ -163,7 +187,9 @@ fn world(cases: &[RunCase], strays: &[(u8, u64, bool)], ghosts: &[(bool, bool)])
         ));
     }
     runners.push(runner(9999, "standing-host-runner", &["host"], true, false));
-    World::new(runs, instances, runners, jobs, now)
+    let mut w = World::new(runs, instances, runners, jobs, now);
+    w.reads = reads;
+    w
 }
 
 fn world_strategy() -> impl Strategy<Value = World> {
@@ -278,7 +304,7 @@ proptest! {
                     change,
                     model::StatusChange::Adopt { .. } | model::StatusChange::Registered { .. } | model::StatusChange::Online
                 ) || (which != 1 && matches!(change, model::StatusChange::Offline { .. }));
-                let webhook_said = matches!(change, model::StatusChange::Finish { phase: Phase::Succeeded | Phase::Cancelled, .. })
+                let webhook_said = matches!(change, model::StatusChange::Finish { phase: Phase::Done | Phase::Cancelled, .. })
                     && a.reason() != &model::Reason::JobNoLongerWaiting;
                 prop_assert!(positive || webhook_said, "absence-based change on a partial view: {}", a);
             }
@@ -294,6 +320,82 @@ proptest! {
         let launches = count(w.plan(&p).actions.iter().filter(|a| matches!(a, Action::Launch { .. })).count());
         prop_assert!(launches <= budget);
         prop_assert!(launches == 0 || live + launches <= cap, "live {} + launches {} > cap {}", live, launches, cap);
+    }
+
+    #[test]
+    fn with_disable_no_live_runner_is_removed_before_it_was_disabled(w in world_strategy()) {
+        // Gitea 1.26+: a runner whose machine is alive is disabled on one pass and removed on
+        // a later one; only max lifetime removes it at once.
+        let mut p = policy();
+        p.can_disable_runners = true;
+        let plan = w.plan(&p);
+        let live_names: HashSet<String> = w
+            .instances
+            .iter()
+            .filter(|i| i.is_ours(CLUSTER) && i.state.is_live())
+            .filter_map(|i| i.runner_name().map(|n| n.to_string()))
+            .collect();
+        for a in &plan.actions {
+            if matches!(a.reason(), model::Reason::MaxLifetime { .. }) {
+                continue;
+            }
+            match a {
+                Action::Terminate { instance, .. } => {
+                    let i = w.instances.iter().find(|i| &i.id == instance).expect("listed");
+                    let name = i.runner_name().map(|n| n.to_string()).unwrap_or_default();
+                    for r in w.runners.iter().filter(|r| r.name == name) {
+                        prop_assert!(r.disabled, "terminates {} while runner {} is not disabled: {}", instance, r.id, a);
+                    }
+                }
+                Action::Deregister { runner_id, .. } => {
+                    let r = w.runners.iter().find(|r| r.id == *runner_id).expect("listed");
+                    if live_names.contains(&r.name) {
+                        prop_assert!(r.disabled, "deregisters live runner {} before disabling it: {}", r.id, a);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn no_idle_runner_is_retired_while_a_queued_job_it_could_serve_waits(w in world_strategy(), can_disable in any::<bool>()) {
+        let mut p = policy();
+        p.can_disable_runners = can_disable;
+        let plan = w.plan(&p);
+        let busy = busy_names(&w);
+        let live: Vec<&Instance> = w
+            .instances
+            .iter()
+            .filter(|i| i.is_ours(CLUSTER) && i.state.is_live())
+            .collect();
+        let wanted = |r: &ForgeRunner| {
+            w.jobs.iter().any(|j| j.labels.iter().all(|l| r.labels.contains(l)))
+        };
+        for a in &plan.actions {
+            if matches!(a.reason(), model::Reason::MaxLifetime { .. } | model::Reason::Stuck { .. }) {
+                continue;
+            }
+            let names: Vec<String> = match a {
+                Action::Terminate { instance, .. } => live
+                    .iter()
+                    .filter(|i| &i.id == instance)
+                    .filter_map(|i| i.runner_name().map(|n| n.to_string()))
+                    .collect(),
+                Action::Deregister { runner, .. } | Action::DisableRunner { runner, .. } => {
+                    vec![runner.clone()]
+                }
+                _ => continue,
+            };
+            for r in w.runners.iter().filter(|r| names.contains(&r.name)) {
+                let has_machine = live.iter().any(|i| i.runner_name().is_some_and(|n| n.as_str() == r.name));
+                let idle = r.online && !r.disabled && !busy.contains(&r.name);
+                prop_assert!(
+                    !(has_machine && idle && wanted(r)),
+                    "retires idle runner {} while a queued job could use it: {}", r.name, a
+                );
+            }
+        }
     }
 
     #[test]
@@ -319,6 +421,7 @@ proptest! {
 #[test]
 fn a_second_plan_after_a_disable_only_removes_that_runner() {
     let mut r = running(job_run(1, &["go"]), "i-1", at(0));
+    r.spec.job = None; // an operator's run: the idle rule decides
     r.status.registered_at = Some(at(60));
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
     let g = runner(5, name_of(&r).as_str(), &["go", "linux"], true, false);
@@ -335,4 +438,104 @@ fn a_second_plan_after_a_disable_only_removes_that_runner() {
     assert_eq!(second.actions.len(), 3, "{:?}", second.actions);
     w.apply(&second);
     assert!(w.plan(&p).is_empty());
+}
+
+/// Worlds built around the hand-over between interchangeable runners: runs that are over
+/// (finished, taken elsewhere, cancelled) whose idle runners are online, and queued jobs of
+/// various labels, some with runs still waiting for a launch.
+fn handover_world(
+    over: &[(u8, u8, bool)],
+    waiting: &[(u8, bool)],
+    can_disable: bool,
+) -> (World, model::Policy) {
+    const SETS: [&[&str]; 3] = [&["go"], &["docker"], &["linux"]];
+    let mut runs = Vec::new();
+    let mut instances = Vec::new();
+    let mut runners = Vec::new();
+    let mut jobs = Vec::new();
+    for (n, (set, how, disabled)) in over.iter().enumerate() {
+        let job = id(n) + 1;
+        let labels = SETS[usize::from(*set % 2)];
+        let mut r = running(job_run(job, labels), &format!("i-{job}"), at(0));
+        r.status.registered_at = Some(at(60));
+        match how % 3 {
+            0 => {
+                r.spec.job_state = JobState::Completed {
+                    conclusion: "failure".into(),
+                }
+            }
+            1 => {
+                r.spec.job_state = JobState::InProgress {
+                    runner: Some("tq-test-job-999-1-a1".into()),
+                }
+            }
+            _ => r.spec.cancel = true,
+        }
+        instances.push(instance_for(
+            &r,
+            &format!("i-{job}"),
+            labels[0],
+            InstanceState::Running,
+            at(0),
+        ));
+        let mut g = runner(
+            1000 + job,
+            name_of(&r).as_str(),
+            &[labels[0], "linux"],
+            true,
+            false,
+        );
+        g.disabled = *disabled;
+        runners.push(g);
+        runs.push(r);
+    }
+    for (n, (set, has_run)) in waiting.iter().enumerate() {
+        let job = 100 + id(n);
+        let labels = SETS[usize::from(*set)];
+        jobs.push(queued(job, labels));
+        if *has_run {
+            let mut r = job_run(job, labels);
+            r.spec.created_at = at(100);
+            runs.push(r);
+        }
+    }
+    let mut p = policy();
+    p.can_disable_runners = can_disable;
+    (World::new(runs, instances, runners, jobs, at(150)), p)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn idle_runners_of_runs_that_are_over_stay_while_wanted_and_stand_in_for_launches(
+        over in prop::collection::vec((0u8..2, 0u8..3, prop::bool::weighted(0.2)), 0..6),
+        waiting in prop::collection::vec((0u8..3, any::<bool>()), 0..6),
+        can_disable in any::<bool>(),
+    ) {
+        let (w, p) = handover_world(&over, &waiting, can_disable);
+        let plan = w.plan(&p);
+        let wanted = |r: &ForgeRunner| w.jobs.iter().any(|j| j.labels.iter().all(|l| r.labels.contains(l)));
+        let mut spares = 0usize;
+        for r in &w.runners {
+            let touched = plan.actions.iter().any(|a| match a {
+                Action::DisableRunner { runner_id, .. } | Action::Deregister { runner_id, .. } => *runner_id == r.id,
+                Action::Terminate { instance, .. } => format!("i-{}", r.id - 1000) == instance.as_str(),
+                _ => false,
+            });
+            if !r.disabled && wanted(r) {
+                prop_assert!(!touched, "runner {} retired while wanted: {:?}", r.name, plan.actions);
+                spares += 1;
+            } else {
+                prop_assert!(touched, "runner {} neither wanted nor retired: {:?}", r.name, plan.actions);
+            }
+        }
+        // Every pending run is either launched or stood in for by a distinct spare.
+        let pending = w.desired.runs.iter().filter(|r| r.status.phase == Phase::Pending).count()
+            + plan.actions.iter().filter(|a| matches!(a, Action::CreateRun { .. })).count();
+        let launches = plan.actions.iter().filter(|a| matches!(a, Action::Launch { .. })).count();
+        let stood_in = plan.deferred.iter().filter(|d| d.limit.starts_with("idle runner")).count();
+        prop_assert_eq!(launches + stood_in, pending, "{:?}", plan);
+        prop_assert!(stood_in <= spares);
+    }
 }

@@ -3,7 +3,31 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::desired::{DesiredRun, JobState};
-use crate::observed::{DesiredView, ForgeRunner, Instance, Observed};
+use crate::observed::{DesiredView, ForgeRunner, Instance, JobSeen, Observed, Seen};
+use crate::time::Timestamp;
+
+/// What the queued-jobs observation can tell.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum QueueView {
+    Complete,
+    Partial,
+    Unavailable,
+}
+
+/// A run's job as this pass knows it: the table's last webhook state, confirmed or corrected
+/// by Gitea's queued list and by jobs read one by one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum JobView {
+    /// Waits for a runner; `confirmed` when Gitea's queued list or a read shows it waiting
+    /// for this run's pick (rather than only the last webhook saying so).
+    Queued { confirmed: bool },
+    /// Gitea's view of it could not be had this pass: decide nothing about it.
+    Unknown,
+    /// A runner took it (this run's pick).
+    Taken { runner: Option<String> },
+    /// This run's pick of the job is over (finished, re-run since, or the job is gone).
+    Done,
+}
 
 /// Everything the rules look things up in.
 pub(super) struct Index<'a> {
@@ -15,11 +39,16 @@ pub(super) struct Index<'a> {
     pub by_runner: HashMap<&'a str, Vec<&'a Instance>>,
     /// Gitea runners by name.
     pub runners: HashMap<&'a str, Vec<&'a ForgeRunner>>,
-    /// Ids of queued Gitea jobs.
-    pub queued: HashSet<i64>,
-    /// Distinct label sets of queued jobs (sorted, deduplicated).
-    pub queued_label_sets: Vec<Vec<&'a str>>,
-    /// Runner names a job is in progress on, per the webhooks.
+    /// What the queued-jobs list can tell.
+    pub queue: QueueView,
+    /// Queued Gitea jobs: id to the pick they wait for.
+    pub queued: HashMap<i64, u32>,
+    /// Jobs read one by one, by id.
+    pub reads: HashMap<i64, &'a JobSeen>,
+    /// Distinct label sets of queued jobs (sorted, deduplicated), with the earliest time a
+    /// run of ours for such a job was created (when known).
+    pub waiting: BTreeMap<Vec<&'a str>, Option<Timestamp>>,
+    /// Runner names a job is in progress on, per the webhooks and the jobs read.
     pub in_progress_on: HashSet<&'a str>,
     /// Keys of rows that did not parse.
     pub invalid: HashSet<&'a str>,
@@ -72,35 +101,72 @@ impl<'a> Index<'a> {
         }
         for list in runners.values_mut() {
             list.sort_by_key(|r| (!r.online, r.id));
+            list.dedup_by_key(|r| r.id);
         }
 
-        let queued = observed.queued_jobs.items().iter().map(|j| j.id).collect();
-        let mut sets: BTreeMap<Vec<&str>, ()> = BTreeMap::new();
-        for j in observed.queued_jobs.items() {
-            let mut set: Vec<&str> = j.labels.iter().map(String::as_str).collect();
-            set.sort_unstable();
-            set.dedup();
-            sets.insert(set, ());
-        }
-
-        let in_progress_on = runs
+        let queue = match &observed.queued_jobs {
+            Seen::Complete { .. } => QueueView::Complete,
+            Seen::Partial { .. } => QueueView::Partial,
+            Seen::Unavailable => QueueView::Unavailable,
+        };
+        let queued = observed
+            .queued_jobs
+            .items()
             .iter()
-            .filter_map(|r| match &r.spec.job_state {
-                JobState::InProgress { runner: Some(name) } => Some(name.as_str()),
-                _ => None,
-            })
+            .map(|j| (j.id, j.pick()))
             .collect();
+        let reads = observed.jobs_read.iter().map(|j| (j.id, j)).collect();
 
-        Index {
+        let mut idx = Index {
             runs,
             ours,
             by_runner,
             runners,
+            queue,
             queued,
-            queued_label_sets: sets.into_keys().collect(),
-            in_progress_on,
+            reads,
+            waiting: BTreeMap::new(),
+            in_progress_on: HashSet::new(),
             invalid: desired.invalid.iter().map(|r| r.key.as_str()).collect(),
+        };
+
+        // Demand: the label sets of queued jobs, each with the oldest run of ours waiting on
+        // such a job. Without a queued list (Gitea 1.24, push mode), the runs' own states.
+        let mut waiting: BTreeMap<Vec<&str>, Option<Timestamp>> = BTreeMap::new();
+        if queue == QueueView::Complete {
+            for j in observed.queued_jobs.items() {
+                waiting.entry(label_set(&j.labels)).or_insert(None);
+            }
+            for read in &observed.jobs_read {
+                if let crate::observed::JobFound::Job {
+                    action: crate::desired::JobAction::Queued,
+                    labels,
+                    ..
+                } = &read.found
+                {
+                    waiting.entry(label_set(labels)).or_insert(None);
+                }
+            }
         }
+        let mut in_progress_on = HashSet::new();
+        for run in &idx.runs {
+            match idx.job_view(run) {
+                JobView::Queued { confirmed } if confirmed || queue == QueueView::Unavailable => {
+                    let since = waiting.entry(label_set(&run.spec.labels)).or_insert(None);
+                    let created = run.spec.created_at;
+                    *since = Some(since.map_or(created, |s| s.min(created)));
+                }
+                JobView::Taken { runner: Some(_) } => {
+                    if let Some(name) = taken_by(run, &idx.reads) {
+                        in_progress_on.insert(name);
+                    }
+                }
+                _ => {}
+            }
+        }
+        idx.waiting = waiting;
+        idx.in_progress_on = in_progress_on;
+        idx
     }
 
     /// The oldest live instance tagged with `runner`.
@@ -126,9 +192,46 @@ impl<'a> Index<'a> {
         self.runners.get(runner).cloned().unwrap_or_default()
     }
 
+    /// The state of `run`'s job this pass. The table's state is the last webhook's; where it
+    /// still says queued, Gitea's queued list (or a read of the job, for one the list does not
+    /// show) confirms it, or tells that the job was taken, finished or re-run since.
+    pub(super) fn job_view(&self, run: &DesiredRun) -> JobView {
+        match &run.spec.job_state {
+            JobState::InProgress { runner } => {
+                return JobView::Taken {
+                    runner: runner.clone(),
+                }
+            }
+            JobState::Completed { .. } => return JobView::Done,
+            JobState::Queued => {}
+        }
+        let Some(job) = &run.spec.job else {
+            return JobView::Queued { confirmed: false };
+        };
+        if self.queue != QueueView::Complete {
+            return JobView::Queued { confirmed: false };
+        }
+        match self.queued.get(&job.id) {
+            Some(&pick) if pick == job.attempt => return JobView::Queued { confirmed: true },
+            // Queued for a later pick: ours ran and the job was re-run since.
+            Some(&pick) if pick > job.attempt => return JobView::Done,
+            _ => {}
+        }
+        match self
+            .reads
+            .get(&job.id)
+            .map(|r| r.state_for_pick(job.attempt))
+        {
+            Some(Some(JobState::Queued)) => JobView::Queued { confirmed: true },
+            Some(Some(JobState::InProgress { runner })) => JobView::Taken { runner },
+            Some(Some(JobState::Completed { .. })) => JobView::Done,
+            Some(None) | None => JobView::Unknown,
+        }
+    }
+
     /// Whether a runner is (or may be) running a job: Gitea says busy, or it is online and a
-    /// webhook said a job is in progress on it (Gitea's busy flag lags by up to 10 s). A
-    /// runner that is offline runs nothing, whatever the last webhook said.
+    /// webhook or a read of the job says a job is in progress on it (Gitea's busy flag lags
+    /// by up to 10 s). A runner that is offline runs nothing, whatever the last webhook said.
     pub(super) fn is_busy(&self, r: &ForgeRunner) -> bool {
         r.busy || (r.online && self.in_progress_on.contains(r.name.as_str()))
     }
@@ -143,16 +246,50 @@ impl<'a> Index<'a> {
         self.in_progress_on.contains(name)
     }
 
-    /// Whether some queued job could run on a runner with `labels` (all of its labels are
+    /// Whether some waiting job could run on a runner with `labels` (all of its labels are
     /// among the runner's, as Gitea matches).
     pub(super) fn has_demand_for(&self, labels: &[String]) -> bool {
-        self.queued_label_sets
+        self.waiting.keys().any(|set| covers(labels, set))
+    }
+
+    /// Since when a job a runner with `labels` could serve has been waiting, as far as our
+    /// runs tell (the earliest creation of a run of ours for such a job); `None` when no such
+    /// job waits or none of them has a run of ours.
+    pub(super) fn demand_waiting_since(&self, labels: &[String]) -> Option<Timestamp> {
+        self.waiting
             .iter()
-            .any(|set| set.iter().all(|l| labels.iter().any(|have| have == l)))
+            .filter(|(set, _)| covers(labels, set))
+            .filter_map(|(_, since)| *since)
+            .min()
     }
 
     /// Whether `id` names a row that did not parse.
     pub(super) fn is_invalid(&self, id: &str) -> bool {
         self.invalid.contains(id)
     }
+}
+
+/// The runner a run's job is in progress on, borrowed from the run or from a read of it.
+fn taken_by<'a>(run: &'a DesiredRun, reads: &HashMap<i64, &'a JobSeen>) -> Option<&'a str> {
+    if let JobState::InProgress { runner: Some(r) } = &run.spec.job_state {
+        return Some(r.as_str());
+    }
+    let job = run.spec.job.as_ref()?;
+    match &reads.get(&job.id)?.found {
+        crate::observed::JobFound::Job {
+            runner: Some(r), ..
+        } => Some(r.as_str()),
+        crate::observed::JobFound::Job { .. } | crate::observed::JobFound::Missing => None,
+    }
+}
+
+fn label_set(labels: &[String]) -> Vec<&str> {
+    let mut set: Vec<&str> = labels.iter().map(String::as_str).collect();
+    set.sort_unstable();
+    set.dedup();
+    set
+}
+
+fn covers(have: &[String], want: &[&str]) -> bool {
+    want.iter().all(|l| have.iter().any(|h| h == l))
 }

@@ -2,14 +2,25 @@
 //! [`Planner::run`] applies them in a fixed order and keeps the budgets.
 //!
 //! Order within one run matters to the executor: it applies a run's actions in plan order
-//! (terminate, deregister, then the status change, then a launch of the next attempt).
+//! (disable, or deregister then terminate, then the status change, then a launch of the next
+//! attempt) and stops at the first that fails.
+//!
+//! Two rules shape every removal of a runner whose machine is alive, because runners are
+//! interchangeable (Gitea gives a queued job to any runner whose labels cover it):
+//! - **keep while wanted**: a runner whose own run is over (job finished, taken elsewhere,
+//!   cancelled) is kept while a queued job it could serve waits; it counts as a spare that
+//!   stands in for a launch;
+//! - **two-step retire**: where Gitea can disable runners (1.26+), a runner is disabled on
+//!   one pass and removed on a later one, only if it is still not busy; without disable, its
+//!   registration is deleted before its machine is terminated. Max lifetime is the only
+//!   exception.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use super::index::Index;
+use super::index::{Index, JobView};
 use super::{Action, Deferred, Plan, Policy, PoolPolicy, Reason, StatusChange, Unschedulable};
-use crate::desired::{DesiredRun, JobRef, JobState, Origin, Phase, RunSpec};
+use crate::desired::{DesiredRun, JobRef, Origin, Phase, RunSpec};
 use crate::observed::{DesiredView, ForgeRunner, Instance, Observed};
 use crate::time::Timestamp;
 
@@ -54,7 +65,7 @@ pub fn backfill(
         }
         let job_ref = JobRef {
             id: job.id,
-            attempt: job.attempt.max(1),
+            attempt: job.pick(),
             name: (!job.name.is_empty()).then(|| job.name.clone()),
             run_id: job.run_id,
         };
@@ -75,7 +86,6 @@ pub(super) struct Planner<'a> {
     now: Timestamp,
     idx: Index<'a>,
     backfilled: &'a [DesiredRun],
-    queued_view: QueueView,
     /// Every source complete: destructive actions and absence-based conclusions allowed.
     destroy_ok: bool,
     /// The EC2 list is complete: launches allowed (caps can be counted).
@@ -89,16 +99,20 @@ pub(super) struct Planner<'a> {
     live_by_pool: BTreeMap<&'a str, u32>,
     handled_instances: HashSet<&'a str>,
     handled_runners: HashSet<i64>,
+    /// Idle runners kept for queued work although their own run is over; each stands in for
+    /// one launch.
+    spares: Vec<Spare<'a>>,
+    /// Pending runs that want a launch, decided after every run was looked at (so the
+    /// spares are known).
+    wanting: Vec<(&'a DesiredRun, Reason)>,
     next_deadline: Option<Timestamp>,
     follow_up: bool,
 }
 
-/// What the queued-jobs observation can tell.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum QueueView {
-    Complete,
-    Partial,
-    Unavailable,
+/// An idle runner of ours kept because queued work could use it.
+struct Spare<'a> {
+    runner: &'a ForgeRunner,
+    taken: bool,
 }
 
 impl<'a> Planner<'a> {
@@ -110,11 +124,6 @@ impl<'a> Planner<'a> {
         now: Timestamp,
     ) -> Self {
         let idx = Index::new(desired, backfilled, observed, &policy.cluster);
-        let queued_view = match &observed.queued_jobs {
-            crate::Seen::Complete { .. } => QueueView::Complete,
-            crate::Seen::Partial { .. } => QueueView::Partial,
-            crate::Seen::Unavailable => QueueView::Unavailable,
-        };
         let fleet_ok = observed.instances.is_complete();
         let forge_ok = observed.runners.is_complete();
         let mut partial = Vec::new();
@@ -145,7 +154,6 @@ impl<'a> Planner<'a> {
             now,
             idx,
             backfilled,
-            queued_view,
             destroy_ok,
             fleet_ok,
             forge_ok,
@@ -156,6 +164,8 @@ impl<'a> Planner<'a> {
             live_by_pool: BTreeMap::new(),
             handled_instances: HashSet::new(),
             handled_runners: HashSet::new(),
+            spares: Vec::new(),
+            wanting: Vec::new(),
             next_deadline: None,
             follow_up: false,
         }
@@ -176,6 +186,7 @@ impl<'a> Planner<'a> {
             self.run_rules(run);
         }
         self.orphans();
+        self.launch_wanting();
         self.ghosts();
         self.finish()
     }
@@ -252,8 +263,20 @@ impl<'a> Planner<'a> {
         if self.is_foreign(run) {
             return;
         }
-        if run.spec.cancel || matches!(run.spec.job_state, JobState::Completed { .. }) {
-            return self.end_run(run, instance, &runners);
+        let job = self.idx.job_view(run);
+        let over = if run.spec.cancel {
+            Some((Phase::Cancelled, Reason::Cancelled))
+        } else {
+            match &job {
+                JobView::Done => Some((Phase::Done, Reason::JobFinished)),
+                JobView::Taken { runner: Some(on) } if on != name.as_str() => {
+                    Some((Phase::Done, Reason::JobTakenElsewhere))
+                }
+                _ => None,
+            }
+        };
+        if let Some((phase, reason)) = over {
+            return self.release(run, instance, &runners, phase, reason);
         }
         match (run.status.phase, instance) {
             (Phase::Pending | Phase::Launching, Some(i)) => {
@@ -262,75 +285,114 @@ impl<'a> Planner<'a> {
                 self.adopt(run, i);
                 self.running(run, Some(i), &runners);
             }
-            (Phase::Pending, None) => self.pending(run, &runners),
-            (Phase::Launching, None) => self.launching(run, &runners),
+            (Phase::Pending, None) => self.pending(run, &job, &runners),
+            (Phase::Launching, None) => self.launching(run, &job, &runners),
             (Phase::Running, _) => self.running(run, instance, &runners),
-            (Phase::Succeeded | Phase::Failed | Phase::Cancelled, _) => {}
+            (Phase::Done | Phase::Failed | Phase::Cancelled, _) => {}
         }
     }
 
-    /// Rule "cancelled or finished run": remove its instance and runner (a busy runner is
-    /// left to finish, up to its max lifetime), then mark the run done.
-    fn end_run(
+    /// Rules "finished", "taken elsewhere" and "cancelled": the run is over. Its runner is
+    /// kept while it is busy (up to its max lifetime) or while queued work could use it;
+    /// otherwise it is retired (two steps), and the run ends once nothing of it is left.
+    fn release(
         &mut self,
         run: &'a DesiredRun,
         instance: Option<&'a Instance>,
         runners: &[&'a ForgeRunner],
+        phase: Phase,
+        reason: Reason,
     ) {
-        let (phase, reason) = if run.spec.cancel {
-            (Phase::Cancelled, Reason::Cancelled)
-        } else {
-            (Phase::Succeeded, Reason::JobFinished)
-        };
-        let nothing_of_ours = instance.is_none() && runners.is_empty();
-        if run.status.phase == Phase::Pending && nothing_of_ours {
-            return self.end(run, phase, reason);
+        if instance.is_none() && runners.is_empty() {
+            if run.status.phase == Phase::Pending || self.destroy_ok {
+                self.end(run, phase, reason);
+            }
+            return;
         }
         if !self.destroy_ok {
             return;
         }
-        let busy = self
-            .idx
-            .is_busy_name(run.runner_name(&self.policy.cluster).as_str());
-        let mut all_removed = true;
-        if let Some(i) = instance {
-            // A busy runner is left to finish its job, up to the instance's max lifetime.
-            let keep = busy && !self.lifetime_expired(i);
-            all_removed = !keep && self.terminate(i, Some(run), reason.clone());
-        }
-        for r in runners {
-            if self.idx.is_busy(r) && instance.is_some() && !all_removed {
-                continue;
+        let Some(i) = instance else {
+            // Registrations without a machine of ours run nothing of ours, whatever a webhook
+            // said: remove them (unless Gitea itself calls one busy), then end.
+            for r in runners.iter().filter(|r| !r.busy) {
+                self.deregister(r, Some(run), reason.clone());
             }
-            self.deregister(r, reason.clone());
+            return self.end(run, phase, reason);
+        };
+        if self.lifetime_expired(i) {
+            // Past its lifetime nothing is kept, busy or not.
+            if self.terminate_allowed(i) {
+                for r in runners {
+                    self.deregister(r, Some(run), reason.clone());
+                }
+                self.terminate(i, Some(run), reason.clone());
+                self.end(run, phase, reason);
+            }
+            return;
         }
-        if all_removed {
+        self.deadline(i.launched_at.plus(self.lifetime_of(i)));
+        if runners.iter().any(|r| self.idx.is_busy(r)) {
+            return; // it took a job: it ends by itself when the job is done
+        }
+        if let Some(r) = runners
+            .iter()
+            .find(|r| r.online && !r.disabled && self.idx.has_demand_for(&r.labels))
+        {
+            if let Some(stuck) = self.stuck(run, r) {
+                if self.retire(Some(run), i, runners, &stuck) {
+                    self.end(run, phase, reason);
+                }
+                return;
+            }
+            // Rule "keep while wanted": Gitea is about to give it one of those jobs.
+            self.spares.push(Spare {
+                runner: r,
+                taken: false,
+            });
+            return;
+        }
+        if self.retire(Some(run), i, runners, &reason) {
             self.end(run, phase, reason);
         }
     }
 
-    /// Rule "launch": a pending run with no runner gets one, within budgets and caps; a run
-    /// no pool serves is reported unschedulable, with its labels.
-    fn pending(&mut self, run: &'a DesiredRun, runners: &[&'a ForgeRunner]) {
-        if let JobState::InProgress { .. } = run.spec.job_state {
-            if self.destroy_ok {
-                // With no instance, a registration under this name is unused whatever the
-                // webhook says; remove it with the run rather than as a ghost later.
-                for r in runners.iter().filter(|r| !r.busy) {
-                    self.deregister(r, Reason::Ghost);
+    /// Rule "launch": a pending run with no runner gets one, within budgets and caps, once
+    /// Gitea confirms its job waits (where the queued list exists); a run no pool serves is
+    /// reported unschedulable, with its labels.
+    fn pending(&mut self, run: &'a DesiredRun, job: &JobView, runners: &[&'a ForgeRunner]) {
+        match job {
+            JobView::Taken { .. } => {
+                if self.destroy_ok {
+                    // With no instance, a registration under this name is unused whatever the
+                    // webhook says; remove it with the run rather than as a ghost later.
+                    for r in runners.iter().filter(|r| !r.busy) {
+                        self.deregister(r, Some(run), Reason::Ghost);
+                    }
                 }
+                return self.end(run, Phase::Done, Reason::JobTakenElsewhere);
             }
-            return self.end(run, Phase::Succeeded, Reason::JobTakenElsewhere);
+            // Not confirmed this pass (the read of the job failed): launch nothing yet.
+            JobView::Unknown => {
+                if self.choose_pool(run).is_err() {
+                    self.out.unschedulable.push(Unschedulable {
+                        run: run.id.clone(),
+                        labels: run.spec.labels.clone(),
+                    });
+                }
+                return self.follow_up();
+            }
+            JobView::Done | JobView::Queued { .. } => {}
         }
-        if self.clear_registrations(runners, &Reason::Ghost) {
-            self.launch(run, run.status.attempt.max(1), Reason::NoRunner);
+        if self.clear_registrations(run, runners, &Reason::Ghost) {
+            self.wanting.push((run, Reason::NoRunner));
         }
     }
 
-    /// Rule "stale claim": a claim older than the launch timeout with no instance is launched again with the same
-    /// attempt (so the same client token: EC2 returns the instance if it did start), after
-    /// removing any registration the failed attempt left.
-    fn launching(&mut self, run: &'a DesiredRun, runners: &[&'a ForgeRunner]) {
+    /// Rule "stale claim": a claim older than the launch timeout with no instance is launched
+    /// again with the same attempt (so the same client token: EC2 returns the instance if it
+    /// did start), after removing any registration the failed attempt left.
+    fn launching(&mut self, run: &'a DesiredRun, job: &JobView, runners: &[&'a ForgeRunner]) {
         if !self.destroy_ok {
             return;
         }
@@ -344,12 +406,14 @@ impl<'a> Planner<'a> {
         if deadline > self.now {
             return self.deadline(deadline);
         }
-        if let JobState::InProgress { .. } = run.spec.job_state {
+        match job {
             // The job started meanwhile: nothing to relaunch for.
-            return self.lost(run, None, runners);
+            JobView::Taken { .. } => return self.lost(run, None, runners),
+            JobView::Unknown => return self.follow_up(),
+            JobView::Done | JobView::Queued { .. } => {}
         }
         let reason = Reason::StaleClaim { timeout };
-        if self.clear_registrations(runners, &reason) {
+        if self.clear_registrations(run, runners, &reason) {
             self.launch(run, run.status.attempt.max(1), reason);
         }
     }
@@ -357,15 +421,20 @@ impl<'a> Planner<'a> {
     /// Removes registrations left under a runner name about to be launched, so the launch
     /// does not register a second runner of that name. `false` (launch nothing) while one of
     /// them is busy, or when the view is partial.
-    fn clear_registrations(&mut self, runners: &[&'a ForgeRunner], reason: &Reason) -> bool {
+    fn clear_registrations(
+        &mut self,
+        run: &DesiredRun,
+        runners: &[&'a ForgeRunner],
+        reason: &Reason,
+    ) -> bool {
         if runners.is_empty() {
             return true;
         }
-        if !self.destroy_ok || runners.iter().any(|r| r.busy) {
+        if !self.destroy_ok || runners.iter().any(|r| self.idx.is_busy(r)) {
             return false;
         }
         for r in runners {
-            self.deregister(r, reason.clone());
+            self.deregister(r, Some(run), reason.clone());
         }
         true
     }
@@ -378,8 +447,8 @@ impl<'a> Planner<'a> {
         self.status(run, change, Reason::InstanceFound);
     }
 
-    /// The rules for a run whose instance is recorded: max lifetime, registration, idle,
-    /// zombie, and loss of the instance.
+    /// The rules for a run whose instance is recorded: max lifetime, registration, stuck,
+    /// idle, zombie, and loss of the instance.
     fn running(
         &mut self,
         run: &'a DesiredRun,
@@ -395,11 +464,10 @@ impl<'a> Planner<'a> {
             }
             return self.lost(run, ended, runners);
         };
-        let limit = self.lifetime_of(i);
         if self.lifetime_expired(i) {
-            return self.max_lifetime(run, i, runners, limit);
+            return self.max_lifetime(run, i, runners);
         }
-        self.deadline(i.launched_at.plus(limit));
+        self.deadline(i.launched_at.plus(self.lifetime_of(i)));
         if !self.forge_ok {
             return;
         }
@@ -409,32 +477,23 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Rule "max lifetime": terminate, whatever the runner says, and fail the run.
-    fn max_lifetime(
-        &mut self,
-        run: &'a DesiredRun,
-        i: &'a Instance,
-        runners: &[&'a ForgeRunner],
-        limit: Duration,
-    ) {
-        if !self.destroy_ok {
+    /// Rule "max lifetime": terminate, whatever the runner says, and fail the run. The only
+    /// removal that does not wait for a disable to take effect.
+    fn max_lifetime(&mut self, run: &'a DesiredRun, i: &'a Instance, runners: &[&'a ForgeRunner]) {
+        if !self.destroy_ok || !self.terminate_allowed(i) {
             return;
         }
-        let reason = Reason::MaxLifetime { limit };
-        if !self.terminate(i, Some(run), reason.clone()) {
-            return;
-        }
-        for r in runners {
-            self.deregister(r, reason.clone());
-        }
-        let change = StatusChange::Finish {
-            phase: Phase::Failed,
-            error: Some(reason.to_string()),
+        let reason = Reason::MaxLifetime {
+            limit: self.lifetime_of(i),
         };
-        self.status(run, change, reason);
+        for r in runners {
+            self.deregister(r, Some(run), reason.clone());
+        }
+        self.terminate(i, Some(run), reason.clone());
+        self.fail(run, reason.to_string(), reason);
     }
 
-    /// The runner is online: record it, and apply the idle rule.
+    /// The runner is online: record it, and apply the stuck and idle rules.
     fn online(
         &mut self,
         run: &'a DesiredRun,
@@ -464,34 +523,46 @@ impl<'a> Planner<'a> {
         if self.idx.is_busy(r) {
             return;
         }
-        if r.disabled {
-            // Rule "retire", second step: a disabled runner takes no job; remove it.
-            let reason = Reason::Idle {
-                timeout: self.policy.timeouts.idle,
-            };
-            return self.retire(run, i, runners, reason);
+        if let Some(stuck) = self.stuck(run, r) {
+            return self.retire_and_decide(run, i, runners, stuck);
         }
         // Rule "idle": online, not busy, past the idle timeout, and nothing queued could use it.
         let timeout = self.policy.timeouts.idle;
         let deadline = registered_at.plus(timeout);
+        let wanted = self.idx.has_demand_for(&r.labels);
+        if !wanted && deadline <= self.now {
+            return self.retire_and_decide(run, i, runners, Reason::Idle { timeout });
+        }
+        if r.disabled {
+            // Disabled on an earlier pass (or by a person): it takes no job any more.
+            return self.retire_and_decide(run, i, runners, Reason::Disabled);
+        }
+        if !wanted {
+            self.deadline(deadline);
+        }
+    }
+
+    /// Rule "stuck": the runner has been online and idle for the stuck timeout while a job it
+    /// could serve has been waiting that long too. act_runner asks for work every 2 s, and
+    /// Gitea hands the oldest matching job to whichever runner asks, so a healthy runner
+    /// would have taken it.
+    fn stuck(&mut self, run: &DesiredRun, r: &ForgeRunner) -> Option<Reason> {
+        self.stuck_since(run.status.registered_at.unwrap_or(self.now), r)
+    }
+
+    /// [`Self::stuck`] for a runner first seen online at `online_since`.
+    fn stuck_since(&mut self, online_since: Timestamp, r: &ForgeRunner) -> Option<Reason> {
+        if !r.online || r.disabled || self.idx.is_busy(r) {
+            return None;
+        }
+        let timeout = self.policy.timeouts.stuck;
+        let waiting_since = self.idx.demand_waiting_since(&r.labels)?;
+        let deadline = online_since.max(waiting_since).plus(timeout);
         if deadline > self.now {
-            return self.deadline(deadline);
+            self.deadline(deadline);
+            return None;
         }
-        if !self.destroy_ok || self.idx.has_demand_for(&r.labels) {
-            return;
-        }
-        let reason = Reason::Idle { timeout };
-        if self.policy.can_disable_runners {
-            // First step: stop it taking a job, then remove it on the next pass if still idle.
-            self.follow_up = true;
-            self.out.actions.push(Action::DisableRunner {
-                runner_id: r.id,
-                runner: r.name.clone(),
-                reason,
-            });
-        } else {
-            self.retire(run, i, runners, reason);
-        }
+        Some(Reason::Stuck { timeout })
     }
 
     /// The runner is offline or missing: rules "never registered" and "zombie".
@@ -505,7 +576,7 @@ impl<'a> Planner<'a> {
             if deadline > self.now {
                 return self.deadline(deadline);
             }
-            return self.retire(run, i, runners, Reason::NeverRegistered { timeout });
+            return self.retire_and_decide(run, i, runners, Reason::NeverRegistered { timeout });
         }
         let grace = self.policy.timeouts.offline_grace;
         match run.status.offline_since {
@@ -518,28 +589,52 @@ impl<'a> Planner<'a> {
                 );
             }
             Some(since) if since.plus(grace) > self.now => self.deadline(since.plus(grace)),
-            Some(_) => self.retire(run, i, runners, Reason::Zombie { grace }),
+            Some(_) => self.retire_and_decide(run, i, runners, Reason::Zombie { grace }),
         }
     }
 
-    /// Removes a run's instance and runners and decides what becomes of the run.
-    fn retire(
+    /// Retires a run's instance and runners, then decides what becomes of the run.
+    fn retire_and_decide(
         &mut self,
         run: &'a DesiredRun,
         i: &'a Instance,
         runners: &[&'a ForgeRunner],
         reason: Reason,
     ) {
-        if !self.destroy_ok {
-            return;
+        if self.retire(Some(run), i, runners, &reason) {
+            self.after_loss(run, reason);
         }
-        if !self.terminate(i, Some(run), reason.clone()) {
-            return;
+    }
+
+    /// The two-step retire of a live instance and its registrations. Where Gitea can disable
+    /// runners, a registration not yet disabled is disabled this pass and removed on a later
+    /// one (if it is still not busy then, it took no job in between); without disable, the
+    /// registrations are deleted before the machine is terminated. `true` once the removal
+    /// is planned; `false` while it waits for the disable, a budget, or a whole view.
+    fn retire(
+        &mut self,
+        run: Option<&DesiredRun>,
+        i: &'a Instance,
+        runners: &[&'a ForgeRunner],
+        reason: &Reason,
+    ) -> bool {
+        if !self.destroy_ok || runners.iter().any(|r| self.idx.is_busy(r)) {
+            return false;
+        }
+        if self.policy.can_disable_runners && runners.iter().any(|r| !r.disabled) {
+            for r in runners.iter().filter(|r| !r.disabled) {
+                self.disable(r, run, reason.clone());
+            }
+            return false;
+        }
+        if !self.terminate_allowed(i) {
+            return false;
         }
         for r in runners {
-            self.deregister(r, reason.clone());
+            self.deregister(r, run, reason.clone());
         }
-        self.after_loss(run, reason);
+        self.terminate(i, run, reason.clone());
+        true
     }
 
     /// Rules "spot interruption" and "instance lost": the instance is gone and the run is
@@ -559,67 +654,60 @@ impl<'a> Planner<'a> {
             Reason::InstanceLost
         };
         for r in runners {
-            self.deregister(r, reason.clone());
+            self.deregister(r, Some(run), reason.clone());
         }
         self.after_loss(run, reason);
     }
 
     /// What becomes of a run whose runner is gone: a job still waiting gets a new attempt
     /// (or the run fails once attempts are used up); a job that ran or was taken by
-    /// another runner ends the run.
+    /// another runner ends the run; a job whose state is unknown this pass is looked at
+    /// again next pass.
     fn after_loss(&mut self, run: &'a DesiredRun, cause: Reason) {
         let name = run.runner_name(&self.policy.cluster);
-        match &run.spec.job_state {
-            JobState::Completed { .. } => {
-                return self.end(run, Phase::Succeeded, Reason::JobFinished);
+        let still_waiting = match self.idx.job_view(run) {
+            JobView::Done => {
+                return self.end(run, Phase::Done, Reason::JobFinished);
             }
-            JobState::InProgress { runner: Some(on) }
+            JobView::Taken { runner: Some(on) }
                 if on == name.as_str()
                     && matches!(cause, Reason::SpotInterruption | Reason::Zombie { .. }) =>
             {
                 // The machine died under the job. Gitea fails a job whose runner vanished
-                // (zombie task cron) and does not queue it again, so a new runner would wait
-                // for nothing.
+                // (zombie task cron) and does not queue it again: a re-run in Gitea queues it
+                // as a new pick, which gets a run of its own.
                 let error = format!("{cause} while running the job; re-run it in Gitea");
-                let change = StatusChange::Finish {
-                    phase: Phase::Failed,
-                    error: Some(error),
-                };
-                return self.status(run, change, cause);
+                return self.fail(run, error, cause);
             }
-            JobState::InProgress { runner: Some(on) } if on == name.as_str() => {
+            JobView::Taken { runner: Some(on) } if on == name.as_str() => {
                 // Our runner took the job and its machine ended by itself: the normal end of
                 // an ephemeral runner, whose `completed` webhook is late or was lost.
-                return self.end(run, Phase::Succeeded, Reason::JobNoLongerWaiting);
+                return self.end(run, Phase::Done, Reason::RunnerServedJob);
             }
-            JobState::InProgress { .. } => {
-                return self.end(run, Phase::Succeeded, Reason::JobTakenElsewhere);
+            JobView::Taken { .. } => {
+                return self.end(run, Phase::Done, Reason::JobTakenElsewhere);
             }
-            JobState::Queued => {}
-        }
-        let spot_unknown =
-            cause == Reason::SpotInterruption && self.queued_view != QueueView::Complete;
-        if !self.job_still_waiting(run) && !spot_unknown {
-            let change = StatusChange::Finish {
-                phase: Phase::Succeeded,
-                error: None,
-            };
-            let reason = if matches!(cause, Reason::Idle { .. }) {
+            JobView::Unknown => return self.follow_up(),
+            JobView::Queued { confirmed: true } => true,
+            JobView::Queued { confirmed: false } => {
+                // Without a whole queued list, a job can only have been taken if the runner
+                // registered; after a Spot reclaim, a new attempt is the safe side.
+                cause == Reason::SpotInterruption || run.status.registered_at.is_none()
+            }
+        };
+        if !still_waiting {
+            let reason = if matches!(cause, Reason::Idle { .. } | Reason::Disabled) {
                 Reason::JobTakenElsewhere
             } else {
                 Reason::JobNoLongerWaiting
             };
-            return self.status(run, change, reason);
+            return self.end(run, Phase::Done, reason);
         }
         let attempt = run.status.attempt.max(1);
         let max = self.policy.safety.max_attempts;
         if attempt >= max {
             let error = format!("{cause}; gave up after {attempt} attempts");
-            let change = StatusChange::Finish {
-                phase: Phase::Failed,
-                error: Some(error),
-            };
-            return self.status(run, change, Reason::AttemptsExhausted { attempts: max });
+            return self.fail(run, error, Reason::AttemptsExhausted { attempts: max });
         }
         self.status(
             run,
@@ -631,19 +719,50 @@ impl<'a> Planner<'a> {
         self.launch(run, attempt + 1, cause);
     }
 
-    /// Whether the run's job still waits for a runner. With a complete queued-jobs list that
-    /// list decides; without one, a job can only have been taken if the runner registered.
-    fn job_still_waiting(&self, run: &DesiredRun) -> bool {
-        match (&run.spec.job, self.queued_view) {
-            (Some(job), QueueView::Complete) => self.idx.queued.contains(&job.id),
-            _ => run.status.registered_at.is_none(),
+    // ---- launches that spares stand in for ------------------------------------------------
+
+    /// Launches for pending runs, oldest first, unless an idle runner kept for queued work
+    /// can take the job instead (runners are interchangeable per label set).
+    fn launch_wanting(&mut self) {
+        let wanting = std::mem::take(&mut self.wanting);
+        for (run, reason) in wanting {
+            if self.choose_pool(run).is_err() {
+                self.launch(run, run.status.attempt.max(1), reason); // reports it unschedulable
+                continue;
+            }
+            let spare = self.spares.iter_mut().find(|s| {
+                !s.taken
+                    && run
+                        .spec
+                        .labels
+                        .iter()
+                        .all(|l| s.runner.labels.iter().any(|have| have == l))
+            });
+            if let Some(spare) = spare {
+                spare.taken = true;
+                let name = spare.runner.name.clone();
+                self.follow_up = true;
+                self.out.deferred.push(Deferred {
+                    what: format!(
+                        "launch {}",
+                        crate::RunnerName::new(
+                            &self.policy.cluster,
+                            &run.id,
+                            run.status.attempt.max(1)
+                        )
+                    ),
+                    limit: format!("idle runner {name} can take a queued job with these labels"),
+                });
+                continue;
+            }
+            self.launch(run, run.status.attempt.max(1), reason);
         }
     }
 
     // ---- instances and runners no run claims --------------------------------------------
 
     /// Rule "orphan": an instance of ours that no live run wants, once older than the
-    /// minimum age (a busy one only at its max lifetime).
+    /// minimum age (a busy one only at its max lifetime), retired in two steps.
     fn orphans(&mut self) {
         if !self.destroy_ok {
             return;
@@ -666,27 +785,48 @@ impl<'a> Planner<'a> {
             let runners = self.idx.runners_named(name);
             self.handled_runners.extend(runners.iter().map(|r| r.id));
             let limit = self.lifetime_of(i);
-            let reason = if self.lifetime_expired(i) {
-                Reason::MaxLifetime { limit }
-            } else if self.idx.is_busy_name(name) {
+            if self.lifetime_expired(i) {
+                if self.terminate_allowed(i) {
+                    let reason = Reason::MaxLifetime { limit };
+                    for r in &runners {
+                        self.deregister(r, None, reason.clone());
+                    }
+                    self.terminate(i, None, reason);
+                }
+                continue;
+            }
+            if self.idx.is_busy_name(name) {
                 self.deadline(i.launched_at.plus(limit));
                 continue;
-            } else if i.launched_at.plus(min_age) > self.now {
+            }
+            if i.launched_at.plus(min_age) > self.now {
                 self.deadline(i.launched_at.plus(min_age));
                 continue;
-            } else {
-                Reason::Orphan { min_age }
-            };
-            if self.terminate(i, None, reason.clone()) {
-                for r in &runners {
-                    self.deregister(r, reason.clone());
-                }
             }
+            if let Some(r) = runners
+                .iter()
+                .copied()
+                .find(|r| r.online && !r.disabled && self.idx.has_demand_for(&r.labels))
+            {
+                // Kept while wanted, like the runner of a run that is over (its own launch
+                // time stands in for when it came online).
+                match self.stuck_since(i.launched_at, r) {
+                    Some(stuck) => {
+                        self.retire(None, i, &runners, &stuck);
+                    }
+                    None => self.spares.push(Spare {
+                        runner: r,
+                        taken: false,
+                    }),
+                }
+                continue;
+            }
+            self.retire(None, i, &runners, &Reason::Orphan { min_age });
         }
     }
 
     /// Rule "ghost": a runner of ours (by name) with no live instance and no run launching
-    /// it is deregistered.
+    /// it is deregistered. Without a machine it can run nothing.
     fn ghosts(&mut self) {
         if !self.destroy_ok {
             return;
@@ -707,14 +847,28 @@ impl<'a> Planner<'a> {
             if self.idx.is_invalid(run.as_str()) || self.idx.live_instance(&r.name).is_some() {
                 continue;
             }
-            self.deregister(r, Reason::Ghost);
+            self.deregister(r, None, Reason::Ghost);
         }
     }
 
     // ---- emitting actions -----------------------------------------------------------------
 
     fn end(&mut self, run: &DesiredRun, phase: Phase, reason: Reason) {
-        self.status(run, StatusChange::Finish { phase, error: None }, reason);
+        let change = StatusChange::Finish {
+            phase,
+            error: None,
+            outcome: Some(reason.to_string()),
+        };
+        self.status(run, change, reason);
+    }
+
+    fn fail(&mut self, run: &DesiredRun, error: String, reason: Reason) {
+        let change = StatusChange::Finish {
+            phase: Phase::Failed,
+            outcome: Some(error.clone()),
+            error: Some(error),
+        };
+        self.status(run, change, reason);
     }
 
     fn status(&mut self, run: &DesiredRun, change: StatusChange, reason: Reason) {
@@ -729,21 +883,26 @@ impl<'a> Planner<'a> {
         i.launched_at.plus(self.lifetime_of(i)) <= self.now
     }
 
-    /// Plans a termination within the per-pass budget; `false` if it was deferred.
-    fn terminate(&mut self, i: &'a Instance, run: Option<&DesiredRun>, reason: Reason) -> bool {
-        debug_assert!(self.destroy_ok && i.is_ours(&self.policy.cluster));
+    /// Whether one more termination fits this pass's budget; records the deferral if not.
+    fn terminate_allowed(&mut self, i: &'a Instance) -> bool {
         self.handled_instances.insert(i.id.as_str());
-        if self.terminations >= self.policy.safety.max_terminations_per_pass {
-            self.follow_up = true;
-            self.out.deferred.push(Deferred {
-                what: format!("terminate {}", i.id),
-                limit: format!(
-                    "safety.max_terminations_per_pass ({})",
-                    self.policy.safety.max_terminations_per_pass
-                ),
-            });
-            return false;
+        if self.terminations < self.policy.safety.max_terminations_per_pass {
+            return true;
         }
+        self.follow_up = true;
+        self.out.deferred.push(Deferred {
+            what: format!("terminate {}", i.id),
+            limit: format!(
+                "safety.max_terminations_per_pass ({})",
+                self.policy.safety.max_terminations_per_pass
+            ),
+        });
+        false
+    }
+
+    /// Plans a termination (after [`Self::terminate_allowed`] said yes).
+    fn terminate(&mut self, i: &'a Instance, run: Option<&DesiredRun>, reason: Reason) {
+        debug_assert!(self.destroy_ok && i.is_ours(&self.policy.cluster));
         self.terminations += 1;
         self.out.actions.push(Action::Terminate {
             instance: i.id.clone(),
@@ -751,14 +910,25 @@ impl<'a> Planner<'a> {
             pool: i.pool().map(str::to_owned),
             reason,
         });
-        true
     }
 
-    fn deregister(&mut self, r: &ForgeRunner, reason: Reason) {
+    fn deregister(&mut self, r: &ForgeRunner, run: Option<&DesiredRun>, reason: Reason) {
         self.handled_runners.insert(r.id);
         self.out.actions.push(Action::Deregister {
             runner_id: r.id,
             runner: r.name.clone(),
+            run: run.map(|r| r.id.clone()),
+            reason,
+        });
+    }
+
+    fn disable(&mut self, r: &ForgeRunner, run: Option<&DesiredRun>, reason: Reason) {
+        self.handled_runners.insert(r.id);
+        self.follow_up = true;
+        self.out.actions.push(Action::DisableRunner {
+            runner_id: r.id,
+            runner: r.name.clone(),
+            run: run.map(|r| r.id.clone()),
             reason,
         });
     }
@@ -822,6 +992,10 @@ impl<'a> Planner<'a> {
         if at > self.now {
             self.next_deadline = Some(self.next_deadline.map_or(at, |d| d.min(at)));
         }
+    }
+
+    fn follow_up(&mut self) {
+        self.follow_up = true;
     }
 
     fn finish(mut self) -> Plan {

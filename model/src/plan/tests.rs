@@ -48,7 +48,7 @@ fn picks_the_pool_whose_labels_cover_every_runs_on_label() {
         vec![job_run(1, &["linux", "docker"])],
         vec![],
         vec![],
-        vec![],
+        vec![queued(1, &["linux", "docker"])],
         at(0),
     );
     let plan = w.plan(&policy());
@@ -124,7 +124,8 @@ fn does_not_backfill_a_run_that_already_ended() {
 fn launches_respect_the_per_pass_budget_and_the_caps() {
     let mut p = policy();
     p.safety.max_launches_per_pass = 2;
-    let w = World::new((1..=3).map(go_run).collect(), vec![], vec![], vec![], at(0));
+    let jobs = (1..=3).map(|j| queued(j, &["go"])).collect();
+    let w = World::new((1..=3).map(go_run).collect(), vec![], vec![], jobs, at(0));
     let plan = w.plan(&p);
     assert_eq!(plan.actions.len(), 2);
     assert_eq!(plan.deferred.len(), 1);
@@ -135,7 +136,13 @@ fn launches_respect_the_per_pass_budget_and_the_caps() {
     p.pools[1].max_instances = 1; // go
     let busy = running(go_run(9), "i-busy", at(0));
     let inst = instance_for(&busy, "i-busy", "go", InstanceState::Running, at(0));
-    let w = World::new(vec![busy, go_run(1)], vec![inst], vec![], vec![], at(10));
+    let w = World::new(
+        vec![busy, go_run(1)],
+        vec![inst],
+        vec![],
+        vec![queued(1, &["go"])],
+        at(10),
+    );
     let plan = w.plan(&p);
     assert!(
         !plan
@@ -152,7 +159,7 @@ fn launches_respect_the_per_pass_budget_and_the_caps() {
         vec![go_run(1), job_run(2, &["docker"])],
         vec![],
         vec![],
-        vec![],
+        vec![queued(1, &["go"]), queued(2, &["docker"])],
         at(0),
     );
     let plan = w.plan(&p);
@@ -183,11 +190,17 @@ fn relaunches_a_stale_claim_with_the_same_attempt_and_removes_its_unused_registr
         vec![r.clone()],
         vec![],
         vec![reg.clone()],
-        vec![],
+        vec![queued(1, &["go"])],
         at(4 * MIN),
     );
     assert!(w.plan(&policy()).is_empty(), "claim still fresh");
-    let w = World::new(vec![r], vec![], vec![reg], vec![], at(5 * MIN));
+    let w = World::new(
+        vec![r],
+        vec![],
+        vec![reg],
+        vec![queued(1, &["go"])],
+        at(5 * MIN),
+    );
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
@@ -239,8 +252,8 @@ fn terminates_and_retries_an_instance_that_never_registered() {
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
-            "terminate i-1 (run job-1-1) in pool go: never registered within 10m",
             "deregister runner tq-test-job-1-1-a1 (#5): never registered within 10m",
+            "terminate i-1 (run job-1-1) in pool go: never registered within 10m",
             "mark run job-1-1 pending for attempt 2: never registered within 10m",
             "launch tq-test-job-1-1-a2 (run job-1-1, attempt 2) in pool go: never registered within 10m",
         ]
@@ -277,6 +290,8 @@ fn idle_world(
     now: Timestamp,
 ) -> (World, Policy) {
     let mut r = running(go_run(1), "i-1", at(0));
+    // A run with no Gitea job to ask about (an operator's): the idle rule decides.
+    r.spec.job = None;
     r.status.registered_at = Some(at(MIN));
     r.status.runner_id = Some(5);
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
@@ -295,9 +310,9 @@ fn removes_an_idle_runner_whose_job_went_elsewhere() {
     assert_eq!(
         kinds(&w.plan(&p)),
         vec![
-            "terminate i-1 (run job-1-1) in pool go: idle for 10m with nothing queued for its labels",
             "deregister runner tq-test-job-1-1-a1 (#5): idle for 10m with nothing queued for its labels",
-            "mark run job-1-1 succeeded: job was taken by another runner",
+            "terminate i-1 (run job-1-1) in pool go: idle for 10m with nothing queued for its labels",
+            "mark run job-1-1 done: job was taken by another runner",
         ]
     );
 }
@@ -326,9 +341,9 @@ fn disables_an_idle_runner_first_where_gitea_supports_it() {
     assert_eq!(
         kinds(&w.plan(&p)),
         vec![
-            "terminate i-1 (run job-1-1) in pool go: idle for 10m with nothing queued for its labels",
             "deregister runner tq-test-job-1-1-a1 (#5): idle for 10m with nothing queued for its labels",
-            "mark run job-1-1 succeeded: job was taken by another runner",
+            "terminate i-1 (run job-1-1) in pool go: idle for 10m with nothing queued for its labels",
+            "mark run job-1-1 done: job was taken by another runner",
         ]
     );
 }
@@ -355,8 +370,8 @@ fn never_terminates_a_busy_runner_before_max_lifetime() {
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
-            "terminate i-1 (run job-1-1) in pool go: cancelled by an operator",
             "deregister runner tq-test-job-1-1-a1 (#5): cancelled by an operator",
+            "terminate i-1 (run job-1-1) in pool go: cancelled by an operator",
             "mark run job-1-1 cancelled: cancelled by an operator",
         ]
     );
@@ -380,8 +395,8 @@ fn terminates_at_max_lifetime_whatever_the_runner_says() {
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
-            "terminate i-1 (run job-1-1) in pool go: exceeded max lifetime 6h",
             "deregister runner tq-test-job-1-1-a1 (#5): exceeded max lifetime 6h",
+            "terminate i-1 (run job-1-1) in pool go: exceeded max lifetime 6h",
             "mark run job-1-1 failed (exceeded max lifetime 6h): exceeded max lifetime 6h",
         ]
     );
@@ -391,9 +406,8 @@ fn terminates_at_max_lifetime_whatever_the_runner_says() {
 fn marks_an_offline_runner_then_removes_it_as_a_zombie_after_the_grace() {
     let mut r = running(go_run(1), "i-1", at(0));
     r.status.registered_at = Some(at(MIN));
-    r.spec.job_state = JobState::InProgress {
-        runner: Some("someone-else".into()),
-    };
+    // A runner took the job, but which one is not known.
+    r.spec.job_state = JobState::InProgress { runner: None };
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
     let g = runner(5, name_of(&r).as_str(), &["go"], false, false);
     let w = World::new(
@@ -424,9 +438,9 @@ fn marks_an_offline_runner_then_removes_it_as_a_zombie_after_the_grace() {
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
-            "terminate i-1 (run job-1-1) in pool go: runner offline for more than 3m",
             "deregister runner tq-test-job-1-1-a1 (#5): runner offline for more than 3m",
-            "mark run job-1-1 succeeded: job was taken by another runner",
+            "terminate i-1 (run job-1-1) in pool go: runner offline for more than 3m",
+            "mark run job-1-1 done: job was taken by another runner",
         ]
     );
 }
@@ -446,7 +460,7 @@ fn a_zombie_that_was_running_the_job_fails_the_run() {
     assert!(
         matches!(
             plan.actions.last(),
-            Some(Action::UpdateStatus { change: StatusChange::Finish { phase: Phase::Failed, error: Some(e) }, .. })
+            Some(Action::UpdateStatus { change: StatusChange::Finish { phase: Phase::Failed, error: Some(e), .. }, .. })
                 if e.contains("re-run it in Gitea")
         ),
         "{plan:?}"
@@ -531,10 +545,29 @@ fn a_run_whose_instance_ended_after_its_job_is_done() {
     let mut r = running(go_run(1), "i-1", at(0));
     r.status.registered_at = Some(at(MIN));
     let i = instance_for(&r, "i-1", "go", InstanceState::Terminated, at(0));
-    let w = World::new(vec![r], vec![i], vec![], vec![], at(10 * MIN));
+    let mut w = World::new(vec![r], vec![i], vec![], vec![], at(10 * MIN));
+    let plan = w.plan(&policy());
+    assert!(
+        plan.is_empty() && plan.requeue_after == FOLLOW_UP_FOR_TESTS,
+        "the job is neither queued nor read: nothing is concluded yet: {plan:?}"
+    );
+    // Read by id: another runner took it.
+    w.reads = vec![read(
+        1,
+        &["go"],
+        "in_progress",
+        1,
+        Some("tq-test-job-7-1-a1"),
+    )];
     assert_eq!(
         kinds(&w.plan(&policy())),
-        vec!["mark run job-1-1 succeeded: the job no longer waits for a runner"]
+        vec!["mark run job-1-1 done: job was taken by another runner"]
+    );
+    // Read by id: it finished.
+    w.reads = vec![read(1, &["go"], "completed", 1, Some("tq-test-job-7-1-a1"))];
+    assert_eq!(
+        kinds(&w.plan(&policy())),
+        vec!["mark run job-1-1 done: job finished"]
     );
 }
 
@@ -574,15 +607,15 @@ fn finishes_a_completed_run_after_cleaning_up() {
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
-            "terminate i-1 (run job-1-1) in pool go: job finished",
             "deregister runner tq-test-job-1-1-a1 (#5): job finished",
-            "mark run job-1-1 succeeded: job finished",
+            "terminate i-1 (run job-1-1) in pool go: job finished",
+            "mark run job-1-1 done: job finished",
         ]
     );
     let w = World::new(vec![r], vec![], vec![], vec![], at(5 * MIN));
     assert_eq!(
         kinds(&w.plan(&policy())),
-        vec!["mark run job-1-1 succeeded: job finished"]
+        vec!["mark run job-1-1 done: job finished"]
     );
 }
 
@@ -608,7 +641,7 @@ fn a_pending_run_whose_job_started_elsewhere_needs_no_runner() {
     let w = World::new(vec![r], vec![], vec![], vec![], at(0));
     assert_eq!(
         kinds(&w.plan(&policy())),
-        vec!["mark run job-1-1 succeeded: job was taken by another runner"]
+        vec!["mark run job-1-1 done: job was taken by another runner"]
     );
 }
 
@@ -617,7 +650,13 @@ fn a_partial_view_plans_no_destruction_but_still_launches() {
     let gone = go_run(1);
     let orphan = instance_for(&gone, "i-1", "go", InstanceState::Running, at(0));
     let ghost = runner(5, "tq-test-job-9-1-a1", &["go"], false, false);
-    let w = World::new(vec![go_run(2)], vec![orphan], vec![ghost], vec![], at(3600));
+    let w = World::new(
+        vec![go_run(2)],
+        vec![orphan],
+        vec![ghost],
+        vec![queued(2, &["go"])],
+        at(3600),
+    );
     let mut observed = w.observed();
     observed.runners = Seen::Partial {
         items: vec![],
@@ -734,7 +773,7 @@ fn a_runner_that_ended_after_taking_its_job_is_a_success_even_without_the_comple
     );
     assert_eq!(
         kinds(&w.plan(&policy())),
-        vec!["mark run job-1-1 succeeded: the job no longer waits for a runner"]
+        vec!["mark run job-1-1 done: its runner took the job and ended"]
     );
     // The same end by a Spot reclaim fails the run: Gitea will fail that job.
     i.state_reason = Some(SPOT_INTERRUPTION.into());
