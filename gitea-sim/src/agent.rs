@@ -1,10 +1,18 @@
 //! A runner agent that behaves like `act_runner daemon` for one ephemeral job.
 //!
-//! Sequence (GITEA-FACTS.md §5): optional boot delay; `Register` with `ephemeral: true` unless
+//! Sequence, as act_runner's `register --ephemeral` and `daemon` do it (gitea.com/gitea/act_runner
+//! internal/app/cmd/register.go `doRegister`, internal/app/cmd/daemon.go `runDaemon`,
+//! internal/app/poll/poller.go): optional boot delay; `Register` with `ephemeral: true` unless
 //! it starts from a `.runner` file; `Declare` (version, label names); `FetchTask` every fetch
 //! interval (act_runner: 2 s) with no idle timeout until it gets one task; run it for the
 //! job's duration, sending `UpdateTask` every report interval (so the runner is online and
 //! busy); report the result; exit. Fetch errors are retried forever, as act_runner does.
+//!
+//! Gitea answers every runner-protocol failure with Connect code `unknown` (HTTP 500), so the
+//! agent tells "my registration is gone" from the message alone, as act_runner can only do
+//! too: `unregistered runner` (go-gitea/gitea v1.26.4
+//! routers/api/actions/runner/interceptor.go:38-46) or `runner has been removed`
+//! (v1.26.4 services/actions/task.go:47).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -159,6 +167,14 @@ pub enum AgentFault {
         /// Time into the job, in milliseconds.
         after_ms: u64,
     },
+    /// Register and declare, then keep calling `Declare` every fetch interval and never
+    /// `FetchTask`: the runner shows online and idle but takes no job. This stands in for an
+    /// act_runner that is hung (its poller stuck) while its connection still reaches Gitea;
+    /// any authenticated call bumps `last_online` (go-gitea/gitea v1.26.4
+    /// routers/api/actions/runner/interceptor.go:48-56), and `Declare` does not bump
+    /// `last_active`, so the runner is never busy. Ends only when stopped or when its
+    /// registration is deleted.
+    Stuck,
 }
 
 /// Everything an agent is started with.
@@ -437,6 +453,14 @@ struct CallError {
     message: String,
 }
 
+impl CallError {
+    /// Whether Gitea says this runner's registration no longer exists.
+    fn registration_gone(&self) -> bool {
+        self.message.contains("unregistered runner")
+            || self.message.contains("runner has been removed")
+    }
+}
+
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.status {
@@ -588,8 +612,12 @@ async fn run(
         }
     }
 
-    // Poll until one task arrives; errors are logged and retried like act_runner does.
     let _ = state.send(AgentState::Polling { last_error: None });
+    if cfg.fault == AgentFault::Stuck {
+        return stuck(&client, &cfg, state, runner_id, &labels).await;
+    }
+
+    // Poll until one task arrives; errors are logged and retried like act_runner does.
     let task = loop {
         match client.call("FetchTask", json!({"tasksVersion": "0"})).await {
             Ok(resp) => {
@@ -678,7 +706,7 @@ async fn run(
             }
             Err(e) => {
                 tracing::debug!(runner_id, task_id, attempt, error = %e, "final report failed");
-                if e.code == "unauthenticated" {
+                if e.registration_gone() {
                     break;
                 }
                 tokio::time::sleep(cfg.report_interval).await;
@@ -691,6 +719,30 @@ async fn run(
         job_id,
         result,
         reported,
+    }
+}
+
+/// The `Stuck` fault: contact without work, until stopped or unregistered.
+async fn stuck(
+    client: &Client,
+    cfg: &AgentConfig,
+    state: &watch::Sender<AgentState>,
+    runner_id: i64,
+    labels: &[String],
+) -> AgentOutcome {
+    let declare = json!({"version": cfg.version, "labels": labels});
+    loop {
+        tokio::time::sleep(cfg.fetch_interval).await;
+        if let Err(e) = client.call("Declare", declare.clone()).await {
+            if e.registration_gone() {
+                return AgentOutcome::Failed {
+                    reason: format!("stuck runner {runner_id} unregistered: {e}"),
+                };
+            }
+            let _ = state.send(AgentState::Polling {
+                last_error: Some(e.to_string()),
+            });
+        }
     }
 }
 

@@ -269,9 +269,10 @@ async fn list_runners(
         } else {
             None
         };
+        // Each page request orders the rows afresh, as each page is its own query.
         let all: Vec<Value> = st
             .list_runners(&scope, disabled, now)
-            .into_iter()
+            .iter()
             .map(|r| st.runner_json(r, now))
             .collect();
         json!({"runners": page_of(&all, page, limit), "total_count": all.len()})
@@ -353,7 +354,8 @@ async fn registration_token_post(AxState(shared): Sh, Path(params): Params) -> A
     Ok(Json(json!({"token": token})).into_response())
 }
 
-/// The GET form existed from 1.22 to 1.25 and was removed in 1.26 (GITEA-FACTS.md §1).
+/// The GET form existed from 1.22 (go-gitea/gitea commit baf0d402d9, #27144) to 1.25 and was
+/// removed in 1.26 (commit 716a800f50, #36801).
 async fn registration_token_get(AxState(shared): Sh, Path(params): Params) -> ApiResult {
     let (old_enough, too_new) =
         shared.with(|st, _| (st.version.at_least(1, 22), st.version.at_least(1, 26)));

@@ -9,9 +9,11 @@ use serde::{Deserialize, Serialize};
 
 /// The Gitea version the simulator pretends to be.
 ///
-/// Routes and fields follow the version: the runner REST API needs 1.24, the jobs API 1.25,
-/// `PATCH` and `disabled` 1.26; `GET …/registration-token` exists from 1.22 to 1.25
-/// (GITEA-FACTS.md §1, §2, §8). A string that does not parse counts as the newest version.
+/// Routes and fields follow the version (each with its upstream source at the place it is
+/// played): the runner REST API needs 1.24 (go-gitea/gitea commit 21b43fce08, #33873), the
+/// jobs API 1.25 (cda90eca31, #33964), `PATCH` and `disabled` 1.26 (b3b2d111da, #36776);
+/// `GET …/registration-token` exists from 1.22 (baf0d402d9, #27144) to 1.25 (removed by
+/// 716a800f50, #36801). A string that does not parse (`main`) counts as the newest version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Version {
     /// Major.
@@ -199,6 +201,11 @@ pub struct Faults {
     pub api_delay: Option<ApiDelayFault>,
     /// Fraction (0.0..=1.0) of webhooks that are silently not sent; 1.0 drops all.
     pub drop_webhooks: f64,
+    /// Seeds the generator that orders runners tying on `last_online` in the runner list
+    /// (released Gitea has no tie-breaker, so the simulator shuffles ties on every request).
+    /// Setting faults with a seed restarts the sequence; `None` keeps the current one
+    /// (random at start). Ignored for versions ≥ 1.28, whose order is stable.
+    pub runner_order_seed: Option<u64>,
 }
 
 /// Which requests a fault applies to.

@@ -41,6 +41,7 @@ pub(crate) fn router(_shared: Arc<Shared>) -> Router<Arc<Shared>> {
         .route("/_sim/jobs", get(jobs).post(enqueue))
         .route("/_sim/jobs/{id}/release", post(release))
         .route("/_sim/jobs/{id}/cancel", post(cancel))
+        .route("/_sim/jobs/{id}/rerun", post(rerun))
         .route("/_sim/runners", get(runners).post(create_runner))
         .route("/_sim/registration-token", get(reg_token))
         .route("/_sim/registration-token/reset", post(reset_reg_token))
@@ -95,6 +96,11 @@ async fn release(AxState(shared): Sh, Path(id): Path<i64>) -> Result<Json<Value>
 
 async fn cancel(AxState(shared): Sh, Path(id): Path<i64>) -> Result<Json<Value>, SimError> {
     Ok(Json(json!(shared.with(|st, now| st.cancel_job(id, now))?)))
+}
+
+/// Answers the queued job rows as an array (one row; see `SimHandle::rerun_job`).
+async fn rerun(AxState(shared): Sh, Path(id): Path<i64>) -> Result<Json<Value>, SimError> {
+    Ok(Json(json!(shared.with(|st, now| st.rerun_job(id, now))?)))
 }
 
 async fn runners(AxState(shared): Sh) -> Json<Value> {
@@ -168,11 +174,7 @@ async fn get_faults(AxState(shared): Sh) -> Json<Value> {
 }
 
 async fn put_faults(AxState(shared): Sh, Json(faults): Json<Faults>) -> Json<Value> {
-    shared.with(|st, _| {
-        st.faults = faults.clone();
-        st.fault_seen = 0;
-        st.fault_injected = 0;
-    });
+    shared.with(|st, _| st.set_faults(faults.clone()));
     Json(json!(faults))
 }
 

@@ -47,3 +47,27 @@ mod tests {
         assert_eq!(object_id(&[b"x"]).len(), 40);
     }
 }
+
+/// A small deterministic random number generator (SplitMix64), for the orders Gitea leaves
+/// to the database.
+#[derive(Debug, Clone)]
+pub(crate) struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub(crate) fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// Seeded from a random UUID.
+    pub(crate) fn random() -> Self {
+        SplitMix64(uuid::Uuid::new_v4().as_u64_pair().0)
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}

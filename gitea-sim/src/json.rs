@@ -170,17 +170,33 @@ impl State {
         };
         let mut m = Map::new();
         m.insert("id".into(), json!(job.id));
-        m.insert(
-            "url".into(),
-            json!(format!("{owner_repo_api}/actions/jobs/{}", job.id)),
-        );
-        m.insert(
-            "html_url".into(),
-            json!(format!(
+        // 1.24 has no jobs API and renders the webhook's `url` under the run
+        // (go-gitea/gitea v1.24.0 services/webhook/notifier.go:1006); from 1.25 it is the job's
+        // own route (v1.25.0 services/convert/convert.go:372; v1.26.4 convert.go:369).
+        let url = if self.version.at_least(1, 25) {
+            format!("{owner_repo_api}/actions/jobs/{}", job.id)
+        } else {
+            format!(
+                "{owner_repo_api}/actions/runs/{}/jobs/{}",
+                job.run_id, job.id
+            )
+        };
+        m.insert("url".into(), json!(url));
+        // Up to 1.25 the web link is run index and job index (v1.25.0 convert.go:373,
+        // models/actions/run.go:70 `run.Index`; v1.24.0 notifier.go:1007); from 1.26 it is run id
+        // and job id (commit 385994295d, #36842; v1.26.4 convert.go:370, models/actions/run.go:72).
+        let html_url = if self.version.at_least(1, 26) {
+            format!(
+                "{owner_repo_html}/actions/runs/{}/jobs/{}",
+                job.run_id, job.id
+            )
+        } else {
+            format!(
                 "{owner_repo_html}/actions/runs/{}/jobs/{}",
                 job.run_index, job.job_index
-            )),
-        );
+            )
+        };
+        m.insert("html_url".into(), json!(html_url));
         m.insert("run_id".into(), json!(job.run_id));
         m.insert(
             "run_url".into(),
@@ -188,7 +204,8 @@ impl State {
         );
         m.insert("name".into(), json!(job.name));
         m.insert("labels".into(), json!(job.labels));
-        m.insert("run_attempt".into(), json!(1));
+        // `RunAttempt: job.Attempt` (v1.26.4 convert.go:376; v1.24.0 notifier.go:1013).
+        m.insert("run_attempt".into(), json!(job.attempt));
         m.insert("head_sha".into(), json!(job.head_sha));
         if !job.head_branch.is_empty() {
             m.insert("head_branch".into(), json!(job.head_branch));
@@ -203,10 +220,13 @@ impl State {
                 m.insert("runner_name".into(), json!(r.name));
             }
         }
-        // The simulator models no steps; Gitea sends `null` for a job without task steps.
+        // The simulator models no steps. Before 1.26 a job without loaded task steps has a nil
+        // slice, sent as `null` (v1.25.0 convert.go:342-386: the task read by id has no steps
+        // loaded; v1.24.0 notifier.go:981-1020); from 1.26 `util.SliceNilAsEmpty` sends `[]`
+        // (v1.26.4 convert.go:383).
         m.insert(
             "steps".into(),
-            if job.task_id.is_some() {
+            if self.version.at_least(1, 26) {
                 json!([])
             } else {
                 Value::Null

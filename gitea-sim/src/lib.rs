@@ -1,7 +1,8 @@
 //! A Gitea simulator with act_runner-like agents, for testing tinqs-ci without a real Gitea.
 //!
 //! It serves, on one loopback port, the part of Gitea tinqs-ci talks to, with Gitea's paths,
-//! JSON shapes and semantics as recorded in `GITEA-FACTS.md`:
+//! JSON shapes and semantics read from Gitea's source for the configured version (1.24 to
+//! 1.27, and `main`); each behaviour cites its upstream file where it is played:
 //! - the REST API under `/api/v1`: version, runners (admin, org and repo scope), jobs,
 //!   repository contents, raw files, compare and commits;
 //! - the runner protocol under `/api/actions` (Connect, JSON codec): `Register`, `Declare`,

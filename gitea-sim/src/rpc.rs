@@ -2,8 +2,10 @@
 //!
 //! `Register` needs no authentication; every other `RunnerService` call needs the
 //! `x-runner-uuid` and `x-runner-token` headers and bumps the runner's `last_online`
-//! (GITEA-FACTS.md §5). Responses are protojson: lowerCamelCase names, int64 as strings,
-//! fields with default values left out.
+//! (go-gitea/gitea v1.26.4 routers/api/actions/runner/interceptor.go:28-61). Responses are
+//! protojson: lowerCamelCase names, int64 as strings, fields with default values left out
+//! (so a non-ephemeral runner's answer has no `ephemeral` key). Errors are Connect errors;
+//! everything Gitea itself returns is code `unknown`, HTTP 500 (see [`RpcError`]).
 //!
 //! `Register`, `Declare` and `UpdateLog` follow Gitea's messages. `FetchTask`'s task and
 //! `UpdateTask`'s state use act_runner's field names (`id`, `result` as `RESULT_*`,
@@ -82,7 +84,9 @@ fn strings(v: &Value, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A protojson `Runner` message: defaults omitted, id as a string.
+/// A protojson `Runner` message: defaults omitted (`ephemeral: false` is no key at all), id as
+/// a string (go-gitea/gitea v1.26.4 routers/api/actions/runner/runner.go:98-108; protojson
+/// leaves out fields holding their zero value unless `EmitUnpopulated` is set).
 fn runner_msg(r: &RunnerRec, with_token: bool) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), json!(r.id.to_string()));
@@ -171,12 +175,9 @@ async fn dispatch(
 }
 
 fn register(shared: &Shared, req: &Value) -> Result<Value, RpcError> {
-    let mut labels = strings(req, "labels");
-    if labels.is_empty() {
-        // Deprecated fields of older runners.
-        labels = strings(req, "agentLabels");
-        labels.extend(strings(req, "customLabels"));
-    }
+    // Only `labels` is read; the deprecated `agent_labels`/`custom_labels` are ignored
+    // (go-gitea/gitea v1.26.4 routers/api/actions/runner/runner.go:70; the same at v1.24.0).
+    let labels = strings(req, "labels");
     let ephemeral = req
         .get("ephemeral")
         .and_then(Value::as_bool)
@@ -235,7 +236,7 @@ fn task_msg(t: &TaskOut, base: &str) -> Value {
             "sha": job.head_sha,
             "run_id": job.run_id.to_string(),
             "run_number": job.run_index.to_string(),
-            "run_attempt": "1",
+            "run_attempt": job.attempt.to_string(),
             "job": job.name,
             "event_name": "push",
             "sim_job_id": job.id,

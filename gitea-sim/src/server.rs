@@ -119,7 +119,7 @@ impl Simulator {
         let mut state = State::new(&version, &user_login, limits);
         state.base_url = format!("http://{addr}");
         state.webhook = webhook;
-        state.faults = faults;
+        state.set_faults(faults);
         let now = clock.now_ms();
         for r in &repos {
             state.ensure_repo(r, now).map_err(SimStartError::Config)?;
@@ -363,6 +363,18 @@ impl SimHandle {
         self.shared().with(|st, now| st.cancel_job(id, now))
     }
 
+    /// Re-runs a completed job of a finished run, as Gitea's "Re-run" does, and returns the
+    /// job row(s) now queued: up to 1.26 the same row (same id, attempt unchanged until a
+    /// runner picks it); from 1.27 a new row with a new id in a new run attempt (the other
+    /// jobs of the run are cloned too, unchanged and not returned).
+    ///
+    /// # Errors
+    /// `UnknownJob`; `WrongState` when the job is not completed, its run still has unfinished
+    /// jobs, or (1.27+) it is not in the run's latest attempt.
+    pub fn rerun_job(&self, id: i64) -> Result<Vec<JobView>, SimError> {
+        self.shared().with(|st, now| st.rerun_job(id, now))
+    }
+
     /// Every job, by id.
     #[must_use]
     pub fn jobs(&self) -> Vec<JobView> {
@@ -470,13 +482,10 @@ impl SimHandle {
         })
     }
 
-    /// Replaces the fault knobs (and restarts their counters).
+    /// Replaces the fault knobs (and restarts their counters; a `runner_order_seed` reseeds
+    /// the runner order).
     pub fn set_faults(&self, faults: Faults) {
-        self.shared().with(|st, _| {
-            st.faults = faults;
-            st.fault_seen = 0;
-            st.fault_injected = 0;
-        });
+        self.shared().with(|st, _| st.set_faults(faults));
     }
 
     /// The current fault knobs.

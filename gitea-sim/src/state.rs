@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::config::{Faults, Scope, Version, WebhookTarget};
 use crate::git::{RepoRec, ZERO_SHA};
-use crate::ids::{object_id, random_hex};
+use crate::ids::{object_id, random_hex, SplitMix64};
 use crate::types::{
     Conclusion, JobPhase, JobSpec, JobView, PushResult, PushSpec, RunnerSpec, RunnerView,
 };
@@ -47,20 +47,53 @@ pub enum SimError {
 }
 
 /// A runner-protocol error: a Connect code and a message.
+///
+/// Gitea's runner service never returns a `connect.Error` of its own: its handlers return
+/// plain Go errors (`errors.New`, e.g. in `Register`) or gRPC `status` errors (the
+/// interceptor and the other methods). connect-go wraps any error that is not a
+/// `connect.Error` as code `unknown` (connectrpc/connect-go v1.19.1 error.go:278-287,
+/// `wrapIfUncoded`), which the Connect protocol sends as HTTP 500 (protocol_connect.go:1275,
+/// `connectCodeToHTTP`). A gRPC `status` error's text is
+/// `rpc error: code = <Code> desc = <message>` (grpc-go internal/status/status.go,
+/// `(*Status).String`). So a deleted runner gets
+/// `{"code":"unknown","message":"rpc error: code = Unauthenticated desc = unregistered runner"}`
+/// with HTTP 500 (go-gitea/gitea v1.26.4 routers/api/actions/runner/interceptor.go:38-44).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RpcError {
-    /// Connect code (`unauthenticated`, `unknown`, `internal`, …).
+    /// Connect code (`unknown` for everything Gitea itself returns; `invalid_argument` and
+    /// `unimplemented` for what connect-go refuses before Gitea's code runs).
     pub code: &'static str,
     /// Message.
     pub message: String,
 }
 
 impl RpcError {
+    /// An error connect-go itself produces, with its own code.
     pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
         RpcError {
             code,
             message: message.into(),
         }
+    }
+
+    /// A plain Go error returned by a Gitea handler: code `unknown`, the text as is.
+    pub(crate) fn plain(message: impl Into<String>) -> Self {
+        RpcError::new("unknown", message)
+    }
+
+    /// A gRPC `status.Error(codes.<grpc_code>, desc)` returned by a Gitea handler: code
+    /// `unknown`, the text as grpc-go formats it.
+    pub(crate) fn status(grpc_code: &str, desc: impl std::fmt::Display) -> Self {
+        RpcError::new(
+            "unknown",
+            format!("rpc error: code = {grpc_code} desc = {desc}"),
+        )
+    }
+
+    /// The interceptor's answer to an unknown UUID or a wrong token
+    /// (go-gitea/gitea v1.26.4 routers/api/actions/runner/interceptor.go:38-46).
+    pub(crate) fn unregistered() -> Self {
+        RpcError::status("Unauthenticated", "unregistered runner")
     }
 
     /// The HTTP status the Connect protocol uses for this code.
@@ -107,7 +140,8 @@ impl St {
     }
 }
 
-/// One `status=` value of the jobs list, as Gitea maps it (GITEA-FACTS.md §2).
+/// One `status=` value of the jobs list, as Gitea maps it (go-gitea/gitea v1.26.4
+/// routers/api/v1/shared/action.go:87, `convertToInternal`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StatusFilter {
     Is(St),
@@ -176,10 +210,12 @@ pub(crate) struct JobRec {
     pub name: String,
     pub labels: Vec<String>,
     pub status: St,
+    /// Gitea's `ActionRunJob.Attempt`, sent as `run_attempt`.
+    pub attempt: i64,
     pub created: i64,
     pub started: i64,
     pub stopped: i64,
-    /// When it last became ready; runners take the oldest first.
+    /// When it last became ready (Gitea's `updated`); runners take the oldest first.
     pub queued_at: i64,
     pub task_id: Option<i64>,
     pub runner_id: Option<i64>,
@@ -253,6 +289,8 @@ pub(crate) struct State {
     runs: HashMap<i64, RunRec>,
     reg_tokens: HashMap<Scope, Vec<RegToken>>,
     pub tasks_version: i64,
+    /// Draws the order of runners that tie in the runner list (see `list_runners`).
+    order_rng: SplitMix64,
     next_repo_id: i64,
     next_runner_id: i64,
     next_run_id: i64,
@@ -287,6 +325,7 @@ impl State {
             runs: HashMap::new(),
             reg_tokens: HashMap::new(),
             tasks_version: 0,
+            order_rng: SplitMix64::random(),
             next_repo_id: 1,
             next_runner_id: FIRST_RUNNER_ID,
             next_run_id: FIRST_RUN_ID,
@@ -298,6 +337,17 @@ impl State {
     pub(crate) fn set_version(&mut self, v: &str) {
         self.version_string = v.to_owned();
         self.version = Version::parse(v).unwrap_or(Version::NEWEST);
+    }
+
+    /// Replaces the fault knobs, restarts their counters, and reseeds the runner-order RNG
+    /// when the new set names a seed.
+    pub(crate) fn set_faults(&mut self, faults: Faults) {
+        if let Some(seed) = faults.runner_order_seed {
+            self.order_rng = SplitMix64::new(seed);
+        }
+        self.faults = faults;
+        self.fault_seen = 0;
+        self.fault_injected = 0;
     }
 
     // ---------------------------------------------------------------- repositories and scopes
@@ -429,16 +479,16 @@ impl State {
         labels: Vec<String>,
         ephemeral: bool,
     ) -> Result<RunnerRec, RpcError> {
-        // Gitea answers these with plain Go errors, which Connect sends as code `unknown`.
+        // Plain Go errors, sent as code `unknown` (go-gitea/gitea v1.26.4
+        // routers/api/actions/runner/runner.go:45-56).
         if token.is_empty() || name.is_empty() {
-            return Err(RpcError::new("unknown", "missing runner token, name"));
+            return Err(RpcError::plain("missing runner token, name"));
         }
         let (scope, active) = self
             .scope_of_token(token)
-            .ok_or_else(|| RpcError::new("unknown", "runner registration token not found"))?;
+            .ok_or_else(|| RpcError::plain("runner registration token not found"))?;
         if !active {
-            return Err(RpcError::new(
-                "unknown",
+            return Err(RpcError::plain(
                 "runner registration token has been invalidated, please use the latest one",
             ));
         }
@@ -448,7 +498,7 @@ impl State {
         self.runners
             .get(&id)
             .cloned()
-            .ok_or_else(|| RpcError::new("internal", "runner vanished"))
+            .ok_or_else(|| RpcError::plain("can't create new runner"))
     }
 
     /// Creates a runner directly (library convenience, same effect as `Register`).
@@ -476,7 +526,9 @@ impl State {
             .ok_or(SimError::UnknownRunner(id))
     }
 
-    /// Authenticates a runner-protocol call and bumps `last_online`, as Gitea's interceptor does.
+    /// Authenticates a runner-protocol call and bumps `last_online`, as Gitea's interceptor does
+    /// on every authenticated call, whatever the method (go-gitea/gitea v1.26.4
+    /// routers/api/actions/runner/interceptor.go:37-56; the same at v1.24.0 and v1.27.0-rc0).
     pub(crate) fn authenticate(
         &mut self,
         uuid: &str,
@@ -488,7 +540,7 @@ impl State {
             .values_mut()
             .find(|r| r.uuid == uuid)
             .filter(|r| !token.is_empty() && r.token == token)
-            .ok_or_else(|| RpcError::new("unauthenticated", "unregistered runner"))?;
+            .ok_or_else(RpcError::unregistered)?;
         runner.last_online = now;
         Ok(runner.id)
     }
@@ -502,7 +554,7 @@ impl State {
         let r = self
             .runners
             .get_mut(&id)
-            .ok_or_else(|| RpcError::new("unauthenticated", "unregistered runner"))?;
+            .ok_or_else(RpcError::unregistered)?;
         r.version = version.to_owned();
         r.labels = labels;
         Ok(r.clone())
@@ -518,28 +570,50 @@ impl State {
         }
     }
 
-    /// Runners visible from `scope`, in Gitea's order: active, idle, offline; enabled before
-    /// disabled; most recent contact first; then id.
+    /// Runners visible from `scope`, in the order Gitea's list query returns them.
+    ///
+    /// Released Gitea (1.24.0 to 1.27.x) orders the REST list by `last_online DESC` and
+    /// nothing else (go-gitea/gitea v1.26.4 models/actions/runner.go:252-268; v1.24.0
+    /// runner.go:237-253; v1.27.0-rc0 runner.go:253-269), and `last_online` is a Unix time in
+    /// seconds (`timeutil.TimeStamp`, v1.26.4 runner.go:58). Rows that tie come back in
+    /// whatever order the database picks, and each page is a separate `LIMIT/OFFSET` query
+    /// (routers/api/v1/shared/runners.go:46-71, `db.FindAndCount`). The simulator is
+    /// adversarial there: ties are shuffled afresh on every call, so paging can repeat and
+    /// skip runners while `total_count` is right. Runners that never connected all tie at 0.
+    ///
+    /// Only `main` (1.28.0-dev) adds stable keys: status rank (active, idle, offline), then
+    /// `is_disabled`, `last_online DESC`, `id` (go-gitea/gitea main@298d73cde6
+    /// models/actions/runner.go:285-307).
     pub(crate) fn list_runners(
-        &self,
+        &mut self,
         scope: &Scope,
         disabled: Option<bool>,
         now: i64,
-    ) -> Vec<&RunnerRec> {
-        let mut out: Vec<&RunnerRec> = self
+    ) -> Vec<RunnerRec> {
+        let visible: Vec<RunnerRec> = self
             .runners
             .values()
             .filter(|r| Self::runner_visible(r, scope))
             .filter(|r| disabled.is_none_or(|d| r.disabled == d))
+            .cloned()
             .collect();
-        out.sort_by(|a, b| {
-            self.liveness(a, now)
-                .cmp(&self.liveness(b, now))
-                .then(a.disabled.cmp(&b.disabled))
-                .then(b.last_online.cmp(&a.last_online))
-                .then(a.id.cmp(&b.id))
-        });
-        out
+        if self.version.at_least(1, 28) {
+            let mut out = visible;
+            out.sort_by(|a, b| {
+                self.liveness(a, now)
+                    .cmp(&self.liveness(b, now))
+                    .then(a.disabled.cmp(&b.disabled))
+                    .then(b.last_online.cmp(&a.last_online))
+                    .then(a.id.cmp(&b.id))
+            });
+            return out;
+        }
+        let mut keyed: Vec<(i64, u64, RunnerRec)> = visible
+            .into_iter()
+            .map(|r| (r.last_online.div_euclid(1000), self.order_rng.next(), r))
+            .collect();
+        keyed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        keyed.into_iter().map(|(_, _, r)| r).collect()
     }
 
     pub(crate) fn runner_in_scope(&self, scope: &Scope, id: i64) -> Option<&RunnerRec> {
@@ -599,6 +673,7 @@ impl State {
             labels: job.labels.clone(),
             status: job.status.phase(),
             conclusion: job.status.conclusion(),
+            attempt: job.attempt,
             task_id: job.task_id,
             runner_id: job.runner_id,
             head_branch: job.head_branch.clone(),
@@ -668,6 +743,16 @@ impl State {
         } else {
             St::Waiting
         };
+        // Up to 1.26 a job row is inserted with attempt 0 (go-gitea/gitea v1.26.4
+        // services/actions/run.go:117-128, no `Attempt` set) and a pick raises it. From 1.27
+        // the row carries its run attempt's number, 1 for a new run (v1.27.0-rc0
+        // services/actions/run.go:90-96 and :162); a job added to a re-run run joins the
+        // latest attempt.
+        let attempt = if self.version.at_least(1, 27) {
+            self.latest_attempt(run_id).max(1)
+        } else {
+            0
+        };
         self.jobs.insert(
             id,
             JobRec {
@@ -679,6 +764,7 @@ impl State {
                 name: spec.name.clone(),
                 labels: spec.labels.clone(),
                 status,
+                attempt,
                 created: now,
                 started: 0,
                 stopped: 0,
@@ -740,6 +826,112 @@ impl State {
             .ok_or(SimError::UnknownJob(id))
     }
 
+    /// The highest attempt among a run's job rows (0 when it has none).
+    fn latest_attempt(&self, run_id: i64) -> i64 {
+        self.jobs
+            .values()
+            .filter(|j| j.run_id == run_id)
+            .map(|j| j.attempt)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Re-runs a completed job; returns the job row(s) now queued.
+    ///
+    /// Gitea re-runs only when the whole run is done (go-gitea/gitea v1.24.0
+    /// routers/web/repo/actions/view.go:209,222 offer it only then; v1.25.0 view.go:475;
+    /// v1.26.4 services/actions/rerun.go:76-78; v1.27.0-rc0 services/actions/rerun.go:72-74).
+    /// The simulator has no `needs:`, so no dependent job is re-run along with it.
+    ///
+    /// Up to 1.26 the same row is reset (v1.26.4 services/actions/rerun.go:172-219,
+    /// `rerunWorkflowJob`; v1.25.0 routers/web/repo/actions/view.go:473, v1.24.0
+    /// view.go:436-459, `rerunJob`): waiting, no
+    /// task, no start or stop time, `Attempt` untouched, and `updated` is now, so it is the
+    /// newest in the queue; the `queued` webhook carries the previous attempt, and the next
+    /// pick raises it.
+    ///
+    /// From 1.27 a re-run is a new run attempt (commit 899ede1d55, `ActionRunAttempt`;
+    /// v1.27.0-rc0 services/actions/rerun.go:188-368, `execRerunPlan`): every job row of the
+    /// latest attempt is cloned under a new id with `Attempt` = latest + 1
+    /// (rerun.go:194-200, :503-536). The re-run job's clone is waiting with no task
+    /// (rerun.go:262-290) and announced as `queued` (rerun.go:358); the others are
+    /// pass-through clones that keep their status, times and the original task for display
+    /// (rerun.go:291-298; services/convert/convert.go:468, `EffectiveTaskID`) and are not
+    /// announced. The old rows stay as they were.
+    pub(crate) fn rerun_job(&mut self, id: i64, now: i64) -> Result<Vec<JobView>, SimError> {
+        let job = self.jobs.get(&id).ok_or(SimError::UnknownJob(id))?;
+        if !matches!(job.status, St::Done(_)) {
+            return Err(SimError::WrongState {
+                id,
+                status: job.status.phase().as_str(),
+                what: "rerun",
+            });
+        }
+        let run_id = job.run_id;
+        let new_attempts = self.version.at_least(1, 27);
+        let latest = self.latest_attempt(run_id);
+        if new_attempts && job.attempt != latest {
+            return Err(SimError::WrongState {
+                id,
+                status: "completed",
+                what: "rerun a job of an older run attempt",
+            });
+        }
+        let members: Vec<JobRec> = self
+            .jobs
+            .values()
+            .filter(|j| j.run_id == run_id && (!new_attempts || j.attempt == latest))
+            .cloned()
+            .collect();
+        if members.iter().any(|j| !matches!(j.status, St::Done(_))) {
+            return Err(SimError::WrongState {
+                id,
+                status: "completed",
+                what: "rerun while its run is not done",
+            });
+        }
+        let rerun_id = if new_attempts {
+            let mut rerun_id = id;
+            for template in members {
+                let mut clone = template.clone();
+                clone.id = self.next_job_id;
+                self.next_job_id += 1;
+                clone.attempt = latest + 1;
+                clone.created = now;
+                if template.id == id {
+                    rerun_id = clone.id;
+                    Self::reset_for_rerun(&mut clone, now);
+                }
+                self.jobs.insert(clone.id, clone);
+            }
+            rerun_id
+        } else {
+            if let Some(j) = self.jobs.get_mut(&id) {
+                Self::reset_for_rerun(j, now);
+            }
+            id
+        };
+        self.tasks_version += 1;
+        self.announce_job(rerun_id);
+        Ok(self
+            .jobs
+            .get(&rerun_id)
+            .map(Self::job_view)
+            .into_iter()
+            .collect())
+    }
+
+    /// Waiting, no task, no times, newest in the queue (`rerunWorkflowJob` and the re-run
+    /// branch of `execRerunPlan`).
+    fn reset_for_rerun(job: &mut JobRec, now: i64) {
+        job.status = St::Waiting;
+        job.task_id = None;
+        job.runner_id = None;
+        job.started = 0;
+        job.stopped = 0;
+        job.queued_at = now;
+    }
+
     fn finish_job(&mut self, id: i64, c: Conclusion, now: i64) {
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
@@ -781,7 +973,7 @@ impl State {
         let runner = self
             .runners
             .get(&runner_id)
-            .ok_or_else(|| RpcError::new("unauthenticated", "unregistered runner"))?;
+            .ok_or_else(RpcError::unregistered)?;
         if runner.disabled {
             return Ok(None);
         }
@@ -793,10 +985,13 @@ impl State {
             if busy {
                 return Ok(None);
             }
-            // Its one task ended some other way (cancelled, zombie): Gitea removes it now.
+            // Its one task ended some other way (cancelled, zombie): Gitea removes it now
+            // (go-gitea/gitea v1.26.4 services/actions/task.go:31-48), and `FetchTask` wraps
+            // the error as `status.Errorf(codes.Internal, "pick task: %v", err)`
+            // (routers/api/actions/runner/runner.go:168-170).
             self.runners.remove(&runner_id);
-            return Err(RpcError::new(
-                "internal",
+            return Err(RpcError::status(
+                "Internal",
                 "pick task: runner has been removed",
             ));
         }
@@ -808,7 +1003,9 @@ impl State {
             .filter(|j| j.status == St::Waiting)
             .filter(|j| Self::job_in_scope(j, &scope))
             .filter(|j| j.labels.iter().all(|l| labels.contains(l)))
-            .min_by_key(|j| (j.queued_at, j.id))
+            // `Asc("updated", "id")` over second-resolution timestamps (go-gitea/gitea v1.26.4
+            // models/actions/task.go:255; v1.27.0-rc0 models/actions/task.go:257).
+            .min_by_key(|j| (j.queued_at.div_euclid(1000), j.id))
             .map(|j| j.id);
         let Some(job_id) = pick else { return Ok(None) };
         let task_id = self.next_task_id;
@@ -829,7 +1026,14 @@ impl State {
         let job = self
             .jobs
             .get_mut(&job_id)
-            .ok_or_else(|| RpcError::new("internal", "job vanished"))?;
+            .ok_or_else(|| RpcError::status("Internal", "pick task: job vanished"))?;
+        // Up to 1.26 a pick raises the job's attempt (go-gitea/gitea v1.26.4
+        // models/actions/task.go:276 `job.Attempt++`; v1.24.0 and v1.25.0 task.go:262). From
+        // 1.27 the attempt is fixed when the row is inserted and a pick keeps it (v1.27.0-rc0
+        // models/actions/task.go:283-299, `claimJobForRunner`).
+        if !self.version.at_least(1, 27) {
+            job.attempt += 1;
+        }
         job.status = St::Running;
         job.started = now;
         job.task_id = Some(task_id);
@@ -852,15 +1056,16 @@ impl State {
         if let Some(r) = self.runners.get_mut(&runner_id) {
             r.last_active = now;
         }
-        let task = self.tasks.get_mut(&task_id).ok_or_else(|| {
-            RpcError::new(
-                "internal",
-                format!("update task: task {task_id} does not exist"),
-            )
-        })?;
+        // `status.Errorf(codes.Internal, "update task: %v", err)` around `UpdateTaskByState`
+        // (go-gitea/gitea v1.26.4 routers/api/actions/runner/runner.go:189-192,
+        // models/actions/task.go:368-374; `util.ErrNotExist` reads "resource does not exist").
+        let task = self
+            .tasks
+            .get_mut(&task_id)
+            .ok_or_else(|| RpcError::status("Internal", "update task: resource does not exist"))?;
         if task.runner_id != runner_id {
-            return Err(RpcError::new(
-                "internal",
+            return Err(RpcError::status(
+                "Internal",
                 "update task: invalid runner for task",
             ));
         }
@@ -892,10 +1097,8 @@ impl State {
         }
         if let Some(task) = task_id.and_then(|t| self.tasks.get_mut(&t)) {
             if task.runner_id != runner_id {
-                return Err(RpcError::new(
-                    "internal",
-                    "update log: invalid runner for task",
-                ));
+                // go-gitea/gitea v1.26.4 routers/api/actions/runner/runner.go:262-264.
+                return Err(RpcError::status("Internal", "invalid runner for task"));
             }
             if !task.done {
                 task.last_update = now;

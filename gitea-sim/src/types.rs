@@ -208,6 +208,10 @@ pub struct JobView {
     pub status: JobPhase,
     /// Set once completed.
     pub conclusion: Option<Conclusion>,
+    /// Gitea's `run_attempt` for this row: up to 1.26, 0 until a runner first picks it and
+    /// raised by each pick; from 1.27, the number of the run attempt the row belongs to.
+    #[serde(default)]
+    pub attempt: i64,
     /// The task (attempt) running or that ran it.
     pub task_id: Option<i64>,
     /// The runner that took it.

@@ -1,6 +1,6 @@
 //! Webhook delivery, one at a time in order, the way Gitea signs and sends them.
 //!
-//! Headers follow `services/webhook/deliver.go` (GITEA-FACTS.md §3): `X-Gitea-Event`,
+//! Headers follow go-gitea/gitea v1.26.4 services/webhook/deliver.go (`addDefaultHeaders`): `X-Gitea-Event`,
 //! `X-Gitea-Delivery` (a fresh UUID), `X-Gitea-Signature` (lowercase hex HMAC-SHA256 of the
 //! exact body, empty without a secret), the Gogs/GitHub aliases and `X-Hub-Signature-256`.
 //! Timeout as configured (Gitea: 5 s); no retries.

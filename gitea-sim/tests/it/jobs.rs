@@ -127,20 +127,23 @@ async fn a_job_json_follows_the_job_from_queued_to_completed() {
     assert_eq!(queued["head_sha"], "a".repeat(40));
     assert_eq!(queued["head_branch"], "main");
     assert_eq!(queued["run_id"], job.run_id);
-    assert_eq!(queued["run_attempt"], 1);
+    assert_eq!(
+        queued["run_attempt"], 0,
+        "1.26 inserts a job with attempt 0"
+    );
     assert_eq!(
         queued["url"],
         format!("{base}/api/v1/repos/acme/app/actions/jobs/{}", job.id)
     );
     assert_eq!(
         queued["html_url"],
-        format!("{base}/acme/app/actions/runs/1/jobs/0")
+        format!(
+            "{base}/acme/app/actions/runs/{}/jobs/{}",
+            job.run_id, job.id
+        ),
+        "1.26 links by run id and job id"
     );
-    assert_eq!(
-        queued["steps"],
-        serde_json::Value::Null,
-        "Go sends a nil slice as null"
-    );
+    assert_eq!(queued["steps"], json!([]), "1.26 sends no steps as []");
     assert_eq!(
         queued["started_at"], "1970-01-01T00:00:00Z",
         "an unset Gitea timestamp is the epoch"
@@ -151,6 +154,7 @@ async fn a_job_json_follows_the_job_from_queued_to_completed() {
     let task = fetch(&sim, &r).await.expect("task");
     let (_, running) = api(&sim, "GET", &path, None).await;
     assert_eq!(running["status"], "in_progress");
+    assert_eq!(running["run_attempt"], 1, "the pick raised the attempt");
     assert_eq!(running["runner_id"], r.id);
     assert_eq!(running["runner_name"], "i-0abc");
     assert_ne!(running["started_at"], "1970-01-01T00:00:00Z");
@@ -159,6 +163,11 @@ async fn a_job_json_follows_the_job_from_queued_to_completed() {
     let (_, done) = api(&sim, "GET", &path, None).await;
     assert_eq!(done["status"], "completed");
     assert_eq!(done["conclusion"], "failure");
+    assert_eq!(done["run_attempt"], 1);
+    assert_eq!(
+        (done["runner_id"].clone(), done["runner_name"].clone()),
+        (json!(r.id), json!("i-0abc"))
+    );
     assert_ne!(done["completed_at"], "1970-01-01T00:00:00Z");
     let (status, _) = api(&sim, "GET", "/repos/acme/app/actions/jobs/999999", None).await;
     assert_eq!(status, 404);
@@ -167,7 +176,8 @@ async fn a_job_json_follows_the_job_from_queued_to_completed() {
 
 #[tokio::test]
 async fn jobs_of_one_run_share_the_run_id_and_count_their_index() {
-    let sim = start_default().await;
+    // Up to 1.25 the web link uses the run index and the job's index in the run.
+    let sim = start(SimConfig::default().version("1.25.0").repo("acme/app")).await;
     let a = sim
         .enqueue_job(JobSpec::new("acme/app", "a", &["x"]))
         .expect("enqueue");

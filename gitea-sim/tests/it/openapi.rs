@@ -8,7 +8,7 @@
 //! pointers as `null` and the swagger has no `x-nullable`.
 //!
 //! Deliberate deviations from the swagger, where the real server differs from its description
-//! (GITEA-FACTS.md §1):
+//! (go-gitea/gitea v1.26.4 routers/api/v1/shared/runners.go:37 writes the token as the body):
 //! - `POST …/runners/registration-token`: the swagger documents the token as a response header;
 //!   the real body is `{"token": "…"}`. Checked against an inline schema, and the test asserts
 //!   the swagger still has no body schema there, so a fixed swagger is noticed.

@@ -81,10 +81,10 @@ async fn an_ephemeral_runner_is_deleted_after_its_one_job_and_refused_afterwards
     assert_eq!(body["state"]["result"], "RESULT_SUCCESS");
     assert!(sim.runner(r.id).is_none(), "the ephemeral runner is gone");
     let (status, body) = rpc(&sim, Some(&r), "FetchTask", json!({})).await;
-    assert_eq!(status, 401);
+    assert_eq!(status, 500, "a gRPC status error is Connect `unknown`");
     assert_eq!(
         body,
-        json!({"code": "unauthenticated", "message": "unregistered runner"})
+        json!({"code": "unknown", "message": "rpc error: code = Unauthenticated desc = unregistered runner"})
     );
     let (status, _) = api(
         &sim,
@@ -117,8 +117,11 @@ async fn an_ephemeral_runner_whose_job_was_cancelled_is_removed_on_its_next_fetc
     assert_eq!(body["state"]["result"], "RESULT_CANCELLED");
     assert!(sim.runner(r.id).is_some());
     let (status, body) = rpc(&sim, Some(&r), "FetchTask", json!({})).await;
-    assert_eq!(status, 500);
-    assert_eq!(body["message"], "pick task: runner has been removed");
+    assert_eq!((status, body["code"].as_str()), (500, Some("unknown")));
+    assert_eq!(
+        body["message"],
+        "rpc error: code = Internal desc = pick task: runner has been removed"
+    );
     assert!(sim.runner(r.id).is_none());
     sim.shutdown().await;
 }
