@@ -249,3 +249,56 @@ async fn an_agent_keeps_polling_through_api_faults_and_honours_the_boot_delay() 
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_stuck_agent_stays_online_and_idle_but_never_takes_a_job() {
+    let sim = start_default().await;
+    let job = sim
+        .enqueue_job(JobSpec::new("acme/app", "build", &["linux"]))
+        .expect("enqueue");
+    let token = sim.registration_token(&Scope::Instance).expect("token");
+    let agent = Agent::spawn(quick(
+        AgentConfig::register(sim.base_url(), token, "hung", &["linux"]).fault(AgentFault::Stuck),
+    ));
+    until("the stuck runner shows online", || {
+        agent
+            .runner_id()
+            .and_then(|id| sim.runner(id))
+            .is_some_and(|r| r.online)
+    })
+    .await;
+    let id = agent.runner_id().expect("registered");
+    // Past the offline threshold, then back online: it keeps calling Gitea.
+    sim.advance_clock(Duration::from_secs(61));
+    assert!(!sim.runner(id).expect("runner").online);
+    until("the stuck runner comes back online", || {
+        sim.runner(id).is_some_and(|r| r.online)
+    })
+    .await;
+    let view = sim.runner(id).expect("runner");
+    assert!(view.online && !view.busy, "{view:?}");
+    assert_eq!((view.tasks_taken, view.task_id), (0, None));
+    let (_, body) = api(&sim, "GET", &format!("/admin/actions/runners/{id}"), None).await;
+    assert_eq!(
+        (body["status"].clone(), body["busy"].clone()),
+        (serde_json::json!("online"), serde_json::json!(false))
+    );
+    let still = sim.job(job.id).expect("job");
+    assert_eq!((still.status, still.runner_id), (JobPhase::Queued, None));
+    assert!(!agent.is_finished());
+
+    // Deleting its registration ends it: it recognises the answer.
+    api(
+        &sim,
+        "DELETE",
+        &format!("/admin/actions/runners/{id}"),
+        None,
+    )
+    .await;
+    let outcome = wait(&agent).await;
+    assert!(
+        matches!(&outcome, AgentOutcome::Failed { reason } if reason.contains("unregistered runner")),
+        "{outcome:?}"
+    );
+    sim.shutdown().await;
+}

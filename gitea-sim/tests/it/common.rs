@@ -232,3 +232,27 @@ pub async fn receiver(status: u16, delay: Duration) -> Receiver {
         task,
     }
 }
+
+/// Waits until `cond` holds, checking every 20 ms, failing after a generous 20 s.
+pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `workflow_job` webhooks received so far, as (action, job JSON).
+pub fn job_hooks(rx: &Receiver) -> Vec<(String, Value)> {
+    rx.received()
+        .iter()
+        .map(Received::json)
+        .filter(|b| b.get("workflow_job").is_some())
+        .map(|b| {
+            (
+                b["action"].as_str().unwrap_or("").to_owned(),
+                b["workflow_job"].clone(),
+            )
+        })
+        .collect()
+}

@@ -9,4 +9,5 @@ mod openapi;
 mod push_mode;
 mod queue;
 mod runners;
+mod versions;
 mod webhooks;
