@@ -163,6 +163,7 @@ async fn run(full: bool) -> anyhow::Result<()> {
                 let req = LaunchRequest {
                     runner: RunnerName::new(cluster, &run, 1),
                     client_token: model::ids::client_token(cluster, &run, 1),
+                    runner_id: None,
                     run,
                     attempt: 1,
                     pool: "go".into(),
@@ -287,6 +288,7 @@ async fn run(full: bool) -> anyhow::Result<()> {
                 items: runners.clone(),
             },
             queued_jobs: Seen::Unavailable,
+            jobs_read: Vec::new(),
         };
         let planned = plan(&view, &observed, &policy, now());
         let t3 = Instant::now();

@@ -33,6 +33,9 @@ pub struct LaunchRequest {
     pub user_data: Secret,
     /// EC2 `ClientToken`, from [`model::ids::client_token`].
     pub client_token: String,
+    /// Gitea's id of the registration made for this instance, when the controller made one:
+    /// tagged, so a runner a listing skipped can be looked up by id.
+    pub runner_id: Option<i64>,
 }
 
 /// The instance type, subnet and market a launch used.
@@ -107,14 +110,18 @@ pub fn offerings(pool: &PoolConfig) -> Vec<Offering> {
 #[must_use]
 pub fn launch_tags(cluster: &str, req: &LaunchRequest) -> BTreeMap<String, String> {
     use model::tags;
-    BTreeMap::from([
+    let mut tags = BTreeMap::from([
         (tags::CLUSTER.to_owned(), cluster.to_owned()),
         (tags::POOL.to_owned(), req.pool.clone()),
         (tags::RUN_ID.to_owned(), req.run.to_string()),
         (tags::RUNNER_NAME.to_owned(), req.runner.to_string()),
         (tags::ATTEMPT.to_owned(), req.attempt.to_string()),
         (tags::NAME.to_owned(), req.runner.to_string()),
-    ])
+    ]);
+    if let Some(id) = req.runner_id {
+        tags.insert(tags::RUNNER_ID.to_owned(), id.to_string());
+    }
+    tags
 }
 
 /// The EC2 side of the controller.

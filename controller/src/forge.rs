@@ -7,7 +7,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use model::config::{DemandSource, GiteaConfig};
-use model::observed::{ForgeRunner, QueuedJob};
+use model::observed::{ForgeRunner, JobSeen, QueuedJob};
 use model::secret::Secret;
 use model::RunnerName;
 
@@ -225,6 +225,14 @@ pub trait Forge: Send + Sync {
         name: &RunnerName,
         labels: &[String],
     ) -> Result<Registration, ForgeError>;
+
+    /// One job of `repo` (`owner/name`) by id (Gitea 1.25+), as a [`JobSeen`]: `Missing`
+    /// when Gitea answers 404.
+    ///
+    /// # Errors
+    /// [`ForgeError::Unsupported`] on Gitea older than 1.25; otherwise when Gitea refuses or
+    /// cannot be reached.
+    async fn get_job(&self, repo: &str, id: i64) -> Result<JobSeen, ForgeError>;
 
     /// Every queued job in the scope (Gitea 1.25+).
     ///

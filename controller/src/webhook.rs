@@ -15,8 +15,10 @@
 //! | 503 | Neither the store nor the spool could take the event: Gitea shows the delivery failed. |
 //!
 //! A 2xx therefore always means the event is durable. Redelivery and replays are idempotent:
-//! run ids are derived from the job (`job-<id>-<attempt>`) or from the push (repository,
-//! commit, workflow, job, instance).
+//! run ids are derived from the job and its pick (`job-<id>-<pick>`, the `run_attempt` the
+//! job has once a runner takes it: a re-run is a new run) or from the push (repository,
+//! commit, workflow, job, instance). Whether a `queued` event still holds (a manual
+//! redelivery can be old) is checked against Gitea before anything is launched.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,7 +32,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use hmac::{Hmac, Mac};
 use model::config::DemandSource;
-use model::desired::{DesiredRun, JobRef, JobState, Origin, RunSpec};
+use model::desired::{pick_of, DesiredRun, JobAction, JobRef, JobState, Origin, RunSpec};
 use model::secret::Secret;
 use model::{RunId, Timestamp};
 use serde::Deserialize;
@@ -441,23 +443,30 @@ async fn apply_workflow_job(
             "workflow_job.id must be a positive job id".into(),
         ));
     }
-    let attempt = match job.run_attempt {
-        None => 1,
-        Some(a) => u32::try_from(a)
-            .map_err(|_| ApplyError::Malformed("workflow_job.run_attempt is out of range".into()))?
-            .max(1),
+    let run_attempt = match job.run_attempt {
+        None => 0,
+        Some(a) => u32::try_from(a).map_err(|_| {
+            ApplyError::Malformed("workflow_job.run_attempt is out of range".into())
+        })?,
     };
-    let state_reported = match hook.action.as_str() {
-        "queued" => JobState::Queued,
-        "in_progress" => JobState::InProgress {
+    let action = JobAction::parse(&hook.action);
+    let state_reported = match action {
+        Some(JobAction::Queued) => JobState::Queued,
+        Some(JobAction::InProgress) => JobState::InProgress {
             runner: job.runner_name.clone().filter(|r| !r.is_empty()),
         },
-        "completed" => JobState::Completed {
+        Some(JobAction::Completed) => JobState::Completed {
             conclusion: job.conclusion.clone().unwrap_or_default(),
         },
         // `waiting` (blocked on needs or concurrency) becomes `queued` when it can run.
-        _ => return Ok(Applied::Ignored("workflow_job action not used")),
+        Some(JobAction::Waiting) | None => {
+            return Ok(Applied::Ignored("workflow_job action not used"))
+        }
     };
+    // One Gitea job id can be run several times (a re-run resets the same row on Gitea
+    // 1.24 – 1.26): the run is keyed on the job and its pick, so a re-run is a new run and a
+    // redelivery the same one.
+    let attempt = pick_of(action.unwrap_or(JobAction::Queued), run_attempt);
     let id = RunId::for_job(job.id, attempt);
     let repo = hook
         .repository

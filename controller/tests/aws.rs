@@ -401,7 +401,7 @@ async fn final_runs_leave_the_active_index_and_carry_their_expiry() {
         .await
         .expect("lease");
     let done = RunStatus {
-        phase: Phase::Succeeded,
+        phase: Phase::Done,
         attempt: 1,
         finished_at: Some(t(100)),
         ..RunStatus::default()
@@ -531,6 +531,7 @@ fn launch_req(rig: &Ec2Rig, job: i64) -> LaunchRequest {
     LaunchRequest {
         runner: RunnerName::new(&rig.cluster, &run, 1),
         client_token: model::ids::client_token(&rig.cluster, &run, 1),
+        runner_id: None,
         run,
         attempt: 1,
         pool: "go".into(),

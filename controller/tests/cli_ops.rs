@@ -107,6 +107,7 @@ async fn status_counts_each_pool_and_changes_nothing_anywhere() {
         .add_runner(name_of(&busy).as_str(), &["go", "linux"], true);
     rig.forge.set_busy(id, true);
     rig.forge.queue_job(model::testing::queued(2, &["go"]));
+    rig.forge.queue_job(model::testing::queued(3, &["gpu"]));
 
     let s = status::observe(&rig.r).await;
 

@@ -78,10 +78,11 @@ fn plan_over_the_example_world_reads_like_a_review() {
     let text = String::from_utf8_lossy(&out.stdout);
     for line in [
         "  create run job-107-1 [go]: job 107 is queued in Gitea but had no desired run",
-        "  terminate i-0103 (run job-103-1) in pool go: never registered within 10m",
+        "  deregister runner tq-demo-job-103-1-a1 (#501): never registered within 10m\n  terminate i-0103 (run job-103-1) in pool go: never registered within 10m",
         "  launch tq-demo-job-103-1-a2 (run job-103-1, attempt 2) in pool go: never registered within 10m",
-        "  terminate i-0104 (run job-104-1) in pool docker: idle for 10m with nothing queued for its labels",
+        "  terminate i-0104 (run job-104-1) in pool docker: job was taken by another runner",
         "  terminate i-0105 (run job-105-1) in pool go: runner offline for more than 3m",
+        "  mark run job-105-1 failed (runner offline for more than 3m while running the job; re-run it in Gitea)",
         "  mark run job-109-1 pending for attempt 2: spot interruption before the run finished",
         "  terminate i-0999 (run job-90-1) in pool go: orphan: no live run wants it (older than 5m)",
         "  deregister runner tq-demo-job-80-1-a1 (#580): runner has no live instance",
@@ -111,8 +112,10 @@ fn plan_json_is_the_plan_itself() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let actions = v["actions"].as_array().expect("actions");
     assert_eq!(actions.len(), 17);
-    assert_eq!(actions[1]["action"], "launch");
-    assert_eq!(actions[1]["pool"], "go");
+    assert_eq!(actions[1]["action"], "deregister");
+    assert_eq!(actions[1]["run"], "job-103-1", "a run's steps name it");
+    assert_eq!(actions[4]["action"], "launch");
+    assert_eq!(actions[4]["pool"], "go");
     assert_eq!(v["unschedulable"][0]["labels"][0], "godot");
 }
 

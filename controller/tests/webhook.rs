@@ -134,7 +134,7 @@ fn job_body(action: &str, id: i64, attempt: u32) -> String {
 #[tokio::test]
 async fn a_signed_queued_job_creates_one_run_and_wakes_the_loop() {
     let r = start(DemandSource::Jobs, None).await;
-    let (status, body) = r.job("queued", 41, 1).await;
+    let (status, body) = r.job("queued", 41, 0).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("job-41-1"), "{body}");
     let runs = r.store.runs();
@@ -160,13 +160,54 @@ async fn the_hub_sha256_signature_header_is_accepted_too() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(r.store.runs().len(), 1);
-    assert_eq!(r.store.runs()[0].id.as_str(), "job-7-2");
+    // Queued with run_attempt 2: a re-run of a job picked twice, waiting for pick 3.
+    assert_eq!(r.store.runs()[0].id.as_str(), "job-7-3");
+}
+
+#[tokio::test]
+async fn a_re_run_of_the_same_job_row_is_a_run_of_its_own_and_redeliveries_are_not() {
+    // Gitea 1.24 – 1.26: a new job is queued with run_attempt 0, picked (1), completed (1);
+    // a re-run resets the same row: queued again with run_attempt 1, picked as 2.
+    let r = start(DemandSource::Jobs, None).await;
+    for (action, attempt) in [("queued", 0), ("in_progress", 1), ("completed", 1)] {
+        assert_eq!(r.job(action, 60, attempt).await.0, 200);
+    }
+    let (status, body) = r.job("queued", 60, 1).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"created\":1") && body.contains("job-60-2"),
+        "{body}"
+    );
+    let mut ids: Vec<String> = r.store.runs().iter().map(|x| x.id.to_string()).collect();
+    ids.sort();
+    assert_eq!(ids, ["job-60-1", "job-60-2"]);
+    let rerun = r
+        .store
+        .runs()
+        .into_iter()
+        .find(|x| x.id.as_str() == "job-60-2")
+        .expect("re-run");
+    assert_eq!(rerun.spec.job_state, JobState::Queued);
+    assert_eq!(rerun.spec.job.as_ref().map(|j| j.attempt), Some(2));
+    // The re-run's own events land on it; the first pick's row keeps its conclusion.
+    assert_eq!(r.job("in_progress", 60, 2).await.0, 200);
+    let rerun = r
+        .store
+        .runs()
+        .into_iter()
+        .find(|x| x.id.as_str() == "job-60-2")
+        .expect("re-run");
+    assert!(matches!(rerun.spec.job_state, JobState::InProgress { .. }));
+    // Redelivering the first queued event (or the re-run's) creates nothing new.
+    assert!(r.job("queued", 60, 0).await.1.contains("\"created\":0"));
+    assert!(r.job("queued", 60, 1).await.1.contains("\"created\":0"));
+    assert_eq!(r.store.runs().len(), 2);
 }
 
 #[tokio::test]
 async fn a_wrong_or_missing_signature_is_refused_without_writing_or_echoing() {
     let r = start(DemandSource::Jobs, None).await;
-    let body = job_body("queued", 8, 1);
+    let body = job_body("queued", 8, 0);
     for sig in [Sig::Wrong, Sig::None] {
         let (status, text) = r.send(Some("workflow_job"), &body, sig).await;
         assert_eq!(status, 401);
@@ -195,7 +236,7 @@ async fn a_wrong_or_missing_signature_is_refused_without_writing_or_echoing() {
 #[tokio::test]
 async fn a_signed_body_without_an_event_header_is_a_bad_request() {
     let r = start(DemandSource::Jobs, None).await;
-    let (status, text) = r.send(None, &job_body("queued", 9, 1), Sig::Gitea).await;
+    let (status, text) = r.send(None, &job_body("queued", 9, 0), Sig::Gitea).await;
     assert_eq!(status, 400);
     assert!(text.contains("X-Gitea-Event"), "{text}");
     assert!(r.store.runs().is_empty());
@@ -259,10 +300,10 @@ async fn events_and_actions_we_do_not_use_get_204() {
 async fn redelivery_and_replays_leave_exactly_one_row() {
     let r = start(DemandSource::Jobs, None).await;
     for _ in 0..3 {
-        let (status, _) = r.job("queued", 11, 1).await;
+        let (status, _) = r.job("queued", 11, 0).await;
         assert_eq!(status, 200);
     }
-    let (_, body) = r.job("queued", 11, 1).await;
+    let (_, body) = r.job("queued", 11, 0).await;
     assert!(body.contains("\"created\":0"), "{body}");
     assert_eq!(r.store.runs().len(), 1);
     // A rerun is a new attempt, hence a new run.
@@ -273,7 +314,7 @@ async fn redelivery_and_replays_leave_exactly_one_row() {
 #[tokio::test]
 async fn later_job_states_update_the_run_or_create_it_when_queued_was_missed() {
     let r = start(DemandSource::Jobs, None).await;
-    r.job("queued", 12, 1).await;
+    r.job("queued", 12, 0).await;
     assert_eq!(r.job("in_progress", 12, 1).await.0, 200);
     let run = r
         .store
@@ -303,7 +344,7 @@ async fn later_job_states_update_the_run_or_create_it_when_queued_was_missed() {
         }
     );
     // A late queued redelivery does not move it backwards.
-    r.job("queued", 13, 1).await;
+    r.job("queued", 13, 0).await;
     let run = r
         .store
         .runs()
@@ -324,7 +365,7 @@ async fn with_the_store_down_events_are_spooled_then_replayed_without_loss() {
     let r = start(DemandSource::Jobs, None).await;
     r.store.set_unavailable(true);
     for id in 20..25 {
-        let (status, body) = r.job("queued", id, 1).await;
+        let (status, body) = r.job("queued", id, 0).await;
         assert_eq!(status, 202, "{body}");
     }
     let (status, _) = r.job("completed", 20, 1).await;
@@ -392,7 +433,7 @@ async fn with_the_store_down_events_are_spooled_then_replayed_without_loss() {
 async fn the_background_replayer_drains_the_spool_when_the_store_returns() {
     let r = start(DemandSource::Jobs, None).await;
     r.store.set_unavailable(true);
-    assert_eq!(r.job("queued", 30, 1).await.0, 202);
+    assert_eq!(r.job("queued", 30, 0).await.0, 202);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(webhook::run_spool_replayer(
         r.state.clone(),
@@ -424,7 +465,7 @@ async fn when_store_and_spool_both_fail_the_answer_is_503() {
     let r = start(DemandSource::Jobs, None).await;
     r.store.set_unavailable(true);
     std::fs::remove_dir_all(r.spool_dir.path().join("spool")).expect("removes spool dir");
-    let (status, _) = r.job("queued", 40, 1).await;
+    let (status, _) = r.job("queued", 40, 0).await;
     assert_eq!(status, 503);
 }
 
@@ -451,7 +492,7 @@ async fn a_store_slower_than_the_deadline_is_answered_from_the_spool() {
     tokio::spawn(async move {
         let _ = axum::serve(listener, webhook::router(state)).await;
     });
-    let body = job_body("queued", 50, 1);
+    let body = job_body("queued", 50, 0);
     let started = std::time::Instant::now();
     let resp = reqwest::Client::new()
         .post(format!("http://{addr}{}", webhook::HOOK_PATH))
@@ -731,7 +772,7 @@ mod push_mode {
         );
         assert!(r.store.runs().is_empty());
         // A workflow_job event in push mode is not used.
-        assert_eq!(r.job("queued", 1, 1).await.0, 204);
+        assert_eq!(r.job("queued", 1, 0).await.0, 204);
         assert!(r.store.runs().is_empty());
         sim.shutdown().await;
     }

@@ -70,6 +70,7 @@ impl Settings {
                 registration: Duration::from_secs(5),
                 idle: Duration::from_secs(4),
                 offline_grace: Duration::from_secs(2),
+                stuck: Duration::from_secs(6),
                 max_lifetime: Duration::from_secs(3600),
                 orphan_min_age: Duration::from_secs(5),
                 resync: Duration::from_secs(1),
@@ -94,6 +95,7 @@ impl Settings {
                 registration: Duration::from_secs(20),
                 idle: Duration::from_secs(15),
                 offline_grace: Duration::from_secs(8),
+                stuck: Duration::from_secs(12),
                 max_lifetime: Duration::from_secs(3600),
                 orphan_min_age: Duration::from_secs(10),
                 resync: Duration::from_secs(2),
@@ -541,7 +543,7 @@ impl World {
              server:\n  listen: 127.0.0.1:0\n  spool_dir: {spool}\n\
              pools:\n  go:\n{go}  docker:\n{docker}\
              foreign_labels: [host]\n\
-             timeouts:\n  launch: {launch}\n  registration: {registration}\n  idle: {idle}\n  offline_grace: {grace}\n  max_lifetime: {lifetime}\n  orphan_min_age: {orphan}\n  resync: {resync}\n\
+             timeouts:\n  launch: {launch}\n  registration: {registration}\n  idle: {idle}\n  offline_grace: {grace}\n  stuck: {stuck}\n  max_lifetime: {lifetime}\n  orphan_min_age: {orphan}\n  resync: {resync}\n\
              safety:\n  max_launches_per_pass: 20\n  max_terminations_per_pass: 20\n  max_instances: 20\n  max_attempts: {attempts}\n",
             cluster = self.cluster,
             url = self.sim.base_url(),
@@ -553,6 +555,7 @@ impl World {
             registration = d(t.registration),
             idle = d(t.idle),
             grace = d(t.offline_grace),
+            stuck = d(t.stuck),
             lifetime = d(t.max_lifetime),
             orphan = d(t.orphan_min_age),
             resync = d(t.resync),

@@ -52,7 +52,7 @@ async fn happy_path_each_job_runs_on_its_own_instance_which_is_gone_afterwards()
         let done = ok(world.job_completed(job.id, SETTLE).await);
         assert_eq!(done.conclusion, Some(Conclusion::Success));
         let run = ok(world.run_final(&run_of(job), SETTLE).await);
-        assert_eq!(run.status.phase, Phase::Succeeded, "{run:?}");
+        assert_eq!(run.status.phase, Phase::Done, "{run:?}");
         assert_eq!(run.status.attempt, 1);
         let machines = world.booter.machines_of(&run_of(job));
         assert_eq!(machines.len(), 1, "one instance per job: {machines:?}");
@@ -105,7 +105,7 @@ async fn a_missed_webhook_is_recovered_by_backfill() {
         model::Origin::Backfill,
         "created from the queued-jobs list"
     );
-    assert_eq!(run.status.phase, Phase::Succeeded, "{run:?}");
+    assert_eq!(run.status.phase, Phase::Done, "{run:?}");
     assert!(
         world.sim.deliveries().iter().all(|d| d.dropped),
         "every webhook was dropped"
@@ -204,7 +204,7 @@ async fn an_idle_runner_whose_job_went_elsewhere_is_removed() {
         Some("standing-1")
     );
     let run = ok(world.run_final(&run_of(&job), SETTLE).await);
-    assert_eq!(run.status.phase, Phase::Succeeded, "{run:?}");
+    assert_eq!(run.status.phase, Phase::Done, "{run:?}");
     assert_eq!(ctl.actions("update-status", Some("job-taken-elsewhere")), 1);
     assert!(
         run.status.registered_at.is_some(),
@@ -354,7 +354,7 @@ async fn a_spot_interruption_before_the_job_is_requeued_and_the_job_completes() 
     let done = ok(world.job_completed(job.id, SETTLE).await);
     assert_eq!(done.conclusion, Some(Conclusion::Success));
     let run = ok(world.run_final(&run_of(&job), SETTLE).await);
-    assert_eq!(run.status.phase, Phase::Succeeded, "{run:?}");
+    assert_eq!(run.status.phase, Phase::Done, "{run:?}");
     assert_eq!(run.status.attempt, 2, "requeued as attempt 2");
     let machines = world.booter.machines_of(&run_of(&job));
     assert_eq!(
@@ -452,7 +452,7 @@ async fn a_controller_killed_between_launch_and_record_is_replaced_without_a_sec
     let done = ok(world.job_completed(job.id, SETTLE).await);
     assert_eq!(done.conclusion, Some(Conclusion::Success));
     let after = ok(world.run_final(&run, SETTLE).await);
-    assert_eq!(after.status.phase, Phase::Succeeded, "{after:?}");
+    assert_eq!(after.status.phase, Phase::Done, "{after:?}");
     assert_eq!(
         after
             .status
@@ -511,7 +511,7 @@ async fn while_gitea_is_unreachable_nothing_is_terminated_and_afterwards_everyth
     let done = ok(world.job_completed(job.id, SETTLE).await);
     assert_eq!(done.conclusion, Some(Conclusion::Success));
     let run = ok(world.run_final(&run_of(&job), SETTLE).await);
-    assert_eq!(run.status.phase, Phase::Succeeded, "{run:?}");
+    assert_eq!(run.status.phase, Phase::Done, "{run:?}");
     ok(ctl.stop().await);
     world.shutdown().await;
 }
@@ -561,7 +561,7 @@ async fn while_dynamodb_is_unreachable_webhooks_are_spooled_and_nothing_is_lost(
         let done = ok(world.job_completed(job.id, SETTLE).await);
         assert_eq!(done.conclusion, Some(Conclusion::Success));
         let run = ok(world.run_final(&run_of(job), SETTLE).await);
-        assert_eq!(run.status.phase, Phase::Succeeded, "{run:?}");
+        assert_eq!(run.status.phase, Phase::Done, "{run:?}");
         assert_eq!(
             run.spec.origin,
             model::Origin::Webhook,
@@ -597,7 +597,7 @@ async fn two_controllers_at_once_have_one_writer_and_never_launch_twice() {
         let done = ok(world.job_completed(job.id, SETTLE).await);
         assert_eq!(done.conclusion, Some(Conclusion::Success));
         let run = ok(world.run_final(&run_of(job), SETTLE).await);
-        assert_eq!(run.status.phase, Phase::Succeeded, "{run:?}");
+        assert_eq!(run.status.phase, Phase::Done, "{run:?}");
         assert_eq!(world.booter.machines_of(&run_of(job)).len(), 1);
     }
     assert_eq!(a.fleet.launches().len(), 3);

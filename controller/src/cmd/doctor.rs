@@ -779,6 +779,7 @@ async fn check_pool(
         pool_config: pool_config.clone(),
         user_data: Secret::new("#!/bin/sh\n# tinqs-ci doctor: dry run, never started\npoweroff\n"),
         client_token: format!("tinqs-doctor-{}", uuid::Uuid::new_v4().simple()),
+        runner_id: None,
     };
     let input = run_input(
         &config.cluster_id,

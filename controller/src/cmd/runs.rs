@@ -211,7 +211,12 @@ fn print_run(run: &DesiredRun, output: Output) -> anyhow::Result<()> {
                 println!("  repo:     {repo}");
             }
             if let Some(job) = &run.spec.job {
-                println!("  job:      {} (attempt {})", job.id, job.attempt);
+                println!(
+                    "  job:      {} (pick {}): {}",
+                    job.id,
+                    job.attempt,
+                    run.spec.job_state.describe()
+                );
             }
             println!("  origin:   {:?}", run.spec.origin);
             println!(
@@ -235,6 +240,9 @@ fn print_run(run: &DesiredRun, output: Output) -> anyhow::Result<()> {
                         .unwrap_or_default()
                 );
             }
+            if let Some(outcome) = &s.outcome {
+                println!("  outcome:  {outcome}");
+            }
             if let Some(e) = &s.last_error {
                 println!("  error:    {e}");
             }
@@ -245,21 +253,31 @@ fn print_run(run: &DesiredRun, output: Output) -> anyhow::Result<()> {
 
 fn list_text(view: &model::observed::DesiredView, now: Timestamp) -> String {
     let mut out = format!(
-        "{:<28} {:<10} {:>3} {:<16} {:<20} {:>6}  {}\n",
-        "RUN", "PHASE", "ATT", "LABELS", "INSTANCE", "AGE", "NOTE"
+        "{:<28} {:<10} {:>3} {:<22} {:<16} {:<20} {:>6}  {}\n",
+        "RUN", "PHASE", "ATT", "JOB", "LABELS", "INSTANCE", "AGE", "NOTE"
     );
     for r in &view.runs {
         let age = model::time::human(now.since(r.spec.created_at));
         let note = if r.spec.cancel {
             "cancel requested".to_owned()
         } else {
-            r.status.last_error.clone().unwrap_or_default()
+            r.status
+                .outcome
+                .clone()
+                .or_else(|| r.status.last_error.clone())
+                .unwrap_or_default()
+        };
+        let job = if r.spec.job.is_some() {
+            r.spec.job_state.describe()
+        } else {
+            "-".to_owned()
         };
         out.push_str(&format!(
-            "{:<28} {:<10} {:>3} {:<16} {:<20} {:>6}  {}\n",
+            "{:<28} {:<10} {:>3} {:<22} {:<16} {:<20} {:>6}  {}\n",
             r.id.as_str(),
             r.status.phase.as_str(),
             r.status.attempt,
+            job,
             r.spec.labels.join(","),
             r.status.instance_id.as_ref().map_or("-", |i| i.as_str()),
             age,

@@ -125,6 +125,10 @@ pub enum Problem {
         phase: Phase,
         /// Its attempt.
         attempt: u32,
+        /// Its Gitea job's state as last reported (`queued`, `completed (failure)`…), apart
+        /// from the run's own phase.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        job: Option<String>,
         /// The recorded error.
         error: String,
     },
@@ -179,8 +183,15 @@ impl std::fmt::Display for Problem {
                 run,
                 phase,
                 attempt,
+                job,
                 error,
-            } => write!(f, "run {run} ({phase}, attempt {attempt}): {error}"),
+            } => {
+                write!(f, "run {run} ({phase}, attempt {attempt}")?;
+                if let Some(job) = job {
+                    write!(f, "; job {job}")?;
+                }
+                write!(f, "): {error}")
+            }
             Problem::OfflineRunner {
                 id,
                 runner,
@@ -327,6 +338,7 @@ pub fn summarize(obs: &Observation, policy: &Policy, plan: &Plan, now: Timestamp
                 run: run.id.clone(),
                 phase: run.status.phase,
                 attempt: run.status.attempt,
+                job: run.spec.job.as_ref().map(|_| run.spec.job_state.describe()),
                 error: error.clone(),
             });
         }
@@ -573,13 +585,22 @@ pub fn text(status: &Status) -> String {
 mod tests {
     use super::*;
     use model::observed::{DesiredView, InstanceState, Observed, Seen};
-    use model::testing::{at, instance_for, job_run, name_of, policy, runner, running, T0};
+    use model::testing::{at, instance_for, job_run, name_of, policy, queued, runner, running, T0};
 
     fn observation(
         runs: Vec<DesiredRun>,
         instances: Vec<Instance>,
         runners: Vec<ForgeRunner>,
     ) -> Observation {
+        // Gitea lists the jobs of pending runs as queued.
+        let queued_jobs: Vec<model::QueuedJob> = runs
+            .iter()
+            .filter(|r| r.status.phase == Phase::Pending)
+            .filter_map(|r| {
+                let labels: Vec<&str> = r.spec.labels.iter().map(String::as_str).collect();
+                r.spec.job.as_ref().map(|j| queued(j.id, &labels))
+            })
+            .collect();
         Observation {
             desired: DesiredView {
                 runs,
@@ -589,7 +610,8 @@ mod tests {
             observed: Observed {
                 instances: Seen::Complete { items: instances },
                 runners: Seen::Complete { items: runners },
-                queued_jobs: Seen::Complete { items: vec![] },
+                queued_jobs: Seen::Complete { items: queued_jobs },
+                jobs_read: vec![],
             },
             errors: vec![],
         }
@@ -737,6 +759,7 @@ mod tests {
             run: RunId::for_job(2, 1),
             phase: Phase::Pending,
             attempt: 1,
+            job: Some("queued".into()),
             error: "launch: no capacity in any offering".into(),
         }));
     }

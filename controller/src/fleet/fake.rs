@@ -493,6 +493,7 @@ mod tests {
         LaunchRequest {
             runner: RunnerName::new("prod", &run, 1),
             client_token: model::ids::client_token("prod", &run, 1),
+            runner_id: None,
             run,
             attempt: 1,
             pool: "go".into(),

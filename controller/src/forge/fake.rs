@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use model::observed::{ForgeRunner, QueuedJob};
+use model::desired::JobAction;
+use model::observed::{ForgeRunner, JobFound, JobSeen, QueuedJob};
 use model::secret::Secret;
 use model::RunnerName;
 
@@ -36,6 +37,8 @@ pub enum ForgeMethod {
     RegisterRunner,
     /// [`Forge::queued_jobs`].
     QueuedJobs,
+    /// [`Forge::get_job`].
+    GetJob,
     /// [`Forge::workflow_files`].
     WorkflowFiles,
     /// [`Forge::changed_files`].
@@ -66,6 +69,8 @@ pub enum ForgeCall {
     },
     /// `queued_jobs()`.
     QueuedJobs,
+    /// `get_job(repo, id)`.
+    GetJob(i64),
     /// `workflow_files(repo, commit)`.
     WorkflowFiles {
         /// `owner/name`.
@@ -97,6 +102,7 @@ impl ForgeCall {
             ForgeCall::RegistrationToken => ForgeMethod::RegistrationToken,
             ForgeCall::RegisterRunner { .. } => ForgeMethod::RegisterRunner,
             ForgeCall::QueuedJobs => ForgeMethod::QueuedJobs,
+            ForgeCall::GetJob(_) => ForgeMethod::GetJob,
             ForgeCall::WorkflowFiles { .. } => ForgeMethod::WorkflowFiles,
             ForgeCall::ChangedFiles { .. } => ForgeMethod::ChangedFiles,
         }
@@ -121,6 +127,7 @@ struct State {
     next_id: i64,
     registration_token: String,
     queued: Vec<QueuedJob>,
+    jobs: BTreeMap<i64, JobSeen>,
     files: BTreeMap<(String, String), Vec<RepoFile>>,
     changes: BTreeMap<(String, String, String), Option<Vec<String>>>,
     calls: Vec<ForgeCall>,
@@ -161,6 +168,7 @@ impl FakeForge {
                 next_id: 1,
                 registration_token: "fake-registration-token".into(),
                 queued: Vec::new(),
+                jobs: BTreeMap::new(),
                 files: BTreeMap::new(),
                 changes: BTreeMap::new(),
                 calls: Vec::new(),
@@ -300,6 +308,12 @@ impl FakeForge {
     /// Takes a job off the queue (picked by a runner, or cancelled).
     pub fn remove_job(&self, id: i64) {
         self.lock().queued.retain(|j| j.id != id);
+    }
+
+    /// Sets what reading job `job.id` by id answers when it is not queued (a job that is
+    /// queued reads as queued; an unknown one as missing).
+    pub fn set_job(&self, job: JobSeen) {
+        self.lock().jobs.insert(job.id, job);
     }
 
     /// The queued jobs.
@@ -450,6 +464,33 @@ impl Forge for FakeForge {
             });
         }
         Ok(s.queued.clone())
+    }
+
+    async fn get_job(&self, _repo: &str, id: i64) -> Result<JobSeen, ForgeError> {
+        let s = self.enter(ForgeCall::GetJob(id))?;
+        if !s.version.has_queued_jobs_api() {
+            return Err(ForgeError::Unsupported {
+                feature: "the jobs API".into(),
+                need: "1.25.0".into(),
+                have: s.version.to_string(),
+            });
+        }
+        if let Some(q) = s.queued.iter().find(|j| j.id == id) {
+            return Ok(JobSeen {
+                id,
+                found: JobFound::Job {
+                    attempt: q.attempt,
+                    action: JobAction::Queued,
+                    runner: None,
+                    conclusion: None,
+                    labels: q.labels.clone(),
+                },
+            });
+        }
+        Ok(s.jobs.get(&id).cloned().unwrap_or(JobSeen {
+            id,
+            found: JobFound::Missing,
+        }))
     }
 
     async fn workflow_files(&self, repo: &str, commit: &str) -> Result<Vec<RepoFile>, ForgeError> {

@@ -4,12 +4,14 @@
 //! a [`ForgeError`] at this edge. The API token travels only in the `Authorization` header and
 //! is scrubbed from anything Gitea echoes back, so it never reaches an error or a log line.
 //!
-//! Paths follow GITEA-FACTS §1, §2 and §5 and the 1.26.4 OpenAPI description:
+//! Paths follow Gitea's routes as `wiki/Gitea-Behaviour.md` lists them (with their upstream
+//! sources) and the 1.26.4 OpenAPI description:
 //! - `GET /api/v1/version`
-//! - `{scope}/runners` (list, `page`/`limit`), `{scope}/runners/{id}` (get, delete, patch)
+//! - `{scope}/runners` (list, `page`/`limit`, read again and merged when it comes back short:
+//!   its order is not stable), `{scope}/runners/{id}` (get, delete, patch)
 //! - `POST {scope}/runners/registration-token`
 //! - `POST /api/actions/runner.v1.RunnerService/Register` (Connect, JSON codec)
-//! - `{scope}/jobs?status=queued` (1.25+)
+//! - `{scope}/jobs?status=queued` and `/api/v1/repos/{o}/{r}/actions/jobs/{id}` (1.25+)
 //! - `/api/v1/repos/{o}/{r}/contents|raw|compare|git/commits` for push mode
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -19,7 +21,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use model::config::{GiteaConfig, RunnerScope};
-use model::observed::{ForgeRunner, QueuedJob};
+use model::desired::JobAction;
+use model::observed::{ForgeRunner, JobFound, JobSeen, QueuedJob};
 use model::secret::Secret;
 use model::RunnerName;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -41,6 +44,10 @@ const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 
 /// Stop paging after this many pages: a server that never ends a list is broken.
 const MAX_PAGES: u32 = 10_000;
+
+/// How often a list with an unstable order is read before what is still missing is left to
+/// be confirmed one by one.
+const LIST_READS: u32 = 3;
 
 /// Entries read from one workflow directory tree before giving up.
 const MAX_TREE_ENTRIES: usize = 2_000;
@@ -408,7 +415,7 @@ impl GiteaForge {
         &self,
         rest: &[&str],
         query: &[(&str, &str)],
-    ) -> Result<Vec<P::Item>, ForgeError> {
+    ) -> Result<(Vec<P::Item>, Option<u64>), ForgeError> {
         let limit = self.options.page_limit.clamp(1, 50).to_string();
         let mut seen = BTreeSet::new();
         let mut items = Vec::new();
@@ -421,7 +428,7 @@ impl GiteaForge {
             let body: P = self.call(Method::GET, url, None).await?;
             let (batch, total) = body.into_parts();
             if batch.is_empty() {
-                return Ok(items);
+                return Ok((items, total));
             }
             for item in batch {
                 // NOTE: Gitea orders runners by status and last contact, which moves while we
@@ -431,13 +438,49 @@ impl GiteaForge {
                 }
             }
             if total.is_some_and(|t| u64::try_from(items.len()).unwrap_or(u64::MAX) >= t) {
-                return Ok(items);
+                return Ok((items, total));
             }
         }
         Err(ForgeError::BadResponse(format!(
             "{} did not end after {MAX_PAGES} pages",
             rest.join("/")
         )))
+    }
+
+    /// Reads a list whose order Gitea does not make stable (runners by `last_online` alone,
+    /// jobs in database order before 1.27): rows with equal keys can move between page
+    /// requests, so one read can repeat a row and skip another while looking whole. When the
+    /// distinct rows fall short of `total_count`, the list is read again (up to
+    /// [`LIST_READS`] times) and the reads are merged. What is still missing after that is
+    /// the caller's to confirm one by one.
+    async fn merged_pages<P: Page>(
+        &self,
+        rest: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Vec<P::Item>, ForgeError> {
+        let mut seen = BTreeSet::new();
+        let mut items = Vec::new();
+        for read in 1..=LIST_READS {
+            let (batch, total) = self.all_pages::<P>(rest, query).await?;
+            for item in batch {
+                if seen.insert(P::id(&item)) {
+                    items.push(item);
+                }
+            }
+            let have = u64::try_from(items.len()).unwrap_or(u64::MAX);
+            match total {
+                Some(t) if have < t && read < LIST_READS => {
+                    tracing::debug!(
+                        list = rest.join("/"),
+                        have,
+                        total = t,
+                        "list came back short; reading it again"
+                    );
+                }
+                _ => break,
+            }
+        }
+        Ok(items)
     }
 
     // ---- push mode -----------------------------------------------------------------------
@@ -615,7 +658,7 @@ impl Forge for GiteaForge {
     }
 
     async fn list_runners(&self) -> Result<Vec<ForgeRunner>, ForgeError> {
-        let runners = self.all_pages::<RunnersPage>(&["runners"], &[]).await?;
+        let runners = self.merged_pages::<RunnersPage>(&["runners"], &[]).await?;
         Ok(runners.into_iter().map(ApiRunner::into_runner).collect())
     }
 
@@ -718,13 +761,13 @@ impl Forge for GiteaForge {
                 "{what}: answer lacks the runner's id, uuid or token"
             )));
         }
-        if !runner.ephemeral.unwrap_or(true) {
+        if !registered_ephemeral(runner.ephemeral) {
             // NOTE: Gitea before 1.24 ignores `ephemeral`; check_supported refuses those, so
             // this is a server that dropped the flag for another reason.
             tracing::warn!(
                 runner = name.as_str(),
                 id,
-                "Gitea registered the runner as not ephemeral"
+                "Gitea registered the runner as not ephemeral: it will not be deleted after its job"
             );
         }
         Ok(Registration {
@@ -745,7 +788,7 @@ impl Forge for GiteaForge {
             });
         }
         let jobs = self
-            .all_pages::<JobsPage>(&["jobs"], &[("status", "queued")])
+            .merged_pages::<JobsPage>(&["jobs"], &[("status", "queued")])
             .await?;
         let fallback = match &self.scope {
             RunnerScope::Repo { owner, name } => Some(format!("{owner}/{name}")),
@@ -755,6 +798,27 @@ impl Forge for GiteaForge {
             .into_iter()
             .map(|j| j.into_queued(fallback.as_deref()))
             .collect())
+    }
+
+    async fn get_job(&self, repo: &str, id: i64) -> Result<JobSeen, ForgeError> {
+        let (version, features) = self.features().await?;
+        if !features.queued_jobs {
+            return Err(ForgeError::Unsupported {
+                feature: "the jobs API".into(),
+                need: "1.25.0".into(),
+                have: version.to_string(),
+            });
+        }
+        let (owner, name) = split_repo(repo)?;
+        let id_text = id.to_string();
+        let url = self.repo_url((owner, name), &["actions", "jobs", &id_text], &[]);
+        Ok(match self.call_optional::<WorkflowJob>(url).await? {
+            Some(job) => job.into_seen(),
+            None => JobSeen {
+                id,
+                found: JobFound::Missing,
+            },
+        })
     }
 
     async fn workflow_files(&self, repo: &str, commit: &str) -> Result<Vec<RepoFile>, ForgeError> {
@@ -1113,6 +1177,8 @@ pub(crate) struct WorkflowJob {
     #[serde(default)]
     pub(crate) url: Option<String>,
     #[serde(default)]
+    pub(crate) status: Option<String>,
+    #[serde(default)]
     pub(crate) conclusion: Option<String>,
     #[serde(default)]
     pub(crate) runner_name: Option<String>,
@@ -1128,7 +1194,34 @@ pub(crate) struct RepoRef {
 }
 
 impl WorkflowJob {
+    /// Gitea's `run_attempt`: 0 while a new job waits (a missing or odd value reads as 0).
+    pub(crate) fn attempt(&self) -> u32 {
+        self.run_attempt
+            .and_then(|a| u32::try_from(a).ok())
+            .unwrap_or(0)
+    }
+
+    /// The job as read by id.
+    fn into_seen(self) -> JobSeen {
+        let action = self
+            .status
+            .as_deref()
+            .and_then(JobAction::parse)
+            .unwrap_or(JobAction::Completed);
+        JobSeen {
+            id: self.id,
+            found: JobFound::Job {
+                attempt: self.attempt(),
+                action,
+                runner: self.runner_name.filter(|r| !r.is_empty()),
+                conclusion: self.conclusion.filter(|c| !c.is_empty()),
+                labels: self.labels.unwrap_or_default(),
+            },
+        }
+    }
+
     fn into_queued(self, fallback_repo: Option<&str>) -> QueuedJob {
+        let attempt = self.attempt();
         let repo = self
             .repository
             .and_then(|r| r.full_name)
@@ -1136,11 +1229,6 @@ impl WorkflowJob {
             .or_else(|| self.url.as_deref().and_then(repo_from_api_url))
             .or_else(|| fallback_repo.map(str::to_owned))
             .unwrap_or_default();
-        let attempt = self
-            .run_attempt
-            .and_then(|a| u32::try_from(a).ok())
-            .unwrap_or(1)
-            .max(1);
         QueuedJob {
             id: self.id,
             attempt,
@@ -1205,6 +1293,13 @@ struct RegisteredRunner {
     token: String,
     #[serde(default)]
     ephemeral: Option<bool>,
+}
+
+/// Whether a `Register` answer's `ephemeral` says the runner is ephemeral. The runner RPC
+/// answers in protojson, which leaves out fields at their zero value: a missing key is
+/// `false` (see wiki/Gitea-Behaviour.md, the runner RPC).
+fn registered_ephemeral(field: Option<bool>) -> bool {
+    field.unwrap_or(false)
 }
 
 #[derive(Deserialize)]
@@ -1295,15 +1390,43 @@ mod tests {
     }
 
     #[test]
-    fn queued_jobs_prefer_the_repository_field_and_default_attempt_to_one() {
+    fn queued_jobs_prefer_the_repository_field_and_keep_gitea_s_run_attempt() {
         let job: WorkflowJob = serde_json::from_str(
             r#"{"id":5,"repository":{"full_name":"o/r"},"labels":["x"],"run_attempt":0}"#,
         )
         .expect("parses");
         let q = job.into_queued(Some("scope/repo"));
-        assert_eq!((q.repo.as_str(), q.attempt), ("o/r", 1));
+        // A new job waits with run_attempt 0: it is pick 1.
+        assert_eq!((q.repo.as_str(), q.attempt, q.pick()), ("o/r", 0, 1));
         let bare: WorkflowJob = serde_json::from_str(r#"{"id":6}"#).expect("parses");
-        assert_eq!(bare.into_queued(Some("scope/repo")).repo, "scope/repo");
+        let bare = bare.into_queued(Some("scope/repo"));
+        assert_eq!((bare.repo.as_str(), bare.attempt), ("scope/repo", 0));
+    }
+
+    #[test]
+    fn a_register_answer_without_ephemeral_means_not_ephemeral() {
+        // protojson leaves out fields at their zero value.
+        let reply: RegisterReply =
+            serde_json::from_str(r#"{"runner":{"id":"57","uuid":"u","token":"t"}}"#)
+                .expect("parses");
+        assert!(!registered_ephemeral(reply.runner.ephemeral));
+        assert!(registered_ephemeral(Some(true)));
+    }
+
+    #[test]
+    fn a_job_read_by_id_keeps_its_status_attempt_and_runner() {
+        let job: WorkflowJob = serde_json::from_str(
+            r#"{"id":9,"run_attempt":2,"status":"in_progress","runner_name":"r1","labels":["go"],"steps":[]}"#,
+        )
+        .expect("parses");
+        let seen = job.into_seen();
+        assert_eq!(
+            seen.state_for_pick(2),
+            Some(model::JobState::InProgress {
+                runner: Some("r1".into())
+            })
+        );
+        assert_eq!(seen.state_for_pick(3), None);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! with bounded concurrency, a timeout on every call, and one result per action. One failed
 //! action never stops the others.
 //!
-//! Order: new runs are created first; then each run's actions run in plan order (terminate,
-//! deregister, status change, launch of the next attempt), different runs concurrently; actions
-//! on instances and runners no run claims run concurrently too.
+//! Order: new runs are created first; then each run's actions run in plan order (disable, or
+//! deregister then terminate, then the status change and the launch of the next attempt),
+//! stopping at the first that fails; different runs concurrently. Actions on instances and
+//! runners no run claims run concurrently too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -93,7 +94,11 @@ impl Reconciler {
             }
             let key = match action {
                 Action::Launch { run, .. } | Action::UpdateStatus { run, .. } => Some(run.clone()),
-                Action::Terminate { run: Some(run), .. } if by_id.contains_key(run) => {
+                Action::Terminate { run: Some(run), .. }
+                | Action::Deregister { run: Some(run), .. }
+                | Action::DisableRunner { run: Some(run), .. }
+                    if by_id.contains_key(run) =>
+                {
                     Some(run.clone())
                 }
                 _ => None,
@@ -115,7 +120,6 @@ impl Reconciler {
                 }),
             }
         }
-        // Deregistrations of a run's runner belong with that run (they come before its status).
         let lease = Arc::new(lease.clone());
         let results: Vec<Vec<Outcome>> = stream::iter(groups)
             .map(|g| {
@@ -134,13 +138,12 @@ impl Reconciler {
         let mut outcomes = Vec::with_capacity(actions.len());
         let mut blocked: Option<String> = None;
         for action in actions {
-            // A status change or launch after a failed step of the same run would act on a
-            // state that did not happen: skip it; the next pass plans again.
+            // A step after a failed one of the same run would act on a state that did not
+            // happen (a machine terminated while its registration still takes jobs, a status
+            // that did not come true): skip it; the next pass plans again.
             if let Some(why) = &blocked {
-                if matches!(action, Action::UpdateStatus { .. } | Action::Launch { .. }) {
-                    outcomes.push(self.record(&action, Err(format!("skipped: {why}"))));
-                    continue;
-                }
+                outcomes.push(self.record(&action, Err(format!("skipped: {why}"))));
+                continue;
             }
             let result = self.apply_one(&action, run.as_mut(), lease).await;
             if let Err(e) = &result {
@@ -270,6 +273,7 @@ impl Reconciler {
             pool_config,
             user_data,
             client_token: client_token(&self.config.cluster_id, &run.id, attempt),
+            runner_id: run.status.runner_id,
         };
         let launched =
             match tokio::time::timeout(self.limits.launch_timeout, self.fleet.launch(&request))

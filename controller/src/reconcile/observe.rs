@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use futures::StreamExt;
 use model::observed::{DesiredView, Observed, Seen};
 
 use super::Reconciler;
@@ -57,10 +58,26 @@ impl Reconciler {
             }
         }
         let instances = seen(instances, "ec2", &mut errors);
-        let runners = seen(runners, "gitea runners", &mut errors);
+        let mut runners = seen(runners, "gitea runners", &mut errors);
         let queued_jobs = match jobs {
             Some(result) => seen(result, "gitea queued jobs", &mut errors),
             None => Seen::Unavailable,
+        };
+        if let (true, Seen::Complete { items }) = (desired.complete, &mut runners) {
+            if let Err(e) = self
+                .confirm_runners(&desired.runs, instances.items(), items)
+                .await
+            {
+                errors.push(("gitea runners", e.clone()));
+                runners = Seen::Partial {
+                    items: std::mem::take(items),
+                    error: e,
+                };
+            }
+        }
+        let jobs_read = match &queued_jobs {
+            Seen::Complete { items } => self.read_jobs(&desired.runs, items).await,
+            _ => Vec::new(),
         };
         self.note_finished(&mut desired, &queued_jobs).await;
         Observation {
@@ -69,9 +86,70 @@ impl Reconciler {
                 instances,
                 runners,
                 queued_jobs,
+                jobs_read,
             },
             errors,
         }
+    }
+
+    /// Makes the runner listing trustworthy for what we act on: every runner a live run or a
+    /// live instance of ours expects that the listing skipped is read by id (added when
+    /// found; absent only on Gitea's 404); names with no known id get one more listing,
+    /// merged in. An error leaves the listing partial.
+    async fn confirm_runners(
+        &self,
+        runs: &[model::DesiredRun],
+        instances: &[model::Instance],
+        listed: &mut Vec<model::ForgeRunner>,
+    ) -> Result<(), String> {
+        let checks =
+            model::observed::runner_checks(runs, instances, &self.config.cluster_id, listed);
+        if !checks.names.is_empty() {
+            let again = self.timed(self.forge.list_runners()).await?;
+            let known: HashSet<i64> = listed.iter().map(|r| r.id).collect();
+            listed.extend(again.into_iter().filter(|r| !known.contains(&r.id)));
+        }
+        let found: Vec<Result<Option<model::ForgeRunner>, String>> =
+            futures::stream::iter(checks.ids.iter().copied())
+                .map(|id| self.timed(self.forge.get_runner(id)))
+                .buffer_unordered(self.limits.concurrency.max(1))
+                .collect()
+                .await;
+        let known: HashSet<i64> = listed.iter().map(|r| r.id).collect();
+        for result in found {
+            if let Some(r) = result? {
+                if !known.contains(&r.id) {
+                    tracing::debug!(runner = %r.name, id = r.id, "runner missing from the listing found by id");
+                    listed.push(r);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads, one by one, the jobs of active runs that still think their job waits but do
+    /// not find it in the queued list (see `model::observed::jobs_to_read`). A read that
+    /// fails is left out: the planner then decides nothing about that run this pass.
+    async fn read_jobs(
+        &self,
+        runs: &[model::DesiredRun],
+        queued: &[model::QueuedJob],
+    ) -> Vec<model::observed::JobSeen> {
+        let wanted = model::observed::jobs_to_read(runs, queued);
+        futures::stream::iter(wanted)
+            .map(|(repo, id)| async move {
+                match self.timed(self.forge.get_job(&repo, id)).await {
+                    Ok(seen) => Some(seen),
+                    Err(e) => {
+                        tracing::debug!(job = id, repo = %repo, error = %e, "could not read a job");
+                        None
+                    }
+                }
+            })
+            .buffer_unordered(self.limits.concurrency.max(1))
+            .filter_map(|seen| async move { seen })
+            .collect()
+            .await
     }
 
     /// For queued jobs with no active run, reads their row one by one: a run that ended

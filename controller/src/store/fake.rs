@@ -592,7 +592,7 @@ mod tests {
         store.create(&run(1)).await.expect("create");
         let lease = store.acquire_lease("a", TTL, t(0)).await.expect("lease");
         let done = RunStatus {
-            phase: Phase::Succeeded,
+            phase: Phase::Done,
             attempt: 1,
             finished_at: Some(t(500)),
             ..RunStatus::default()

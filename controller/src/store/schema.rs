@@ -21,7 +21,7 @@
 //! | `created_at` | S | spec | RFC 3339 |
 //! | `phase` | S | status | `pending` … `cancelled` |
 //! | `attempt` | N | status | current attempt, from 1 |
-//! | `instance_id`, `runner_name`, `last_error` | S | status | optional |
+//! | `instance_id`, `runner_name`, `last_error`, `outcome` | S | status | optional |
 //! | `runner_id` | N | status | optional |
 //! | `claimed_at`, `launched_at`, `registered_at`, `offline_since`, `finished_at` | S | status | RFC 3339, optional |
 //! | `version` | N | status | bumped by every status write |
@@ -88,6 +88,7 @@ pub const STATUS_ATTRS: &[&str] = &[
     "offline_since",
     "finished_at",
     "last_error",
+    "outcome",
     VERSION,
     ACTIVE,
     EXPIRES_AT,
@@ -191,6 +192,7 @@ pub fn status_attrs(status: &RunStatus, expires_at: Option<i64>) -> Item {
         opt(name, t.map(|t| s(t.to_string())));
     }
     opt("last_error", status.last_error.clone().map(s));
+    opt("outcome", status.outcome.clone().map(s));
     m.insert(VERSION.into(), n(status.version));
     if status.phase.is_final() {
         if let Some(e) = expires_at {
@@ -342,6 +344,7 @@ pub fn decode(item: &Item) -> Result<DesiredRun, String> {
         offline_since: r.opt_time("offline_since")?,
         finished_at: r.opt_time("finished_at")?,
         last_error: r.opt_s("last_error")?,
+        outcome: r.opt_s("outcome")?,
         version: r.opt_n(VERSION)?.unwrap_or(0),
     };
     let spec = RunSpec {
@@ -391,6 +394,7 @@ mod tests {
             offline_since: None,
             finished_at: None,
             last_error: Some("first try: no capacity".into()),
+            outcome: Some("its runner took the job and ended".into()),
             version: 4,
         };
         DesiredRun {
@@ -412,7 +416,7 @@ mod tests {
     #[test]
     fn a_final_run_leaves_the_index_and_gets_its_expiry() {
         let mut run = full_run();
-        run.status.phase = Phase::Succeeded;
+        run.status.phase = Phase::Done;
         let item = encode(&run, Some(99));
         assert!(!item.contains_key(ACTIVE));
         assert_eq!(item.get(EXPIRES_AT), Some(&AttributeValue::N("99".into())));

@@ -349,6 +349,7 @@ fn req(job: i64, market: Market) -> LaunchRequest {
     LaunchRequest {
         runner: RunnerName::new("prod", &run, 1),
         client_token: model::ids::client_token("prod", &run, 1),
+        runner_id: None,
         run,
         attempt: 1,
         pool: "go".into(),
