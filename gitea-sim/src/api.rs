@@ -191,7 +191,9 @@ fn first<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
-/// Gitea's `GetListOptions`: page is 1-based, limit defaults to 30 and is capped at 50.
+/// Gitea's `GetListOptions`: page is 1-based, limit defaults to 30 and is capped at 50
+/// (go-gitea/gitea v1.26.4 routers/api/v1/utils/page.go:13-18, services/convert/utils.go:15-22,
+/// modules/setting/api.go:25-26).
 fn paging(q: &[(String, String)]) -> (usize, usize) {
     let page = first(q, "page")
         .and_then(|p| p.parse::<i64>().ok())
@@ -312,6 +314,8 @@ async fn delete_runner(AxState(shared): Sh, Path(params): Params) -> ApiResult {
     }
 }
 
+/// `PATCH …/runners/{id}` with `{"disabled": bool}`, from 1.26 (commit b3b2d111da, #36776;
+/// go-gitea/gitea v1.26.4 routers/api/v1/api.go:975).
 async fn patch_runner(AxState(shared): Sh, Path(params): Params, body: Bytes) -> ApiResult {
     if !shared.with(|st, _| st.version.at_least(1, 26)) {
         return Err(fail(&shared, ApiErr::MethodNotAllowed));
@@ -347,6 +351,8 @@ async fn patch_runner(AxState(shared): Sh, Path(params): Params, body: Bytes) ->
         })
 }
 
+/// `POST …/registration-token` answers the token in the body (go-gitea/gitea v1.26.4
+/// routers/api/v1/shared/runners.go:37), from 1.24 (commit 21b43fce08, #33873).
 async fn registration_token_post(AxState(shared): Sh, Path(params): Params) -> ApiResult {
     need(&shared, 1, 24)?;
     let scope = scope_of(&shared, &params)?;
@@ -379,6 +385,9 @@ async fn list_jobs(
     RawQuery(q): RawQuery,
     OriginalUri(uri): OriginalUri,
 ) -> ApiResult {
+    // The jobs lists exist from 1.25 (go-gitea/gitea commit cda90eca31, #33964); `status`
+    // is mapped by `convertToInternal` (v1.26.4 routers/api/v1/shared/action.go:87). For the
+    // order see `State::list_jobs`.
     need(&shared, 1, 25)?;
     let scope = scope_of(&shared, &params)?;
     let q = query_pairs(q.as_deref());
@@ -389,12 +398,13 @@ async fn list_jobs(
             .ok_or_else(|| fail(&shared, ApiErr::BadRequest(format!("invalid status {v}"))))?;
         filters.push(f);
     }
+    let descending = job_order(&shared, &q)?;
     let (body, total, headers_too, base) = shared.with(|st, _| {
-        let all: Vec<Value> = st
-            .list_jobs(&scope, &filters)
-            .into_iter()
-            .map(|j| st.job_json(j))
-            .collect();
+        let mut rows = st.list_jobs(&scope, &filters);
+        if descending {
+            rows.reverse();
+        }
+        let all: Vec<Value> = rows.iter().map(|j| st.job_json(j)).collect();
         let total = all.len();
         (
             json!({"jobs": page_of(&all, page, limit), "total_count": total}),
@@ -404,6 +414,8 @@ async fn list_jobs(
         )
     });
     let mut resp = Json(body).into_response();
+    // `X-Total-Count` and `Link` from 1.26 (commit 403a73dca0, #36521; v1.26.4
+    // routers/api/v1/shared/action.go:82-83).
     if headers_too {
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&total.to_string()) {
@@ -416,6 +428,31 @@ async fn list_jobs(
         }
     }
     Ok(resp)
+}
+
+/// From 1.27 the job lists take `sort` (only `id`) and `order` (`asc`, the default, or
+/// `desc`); anything else is 422 (go-gitea/gitea commit a564f0587a, #37672; v1.27.0-rc0
+/// routers/api/v1/utils/sort.go:18-38, models/actions/run_job_list.go:104-107). Before 1.27
+/// both are ignored. Returns whether the order is descending.
+fn job_order(shared: &Shared, q: &[(String, String)]) -> Result<bool, ApiError> {
+    let sort = first(q, "sort").unwrap_or("");
+    if sort.is_empty() || !shared.with(|st, _| st.version.at_least(1, 27)) {
+        return Ok(false);
+    }
+    let order = first(q, "order").filter(|o| !o.is_empty()).unwrap_or("asc");
+    if order != "asc" && order != "desc" {
+        return Err(fail(
+            shared,
+            ApiErr::Unprocessable(format!("Invalid sort order: {order:?}")),
+        ));
+    }
+    if sort != "id" {
+        return Err(fail(
+            shared,
+            ApiErr::Unprocessable(format!("Invalid sort mode: {sort:?}")),
+        ));
+    }
+    Ok(order == "desc")
 }
 
 /// A `Link` header with `next`, `last`, `first` and `prev` as they apply.
@@ -451,6 +488,8 @@ fn link_header(
     links.join(",")
 }
 
+/// `GET /repos/{o}/{r}/actions/jobs/{job_id}`, from 1.25 (go-gitea/gitea v1.26.4
+/// routers/api/v1/api.go:1235-1238, `repo.GetWorkflowJob`).
 async fn get_job(AxState(shared): Sh, Path(params): Params) -> ApiResult {
     need(&shared, 1, 25)?;
     let scope = scope_of(&shared, &params)?;

@@ -201,10 +201,10 @@ pub struct Faults {
     pub api_delay: Option<ApiDelayFault>,
     /// Fraction (0.0..=1.0) of webhooks that are silently not sent; 1.0 drops all.
     pub drop_webhooks: f64,
-    /// Seeds the generator that orders runners tying on `last_online` in the runner list
-    /// (released Gitea has no tie-breaker, so the simulator shuffles ties on every request).
-    /// Setting faults with a seed restarts the sequence; `None` keeps the current one
-    /// (random at start). Ignored for versions ≥ 1.28, whose order is stable.
+    /// Seeds the generator behind the orders Gitea leaves to the database: runners tying on
+    /// `last_online` in the runner list (before 1.28) and the jobs lists (before 1.27), both
+    /// drawn afresh on every request. Setting faults with a seed restarts the sequence; `None`
+    /// keeps the current one (random at start).
     pub runner_order_seed: Option<u64>,
 }
 

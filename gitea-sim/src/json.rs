@@ -130,7 +130,9 @@ impl State {
         })
     }
 
-    /// `ActionRunner` of the REST API.
+    /// `ActionRunner` of the REST API (`ToActionRunner`, go-gitea/gitea v1.26.4
+    /// services/convert/convert.go:532-555): `status` only `online`/`offline`, `busy` when
+    /// active, label ids are array indexes and every type is `custom`, `disabled` from 1.26.
     pub(crate) fn runner_json(&self, r: &RunnerRec, now: i64) -> Value {
         let live = self.liveness(r, now);
         let labels: Vec<Value> = r
@@ -159,7 +161,10 @@ impl State {
         Value::Object(m)
     }
 
-    /// `ActionWorkflowJob`.
+    /// `ActionWorkflowJob` (`ToActionWorkflowJob`, go-gitea/gitea v1.26.4
+    /// services/convert/convert.go:321-388; the 1.24 webhook builds it in
+    /// services/webhook/notifier.go:965-1024 at v1.24.0). `runner_id`/`runner_name` come from
+    /// the job's task and the runner row, so they vanish once the runner is deleted.
     pub(crate) fn job_json(&self, job: &JobRec) -> Value {
         let (owner_repo_api, owner_repo_html) = match self.repos.get(&job.repo) {
             Some(r) => (self.repo_api_url(r), self.repo_html_url(r)),

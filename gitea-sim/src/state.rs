@@ -113,7 +113,9 @@ impl RpcError {
     }
 }
 
-/// Internal job status (Gitea's `actions_model.Status`, reduced).
+/// Internal job status (Gitea's `actions_model.Status`, go-gitea/gitea v1.26.4
+/// models/actions/status.go:16-26, reduced: no `unknown` state, the four results folded
+/// into `Done`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum St {
     Blocked,
@@ -123,6 +125,9 @@ pub(crate) enum St {
 }
 
 impl St {
+    /// `ToActionsStatus` (go-gitea/gitea v1.26.4 services/convert/convert.go:293-318):
+    /// waiting is `queued`, blocked is `waiting`, running is `in_progress`, the rest
+    /// `completed` with a conclusion.
     pub(crate) fn phase(self) -> JobPhase {
         match self {
             St::Blocked => JobPhase::Waiting,
@@ -289,7 +294,7 @@ pub(crate) struct State {
     runs: HashMap<i64, RunRec>,
     reg_tokens: HashMap<Scope, Vec<RegToken>>,
     pub tasks_version: i64,
-    /// Draws the order of runners that tie in the runner list (see `list_runners`).
+    /// Draws the orders Gitea leaves to the database (see `list_runners`, `list_jobs`).
     order_rng: SplitMix64,
     next_repo_id: i64,
     next_runner_id: i64,
@@ -379,6 +384,9 @@ impl State {
         }
     }
 
+    /// Which jobs a runner of `scope` may take, and which a list of `scope` shows: a repo
+    /// runner its repository's, an owner runner its owner's repositories', an instance runner
+    /// all (go-gitea/gitea v1.26.4 models/actions/task.go:242-253, `CreateTaskForRunner`).
     fn job_in_scope(job: &JobRec, scope: &Scope) -> bool {
         match scope {
             Scope::Instance => true,
@@ -390,15 +398,18 @@ impl State {
         }
     }
 
-    /// Who may see and edit a runner from a scope (Gitea's `EditableInContext`): the admin
-    /// scope sees every runner, the others only runners registered in exactly that scope.
+    /// Who may see and edit a runner from a scope (Gitea's `EditableInContext`, go-gitea/gitea
+    /// v1.26.4 models/actions/runner.go:136, used by routers/api/v1/shared/runners.go:88): the
+    /// admin scope sees every runner, the others only runners registered in exactly that scope.
     fn runner_visible(r: &RunnerRec, scope: &Scope) -> bool {
         matches!(scope, Scope::Instance) || &r.scope == scope
     }
 
     // ---------------------------------------------------------------- registration tokens
 
-    /// The active registration token of `scope`, created if there is none (never rotated).
+    /// The active registration token of `scope`, created if there is none (never rotated):
+    /// go-gitea/gitea v1.26.4 routers/api/v1/shared/runners.go:27-37 (`GetLatestRunnerToken`,
+    /// then `NewRunnerToken` only when none is active; models/actions/runner_token.go:99-120).
     pub(crate) fn registration_token(&mut self, scope: &Scope) -> String {
         let list = self.reg_tokens.entry(scope.clone()).or_default();
         if let Some(t) = list.last().filter(|t| t.active) {
@@ -412,7 +423,8 @@ impl State {
         token
     }
 
-    /// A new token for `scope`; every older one stops working.
+    /// A new token for `scope`; every older one stops working (`NewRunnerToken` deactivates
+    /// the scope's older tokens, go-gitea/gitea v1.26.4 models/actions/runner_token.go:73-106).
     pub(crate) fn reset_registration_token(&mut self, scope: &Scope) -> String {
         self.set_registration_token(scope, &random_hex(40))
     }
@@ -492,7 +504,8 @@ impl State {
                 "runner registration token has been invalidated, please use the latest one",
             ));
         }
-        // Before 1.24 the server has no ephemeral runners and registers a normal one.
+        // Before 1.24 the server has no ephemeral runners and registers a normal one
+        // (ephemeral runners: go-gitea/gitea commit 65e2411394, #33570, first in v1.24.0).
         let ephemeral = ephemeral && self.version.at_least(1, 24);
         let id = self.insert_runner(name, labels, version, ephemeral, scope);
         self.runners
@@ -545,6 +558,8 @@ impl State {
         Ok(runner.id)
     }
 
+    /// `Declare` overwrites labels and version (go-gitea/gitea v1.26.4
+    /// routers/api/actions/runner/runner.go:113-134).
     pub(crate) fn declare(
         &mut self,
         id: i64,
@@ -560,6 +575,10 @@ impl State {
         Ok(r.clone())
     }
 
+    /// Gitea's `Status()`: offline when `last_online` is older than `RunnerOfflineTime`
+    /// (1 min), else idle when `last_active` is older than `RunnerIdleTime` (10 s), else active
+    /// (go-gitea/gitea v1.26.4 models/actions/runner.go:74-75, :105-113). A runner that never
+    /// called has `last_online` 0 and is offline.
     pub(crate) fn liveness(&self, r: &RunnerRec, now: i64) -> Liveness {
         if r.last_online == 0 || now - r.last_online > self.limits.offline_after_ms {
             Liveness::Offline
@@ -622,8 +641,10 @@ impl State {
             .filter(|r| Self::runner_visible(r, scope))
     }
 
-    /// Deletes a runner; its token stops working at once. A task it is running is left to the
-    /// zombie timeout, as in Gitea.
+    /// Deletes a runner; its token stops working at once (the interceptor no longer finds its
+    /// UUID). A task it is running is left to the zombie timeout, as in Gitea
+    /// (go-gitea/gitea v1.26.4 routers/api/v1/shared/runners.go:118-130, 204 or 404 through
+    /// `getRunnerByID`). Gitea soft-deletes the row; the simulator removes it.
     pub(crate) fn delete_runner(&mut self, scope: &Scope, id: i64) -> bool {
         if self.runner_in_scope(scope, id).is_none() {
             return false;
@@ -632,6 +653,8 @@ impl State {
         true
     }
 
+    /// `PATCH {"disabled": …}`, 1.26+ (go-gitea/gitea commit b3b2d111da, #36776; v1.26.4
+    /// routers/api/v1/shared/runners.go:132).
     pub(crate) fn set_disabled(
         &mut self,
         scope: &Scope,
@@ -954,13 +977,27 @@ impl State {
         self.tasks_version += 1;
     }
 
-    /// Jobs visible from `scope` matching any of `filters` (all when empty), by id.
-    pub(crate) fn list_jobs(&self, scope: &Scope, filters: &[StatusFilter]) -> Vec<&JobRec> {
-        self.jobs
+    /// Jobs visible from `scope` matching any of `filters` (all when empty), in the order one
+    /// list query returns them.
+    ///
+    /// Before 1.27 the query has no `ORDER BY` at all: `db.FindAndCount` orders only when the
+    /// options have `ToOrders` (go-gitea/gitea v1.26.4 models/db/list.go:146-149), and
+    /// `FindRunJobOptions` has none (v1.26.4 models/actions/run_job_list.go:70-107). The
+    /// database may return any order, and a different one for each page's `LIMIT/OFFSET`
+    /// query; the simulator draws a fresh order on every call, so paging can repeat and skip
+    /// jobs. From 1.27 the default is `id ASC` (v1.27.0-rc0 routers/api/v1/shared/action.go:40).
+    pub(crate) fn list_jobs(&mut self, scope: &Scope, filters: &[StatusFilter]) -> Vec<JobRec> {
+        let mut out: Vec<JobRec> = self
+            .jobs
             .values()
             .filter(|j| Self::job_in_scope(j, scope))
             .filter(|j| filters.is_empty() || filters.iter().any(|f| f.matches(j.status)))
-            .collect()
+            .cloned()
+            .collect();
+        if !self.version.at_least(1, 27) {
+            self.order_rng.shuffle(&mut out);
+        }
+        out
     }
 
     /// The runner protocol's `FetchTask`: the oldest ready job whose labels are all among
@@ -974,6 +1011,8 @@ impl State {
             .runners
             .get(&runner_id)
             .ok_or_else(RpcError::unregistered)?;
+        // A disabled runner gets nothing (go-gitea/gitea v1.26.4 services/actions/task.go:27-29);
+        // a used ephemeral runner gets nothing while its task is unfinished (task.go:31-41).
         if runner.disabled {
             return Ok(None);
         }
@@ -1002,6 +1041,8 @@ impl State {
             .values()
             .filter(|j| j.status == St::Waiting)
             .filter(|j| Self::job_in_scope(j, &scope))
+            // Every `runs-on` label must be among the runner's (`CanMatchLabels`,
+            // go-gitea/gitea v1.26.4 models/actions/runner.go:181).
             .filter(|j| j.labels.iter().all(|l| labels.contains(l)))
             // `Asc("updated", "id")` over second-resolution timestamps (go-gitea/gitea v1.26.4
             // models/actions/task.go:255; v1.27.0-rc0 models/actions/task.go:257).
@@ -1078,14 +1119,18 @@ impl State {
         self.finish_job(job_id, c, now);
         if self.runners.get(&runner_id).is_some_and(|r| r.ephemeral) {
             // Gitea deletes a used ephemeral runner in the same update, before the webhook is
-            // rendered; the `completed` payload therefore has no `runner_name`.
+            // rendered (go-gitea/gitea v1.26.4 models/actions/task.go:349-352,
+            // `DeleteEphemeralRunner`); the `completed` payload therefore has no `runner_name`.
             self.runners.remove(&runner_id);
         }
         self.announce_job(job_id);
         Ok(Some(c))
     }
 
-    /// The runner protocol's `UpdateLog`: keeps the runner busy and the task alive.
+    /// The runner protocol's `UpdateLog`: keeps the runner busy (the interceptor bumps
+    /// `last_active` on `UpdateTask` and `UpdateLog`, go-gitea/gitea v1.26.4
+    /// routers/api/actions/runner/interceptor.go:50-53) and the task alive
+    /// (routers/api/actions/runner/runner.go:251-303).
     pub(crate) fn update_log(
         &mut self,
         runner_id: i64,
@@ -1107,7 +1152,10 @@ impl State {
         Ok(())
     }
 
-    /// Fails running tasks with no update for the zombie timeout.
+    /// Fails running tasks with no update for the zombie timeout (`ZOMBIE_TASK_TIMEOUT`, default
+    /// 10 min: go-gitea/gitea v1.26.4 modules/setting/actions.go:117,
+    /// services/actions/clear_tasks.go:25-30). Gitea's cron runs `@every 5m`
+    /// (services/cron/tasks_actions.go:26-29); the simulator checks every 250 ms.
     pub(crate) fn sweep_zombies(&mut self, now: i64) {
         let stale: Vec<i64> = self
             .tasks
@@ -1122,7 +1170,8 @@ impl State {
     }
 
     fn announce_job(&mut self, job_id: i64) {
-        // `workflow_job` webhooks exist since 1.24.
+        // `workflow_job` webhooks exist since 1.24 (go-gitea/gitea commit 651ef66966, #33694;
+        // v1.26.4 services/webhook/notifier.go:987, `WorkflowJobStatusUpdate`).
         if self.webhook.is_none() || !self.version.at_least(1, 24) {
             return;
         }
@@ -1281,7 +1330,9 @@ impl State {
         let Some(repo) = self.repos.get(repo_name) else {
             return Value::Null;
         };
-        // Gitea keeps the newest FEED_MAX_COMMIT_NUM commits and lists them oldest first.
+        // Gitea cuts the payload to `[ui] FEED_MAX_COMMIT_NUM` commits while `total_commits`
+        // stays complete (go-gitea/gitea v1.26.4 services/repository/push.go:211-212); the
+        // simulator keeps the newest and lists them oldest first.
         let skip = new_commits.len().saturating_sub(feed_max);
         let commits: Vec<Value> = new_commits[skip..]
             .iter()

@@ -381,28 +381,28 @@ async fn runner_protocol_failures_are_connect_unknown_with_grpc_text() {
     sim.shutdown().await;
 }
 
-/// Walks every page of the admin runner list; returns the ids seen (with repeats) and the
-/// `total_count` of each page.
-async fn walk(sim: &SimHandle, limit: usize) -> (Vec<i64>, BTreeSet<i64>) {
+/// Walks every page (50 rows) of an admin list, `what` being `runners` or `jobs`, with
+/// `extra` query parameters; returns the ids seen (with repeats) and every `total_count`.
+async fn walk(sim: &SimHandle, what: &str, extra: &str) -> (Vec<i64>, BTreeSet<i64>) {
     let mut ids = Vec::new();
     let mut totals = BTreeSet::new();
     for page in 1.. {
         let (status, body) = api(
             sim,
             "GET",
-            &format!("/admin/actions/runners?page={page}&limit={limit}"),
+            &format!("/admin/actions/{what}?page={page}&limit=50{extra}"),
             None,
         )
         .await;
-        assert_eq!(status, 200);
+        assert_eq!(status, 200, "{body}");
         totals.insert(body["total_count"].as_i64().expect("total"));
-        let rows = body["runners"].as_array().expect("array");
+        let rows = body[what].as_array().expect("array");
         if rows.is_empty() {
             break;
         }
         ids.extend(rows.iter().filter_map(|r| r["id"].as_i64()));
     }
-    (ids, totals.into_iter().collect())
+    (ids, totals)
 }
 
 #[tokio::test]
@@ -415,7 +415,7 @@ async fn paging_released_versions_repeats_and_skips_tied_runners() {
     }
     let mut damaged = 0;
     for _ in 0..5 {
-        let (ids, totals) = walk(&sim, 50).await;
+        let (ids, totals) = walk(&sim, "runners", "").await;
         assert_eq!(
             totals,
             BTreeSet::from([300]),
@@ -431,9 +431,9 @@ async fn paging_released_versions_repeats_and_skips_tied_runners() {
 
     // The same seed gives the same listings.
     seed(&sim, 42);
-    let (once, _) = walk(&sim, 50).await;
+    let (once, _) = walk(&sim, "runners", "").await;
     seed(&sim, 42);
-    let (twice, _) = walk(&sim, 50).await;
+    let (twice, _) = walk(&sim, "runners", "").await;
     assert_eq!(once, twice);
     sim.shutdown().await;
 }
@@ -468,11 +468,50 @@ async fn main_pages_through_tied_runners_without_repeats_or_gaps() {
         sim.create_runner(RunnerSpec::new(format!("r{n:03}"), &["x"]))
             .expect("runner");
     }
-    let (ids, totals) = walk(&sim, 50).await;
+    let (ids, totals) = walk(&sim, "runners", "").await;
     assert_eq!(totals, BTreeSet::from([300]));
     let mut sorted = ids.clone();
     sorted.sort_unstable();
     assert_eq!(ids, sorted, "id breaks the tie");
     assert_eq!(ids.iter().copied().collect::<BTreeSet<_>>().len(), 300);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn before_1_27_the_jobs_list_has_no_order_and_pages_can_repeat_and_skip() {
+    let sim = start(SimConfig::default().version("1.26.4").repo("acme/app")).await;
+    seed(&sim, 7);
+    for n in 0..120 {
+        queue(&sim, &format!("j{n}"));
+    }
+    let mut damaged = 0;
+    for _ in 0..3 {
+        let (ids, totals) = walk(&sim, "jobs", "").await;
+        assert_eq!((ids.len(), totals), (120, BTreeSet::from([120])));
+        if ids.iter().copied().collect::<BTreeSet<_>>().len() < 120 {
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0, "pages without ORDER BY overlap");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn from_1_27_the_jobs_list_is_by_id_and_can_be_sorted() {
+    let sim = start(SimConfig::default().version("1.27.0-rc0").repo("acme/app")).await;
+    for n in 0..120 {
+        queue(&sim, &format!("j{n}"));
+    }
+    let (asc, _) = walk(&sim, "jobs", "").await;
+    let mut sorted = asc.clone();
+    sorted.sort_unstable();
+    assert_eq!(asc, sorted);
+    let (desc, _) = walk(&sim, "jobs", "&sort=id&order=desc").await;
+    sorted.reverse();
+    assert_eq!(desc, sorted);
+    let (status, _) = api(&sim, "GET", "/admin/actions/jobs?sort=name", None).await;
+    assert_eq!(status, 422);
+    let (status, _) = api(&sim, "GET", "/admin/actions/jobs?sort=id&order=up", None).await;
+    assert_eq!(status, 422);
     sim.shutdown().await;
 }
