@@ -205,7 +205,7 @@ pub struct Faults {
     /// `last_online` in the runner list (before 1.28) and the jobs lists (before 1.27), both
     /// drawn afresh on every request. Setting faults with a seed restarts the sequence; `None`
     /// keeps the current one (random at start).
-    pub runner_order_seed: Option<u64>,
+    pub order_seed: Option<u64>,
 }
 
 /// Which requests a fault applies to.

@@ -36,6 +36,10 @@ struct Args {
     /// A pre-seeded instance-wide runner registration token.
     #[arg(long, env = "GITEA_SIM_REGISTRATION_TOKEN", hide_env_values = true)]
     registration_token: Option<String>,
+    /// Seed for the orders Gitea leaves to the database (tied runners, jobs lists); random
+    /// when not given.
+    #[arg(long, env = "GITEA_SIM_ORDER_SEED")]
+    order_seed: Option<u64>,
 }
 
 #[tokio::main]
@@ -54,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         version,
         repos,
         registration_token,
+        order_seed,
     } = Args::parse();
     if token.trim().is_empty() {
         anyhow::bail!("--token must not be empty");
@@ -64,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         .version(version);
     config.repos = repos;
     config.global_registration_token = registration_token;
+    config.faults.order_seed = order_seed;
     config.webhook = webhook_url.map(|url| WebhookTarget {
         url,
         secret: webhook_secret,

@@ -482,8 +482,8 @@ impl SimHandle {
         })
     }
 
-    /// Replaces the fault knobs (and restarts their counters; a `runner_order_seed` reseeds
-    /// the runner order).
+    /// Replaces the fault knobs (and restarts their counters; an `order_seed` reseeds the
+    /// orders Gitea leaves to the database).
     pub fn set_faults(&self, faults: Faults) {
         self.shared().with(|st, _| st.set_faults(faults));
     }

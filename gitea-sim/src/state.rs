@@ -347,7 +347,7 @@ impl State {
     /// Replaces the fault knobs, restarts their counters, and reseeds the runner-order RNG
     /// when the new set names a seed.
     pub(crate) fn set_faults(&mut self, faults: Faults) {
-        if let Some(seed) = faults.runner_order_seed {
+        if let Some(seed) = faults.order_seed {
             self.order_rng = SplitMix64::new(seed);
         }
         self.faults = faults;

@@ -40,7 +40,7 @@ fn queue(sim: &SimHandle, name: &str) -> JobView {
 /// Restarts the runner-order sequence from `seed`.
 fn seed(sim: &SimHandle, seed: u64) {
     sim.set_faults(Faults {
-        runner_order_seed: Some(seed),
+        order_seed: Some(seed),
         ..Faults::default()
     });
 }
