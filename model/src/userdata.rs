@@ -4,9 +4,14 @@
 //! The script itself is `userdata/boot.sh.tmpl`, a complete bash script whose values block is
 //! empty. [`render`] replaces that block with single-quoted assignments and touches nothing
 //! else, so every value the script uses is data, never code: a label or URL holding quotes,
-//! `$(…)` or backticks reaches act_runner exactly as written. The `.runner` file is built here
-//! as JSON and act_runner's config as YAML (every string JSON-quoted, which YAML reads as a
+//! `$(…)` or backticks reaches the runner exactly as written. The `.runner` file is built here
+//! as JSON and the runner's config as YAML (every string JSON-quoted, which YAML reads as a
 //! double-quoted scalar), so the script never assembles either from pieces.
+//!
+//! The script runs whichever runner binary the image has: `gitea-runner` (act_runner's name from
+//! its v1.0.0) when present, else `act_runner` (0.2.12 or later). With neither it logs why and
+//! powers the instance off. Both read the same `.runner` file and config keys, so the files
+//! rendered here serve either.
 //!
 //! What the rendered script does on the instance is described in the template's header and in
 //! the wiki page `Runner.md`.
@@ -51,7 +56,7 @@ const VARIABLES: [&str; 9] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Registration {
     /// The controller registered the ephemeral runner (runner RPC `Register`) and the script
-    /// writes the result as act_runner's `.runner` file. The instance receives only this
+    /// writes the result as the runner's `.runner` file. The instance receives only this
     /// runner's own token: no API token, no registration token.
     Preregistered {
         /// Gitea's runner id (`Register` sends it as a string; it is a number here).
@@ -61,7 +66,7 @@ pub enum Registration {
         /// The runner's own token.
         token: Secret,
     },
-    /// Fallback: the instance runs `act_runner register --ephemeral` itself. The registration
+    /// Fallback: the instance runs the runner's `register --ephemeral` itself. The registration
     /// token is reusable for its whole scope, and anything on the instance that can read the
     /// user-data can read it; prefer [`Registration::Preregistered`].
     SelfRegister {
@@ -78,10 +83,10 @@ pub struct UserDataInput {
     /// The pool's own label.
     pub pool: String,
     /// Every label the runner serves (see `PoolConfig::runner_labels`), the pool's own among
-    /// them. Each becomes `<label>:host` for act_runner: jobs run directly on the instance.
+    /// them. Each becomes `<label>:host` for the runner: jobs run directly on the instance.
     pub labels: Vec<String>,
     /// The instance's hard lifetime; the script schedules a power-off at this age (rounded down
-    /// to whole minutes) and uses it as act_runner's job timeout.
+    /// to whole minutes) and uses it as the runner's job timeout.
     pub max_lifetime: Duration,
     /// The runner's name in Gitea.
     pub runner_name: RunnerName,
@@ -247,7 +252,7 @@ pub fn render(input: &UserDataInput) -> Result<Secret, RenderError> {
         ("TQ_POOL", input.pool.clone()),
         ("TQ_LABELS", host_labels.join(",")),
         ("TQ_LIFETIME_MINUTES", minutes.to_string()),
-        ("TQ_CONFIG", act_runner_config(input, &host_labels, minutes)),
+        ("TQ_CONFIG", runner_config(input, &host_labels, minutes)),
         ("TQ_RUNNER_FILE", runner_file),
         ("TQ_REGISTRATION_TOKEN", registration_token),
     ]
@@ -274,7 +279,9 @@ pub fn render(input: &UserDataInput) -> Result<Secret, RenderError> {
     Ok(Secret::new(script))
 }
 
-/// act_runner's `.runner` file; field names are the ones act_runner reads.
+/// The runner's `.runner` file; field names are the ones act_runner reads (gitea.com/gitea/act_runner
+/// commit 8920c4a `internal/pkg/config/registration.go:15-23`), unchanged in gitea-runner through
+/// v3.3.0.
 #[derive(Serialize)]
 struct RunnerFile<'a> {
     #[serde(rename = "WARNING")]
@@ -288,11 +295,15 @@ struct RunnerFile<'a> {
     ephemeral: bool,
 }
 
-/// act_runner's config.yaml. Only keys every act_runner since 0.2.12 reads; paths under
-/// [`STATE_DIR`], which the script replaces.
-fn act_runner_config(input: &UserDataInput, host_labels: &[String], minutes: u64) -> String {
+/// The runner's config.yaml. Only keys that both runner binaries know: act_runner 0.2.x decodes
+/// the file leniently and ignores a key it does not know (`yaml.Unmarshal`, gitea.com/gitea/act_runner
+/// commit 8920c4a `internal/pkg/config/config.go:84`), but gitea-runner decodes it strictly
+/// (`KnownFields(true)`, gitea.com/gitea/runner v3.3.0 `internal/pkg/config/config.go`) and
+/// refuses to start on any key it does not know. The tests hold the written keys to
+/// `tests::ACCEPTED_KEYS`. Paths are under [`STATE_DIR`], which the script replaces.
+fn runner_config(input: &UserDataInput, host_labels: &[String], minutes: u64) -> String {
     let q = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
-    let mut yaml = String::from("# act_runner config written by the tinqs-ci boot script.\n");
+    let mut yaml = String::from("# Runner config written by the tinqs-ci boot script.\n");
     yaml.push_str("log:\n  level: info\n");
     yaml.push_str("runner:\n");
     yaml.push_str(&format!("  file: {}\n", q(&format!("{STATE_DIR}/.runner"))));
@@ -499,7 +510,7 @@ mod tests {
     }
 
     #[test]
-    fn act_runner_config_lists_host_labels_and_state_paths() {
+    fn runner_config_lists_host_labels_and_state_paths() {
         let text = render(&input()).expect("renders").expose().to_owned();
         let config = value_of(&text, "TQ_CONFIG");
         let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&config).expect("config is YAML");
@@ -517,6 +528,126 @@ mod tests {
             Some("@STATE_DIR@/work")
         );
         assert!(!config.contains(TOKEN), "the config holds no secret");
+    }
+
+    /// Every key the rendered config may hold. act_runner knows each since 0.2.12
+    /// (gitea.com/gitea/act_runner commit 8920c4a, `internal/pkg/config/config.go`: `log.level`
+    /// :19; `runner.file`, `capacity`, `envs`, `env_file`, `timeout` :24-28; `runner.labels` :33;
+    /// `cache.enabled` :39; `host.workdir_parent` :63; the sections :68-72), and gitea-runner keeps
+    /// them unchanged through v3.3.0, where any other key stops it from starting.
+    /// `runner.envs` is a free map of variable names.
+    const ACCEPTED_KEYS: [&str; 13] = [
+        "log",
+        "log.level",
+        "runner",
+        "runner.file",
+        "runner.capacity",
+        "runner.envs",
+        "runner.env_file",
+        "runner.timeout",
+        "runner.labels",
+        "cache",
+        "cache.enabled",
+        "host",
+        "host.workdir_parent",
+    ];
+
+    /// The dotted key paths of a config mapping, not descending into `runner.envs`.
+    fn key_paths(value: &serde_yaml_ng::Value, prefix: &str, out: &mut Vec<String>) {
+        let Some(map) = value.as_mapping() else {
+            return;
+        };
+        for (key, child) in map {
+            let key = key.as_str().expect("string keys");
+            let path = if prefix.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            if path != "runner.envs" {
+                key_paths(child, &path, out);
+            }
+            out.push(path);
+        }
+    }
+
+    #[test]
+    fn runner_config_holds_only_keys_both_runners_accept() {
+        for registration in [
+            preregistered(),
+            Registration::SelfRegister {
+                registration_token: Secret::new(REG_TOKEN),
+            },
+        ] {
+            let mut i = input();
+            i.registration = registration;
+            let text = render(&i).expect("renders").expose().to_owned();
+            let yaml: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(&value_of(&text, "TQ_CONFIG")).expect("config is YAML");
+            let mut paths = Vec::new();
+            key_paths(&yaml, "", &mut paths);
+            assert!(paths.len() >= 10, "{paths:?}");
+            for path in &paths {
+                assert!(
+                    ACCEPTED_KEYS.contains(&path.as_str()),
+                    "`{path}` is not a key both act_runner 0.2.x and gitea-runner accept"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_script_looks_for_gitea_runner_then_act_runner_before_changing_anything() {
+        let text = render(&input()).expect("renders").expose().to_owned();
+        let order = text
+            .find("for name in gitea-runner act_runner; do")
+            .expect("gitea-runner is looked for first");
+        let search = text
+            .find("elif ! runner_bin=$(find_runner); then")
+            .expect("the search picks the binary");
+        let watchdog = text.find("shutdown -P").expect("watchdog");
+        assert!(
+            order < search && search < watchdog,
+            "found before the watchdog"
+        );
+        assert!(text.contains("runner_path=${TINQS_RUNNER_PATH:-$PATH:/usr/local/bin:/usr/bin}"));
+        let logged = text
+            .find(r#"log "runner binary $runner_bin: ${runner_version:-version unknown}""#)
+            .expect("the binary and its version are logged");
+        assert!(
+            watchdog < logged,
+            "a hung --version cannot outlive the watchdog"
+        );
+        for run in [
+            r#""$runner_bin" register --no-interactive --ephemeral"#,
+            r#""$runner_bin" daemon --once --config "$config_file""#,
+        ] {
+            assert!(text.contains(run), "{run}");
+        }
+        assert!(
+            !text.contains("act_runner_bin"),
+            "one variable for either binary"
+        );
+    }
+
+    #[test]
+    fn no_runner_binary_fails_loudly_and_powers_off() {
+        let text = render(&input()).expect("renders").expose().to_owned();
+        let failure = text
+            .find(
+                "fail \"FATAL: no runner binary: neither gitea-runner nor act_runner is installed \
+                 (searched $runner_path); this image cannot run jobs\"",
+            )
+            .expect("a failure that names both binaries and where it looked");
+        // fail logs and exits 1; the EXIT trap, set before any check, powers off.
+        assert!(text.contains("fail() {\n  log \"$*\"\n  exit 1\n}"));
+        let trap = text.find("trap finish EXIT").expect("trap");
+        let finish = text.find("finish() {").expect("finish");
+        assert!(finish < trap && trap < failure);
+        assert!(
+            text[finish..trap].contains("poweroff ||"),
+            "finish powers off"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # The runner boot script, rendered by `tinqs-ci render-user-data` and run in a sandbox: a temp
-# directory for the runner state, stand-ins for act_runner, poweroff and shutdown first on PATH,
-# and a loopback metadata service.
+# directory for the runner state, stand-ins for the runner binary (act_runner unless a test
+# renames or removes it), poweroff and shutdown first on PATH, the runner search limited to the
+# sandbox, and a loopback metadata service.
 
 load lib/common
 
@@ -19,7 +20,8 @@ setup() {
   export TINQS_RUNNER_USER=
   export TINQS_IMDS_URL=http://127.0.0.1:$imds_port
   export TINQS_PER_BOOT_DIR=$SANDBOX/per-boot
-  unset TINQS_ACT_RUNNER
+  export TINQS_RUNNER_PATH=$SANDBOX/bin
+  unset TINQS_RUNNER_BIN
   CONFIG=$REPO_ROOT/examples/config.yaml
 }
 
@@ -167,13 +169,121 @@ EOF
   assert_output "$(printf '%s\n' "shutdown -P +360 tinqs-ci: max lifetime reached" "poweroff ")"
 }
 
-@test "a missing act_runner fails clearly and powers off" {
+@test "only act_runner installed: it runs the job, and its version is logged" {
   render go
-  TINQS_ACT_RUNNER=$SANDBOX/no-such-act_runner boot
-  assert_failure
-  assert_output --partial "act_runner not found"
+  STUB_RUNNER_VERSION=v0.2.13-stub boot
+  assert_success
+  assert_output --partial "runner binary $SANDBOX/bin/act_runner: act_runner version v0.2.13-stub"
+  assert_output --partial "starting act_runner on instance i-0123456789abcdef0"
+  run cat "$STUB_LOG_DIR/act_runner.daemon.args"
+  assert_output "$(printf '%s\n' daemon --once --config "$TINQS_STATE_DIR/config.yaml")"
+  run events
+  assert_output "$(printf '%s\n' "shutdown -P +360 tinqs-ci: max lifetime reached" \
+    "act_runner daemon" "runner file present" "poweroff ")"
+}
+
+@test "only gitea-runner installed: it runs the job with the same files and arguments" {
+  render go
+  mv "$SANDBOX/bin/act_runner" "$SANDBOX/bin/gitea-runner"
+  STUB_RUNNER_VERSION=v3.3.0-stub boot
+  assert_success
+  assert_output --partial "runner binary $SANDBOX/bin/gitea-runner: gitea-runner version v3.3.0-stub"
+  assert_output --partial "gitea-runner exited with status 0"
+  state=$TINQS_STATE_DIR
+  [ "$(mode_of "$state/.runner")" = 600 ]
+  run cat "$STUB_LOG_DIR/gitea-runner.daemon.args"
+  assert_output "$(printf '%s\n' daemon --once --config "$state/config.yaml")"
+  run cat "$STUB_LOG_DIR/gitea-runner.daemon.cwd"
+  assert_output "$state"
+  run grep -c PLACEHOLDER "$STUB_LOG_DIR/gitea-runner.daemon.env"
+  assert_output 0
+  # The stand-in, like gitea-runner, refuses to start on a config key it does not know.
+  run events
+  assert_output "$(printf '%s\n' "shutdown -P +360 tinqs-ci: max lifetime reached" \
+    "gitea-runner daemon" "runner file present" "poweroff ")"
+}
+
+@test "only gitea-runner installed: self-register mode registers with it, then runs it" {
+  render go --self-register
+  mv "$SANDBOX/bin/act_runner" "$SANDBOX/bin/gitea-runner"
+  boot
+  assert_success
+  run cat "$STUB_LOG_DIR/gitea-runner.register.args"
+  assert_output "$(printf '%s\n' register --no-interactive --ephemeral --config "$TINQS_STATE_DIR/config.yaml" \
+    --instance http://127.0.0.1:3000 --token PLACEHOLDER-REGISTRATION-TOKEN \
+    --name tq-demo-op-preview-a1 --labels go:host,linux:host)"
+  run events
+  assert_output "$(printf '%s\n' "shutdown -P +360 tinqs-ci: max lifetime reached" \
+    "gitea-runner register" "gitea-runner daemon" "runner file present" "poweroff ")"
+}
+
+@test "with both installed, gitea-runner wins, even from a later directory" {
+  render go
+  mkdir -p "$SANDBOX/opt"
+  cp "$SANDBOX/bin/act_runner" "$SANDBOX/opt/gitea-runner"
+  TINQS_RUNNER_PATH=$SANDBOX/bin:$SANDBOX/opt boot
+  assert_success
+  assert_output --partial "runner binary $SANDBOX/opt/gitea-runner: gitea-runner version"
+  assert_file_not_exists "$STUB_LOG_DIR/act_runner.daemon.args"
+  run events
+  assert_line --index 1 "gitea-runner daemon"
+}
+
+@test "neither runner installed: a clear error, nothing started, power off" {
+  render go
+  rm "$SANDBOX/bin/act_runner"
+  boot
+  assert_failure 1
+  assert_output --partial "tinqs-boot: FATAL: no runner binary: neither gitea-runner nor act_runner is installed (searched $SANDBOX/bin); this image cannot run jobs"
+  assert_output --partial "failed with status 1; powering off"
+  assert_dir_not_exists "$TINQS_STATE_DIR"
   run events
   assert_output "poweroff "
+}
+
+@test "a runner file that is not executable does not count as installed" {
+  render go
+  chmod -x "$SANDBOX/bin/act_runner"
+  boot
+  assert_failure 1
+  assert_output --partial "FATAL: no runner binary"
+  run events
+  assert_output "poweroff "
+}
+
+@test "by default the runner is looked for on PATH" {
+  render go
+  unset TINQS_RUNNER_PATH
+  for name in gitea-runner act_runner; do
+    found=$(command -v "$name" || true)
+    [ "$found" = "$SANDBOX/bin/$name" ] || [ -z "$found" ] ||
+      skip "this host has $found, which the default search would find"
+  done
+  for dir in /usr/local/bin /usr/bin; do
+    [ ! -e "$dir/gitea-runner" ] || skip "this host has $dir/gitea-runner"
+  done
+  boot
+  assert_success
+  assert_output --partial "runner binary $SANDBOX/bin/act_runner: act_runner version"
+}
+
+@test "a named runner binary that is missing fails clearly and powers off" {
+  render go
+  TINQS_RUNNER_BIN=$SANDBOX/no-such-runner boot
+  assert_failure
+  assert_output --partial "runner binary $SANDBOX/no-such-runner not found"
+  run events
+  assert_output "poweroff "
+}
+
+@test "the gitea-runner stand-in refuses a config key it does not know" {
+  printf 'runner:\n  file: "x"\n  state_reporting: 1s\n' >"$SANDBOX/bad.yaml"
+  cp "$SANDBOX/bin/act_runner" "$SANDBOX/gitea-runner"
+  run "$SANDBOX/gitea-runner" daemon --once --config "$SANDBOX/bad.yaml"
+  assert_failure
+  assert_output --partial "unknown config keys: runner.state_reporting"
+  run "$SANDBOX/bin/act_runner" daemon --once --config "$SANDBOX/bad.yaml"
+  assert_success
 }
 
 @test "an unreachable metadata service is not fatal" {
@@ -218,6 +328,7 @@ EOF
   render go --self-register
   cat >"$SANDBOX/bin/act_runner" <<'EOF'
 #!/bin/bash
+[ "$1" != --version ] || exit 0
 echo "act_runner $1" >>"$STUB_LOG_DIR/events"
 exit 1
 EOF
