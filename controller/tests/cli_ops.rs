@@ -354,6 +354,60 @@ async fn doctor_explains_a_token_without_the_scope_it_needs() {
 }
 
 #[tokio::test]
+async fn doctor_says_a_repo_scope_needs_the_repository_owner_on_a_403() {
+    let forge = FakeForge::new();
+    forge.fail_always(
+        ForgeMethod::RegistrationToken,
+        ForgeError::Forbidden(
+            "POST /api/v1/repos/acme/app/actions/runners/registration-token: HTTP 403: \
+             user should be the owner of the repo"
+                .into(),
+        ),
+    );
+    forge.fail_always(
+        ForgeMethod::QueuedJobs,
+        ForgeError::Forbidden("GET /api/v1/repos/acme/app/actions/jobs: HTTP 403".into()),
+    );
+    let mut c = config();
+    c.gitea.scope = RunnerScope::Repo {
+        owner: "acme".into(),
+        name: "app".into(),
+    };
+    let checks = doctor::check_gitea(&forge, &c).await;
+    assert_eq!(
+        names(&checks),
+        [
+            ("gitea version", Verdict::Ok),
+            ("gitea features", Verdict::Ok),
+            ("gitea token: list runners", Verdict::Ok),
+            ("gitea token: registration token", Verdict::Problem),
+            ("gitea token: queued jobs", Verdict::Problem),
+        ]
+    );
+    let token = checks[3].fix.as_deref().expect("fix");
+    assert!(
+        token.starts_with("the token's user lacks the role"),
+        "{token}"
+    );
+    assert!(
+        token.contains("the owner of acme/app")
+            && token.contains("an owner of organization acme")
+            && token.contains("site administrator")
+            && token.contains("a repository administrator (collaborator) is not enough")
+            && token.contains("write:repository"),
+        "{token}"
+    );
+    // Gitea 1.26 lets any reader of the repository's Actions list its jobs.
+    let jobs = checks[4].fix.as_deref().expect("fix");
+    assert!(
+        jobs.contains("may read the Actions of acme/app") && jobs.contains("read:repository"),
+        "{jobs}"
+    );
+    let printed = doctor::text(&checks);
+    assert!(!printed.contains(&forge.registration_token_value()));
+}
+
+#[tokio::test]
 async fn doctor_explains_a_refused_token_by_its_variable() {
     let forge = FakeForge::new();
     forge.fail_always(
