@@ -1,13 +1,14 @@
 //! Push mode: a `push` event becomes one desired run per job instance of every workflow the
 //! push triggers.
 //!
-//! Order, as Gitea does it (GITEA-FACTS §4): a deleted ref, a push by the Actions bot, or a
-//! head commit message with a skip string triggers nothing. Otherwise the workflow files are
-//! read at `after` (the first existing of `.gitea/workflows` and `.github/workflows`), each is
-//! matched with [`Workflow::match_push`], and a triggered one is expanded with
-//! [`expand_jobs`]. Changed files are asked of Gitea only when a workflow has a `paths` or
-//! `paths-ignore` filter on a branch push. Run ids are [`RunId::for_push`] of repository,
-//! commit, workflow path, job id and instance index, so a redelivered push changes nothing.
+//! Order, as Gitea does it (`wiki/Gitea-Behaviour.md#push-events-and-workflow-files`): a
+//! deleted ref, a push by the Actions bot, or a head commit message with a skip string
+//! triggers nothing. Otherwise the workflow files are read at `after` (the first existing of
+//! `.gitea/workflows` and `.github/workflows`), each is matched with [`Workflow::match_push`],
+//! and a triggered one is expanded with [`expand_jobs`]. Changed files are asked of Gitea only
+//! when a workflow has a `paths` or `paths-ignore` filter on a branch push. Run ids are
+//! [`RunId::for_push`] of repository, commit, workflow path, job id and instance index, so a
+//! redelivered push changes nothing.
 
 use model::desired::{DesiredRun, JobState, Origin, RunSpec};
 use model::workflow::{expand_jobs, Labels, PushEvent, Workflow};
