@@ -2,21 +2,36 @@
 # Provisions the tinqs-ci runner AMI. Packer runs it as root on the build instance (Ubuntu
 # 24.04 LTS, x86_64) with the versions and checksums of ami/runner.pkr.hcl in its environment.
 #
-# Bakes: act_runner (/usr/local/bin/act_runner), git and git-lfs, build-essential, Go
-# (/usr/local/go), Node.js with corepack and pnpm (/usr/local), Docker (Ubuntu's docker.io with
-# buildx), AWS CLI v2, and the user `runner` (docker group, passwordless sudo) that act_runner
-# runs as. Every download outside apt is checked against its pinned sha256 before use. The
-# image ends with no SSH: sshd disabled, no host keys, no authorized keys, and cloud-init told
-# not to install any.
+# Bakes: one runner binary, act_runner or gitea-runner (/usr/local/bin/$RUNNER_NAME), git and
+# git-lfs, build-essential, Go (/usr/local/go), Node.js with corepack and pnpm (/usr/local),
+# Docker (Ubuntu's docker.io with buildx), AWS CLI v2, and the user `runner` (docker group,
+# passwordless sudo) that the runner runs as. Every download outside apt is checked against its
+# pinned sha256 before use; a runner with no checksum stops the build. The image ends with no
+# SSH: sshd disabled, no host keys, no authorized keys, and cloud-init told not to install any.
 set -euo pipefail
 
-for var in ACT_RUNNER_VERSION ACT_RUNNER_SHA256 GO_VERSION GO_SHA256 NODE_VERSION NODE_SHA256 \
-  PNPM_VERSION PNPM_SHA512 AWSCLI_VERSION AWSCLI_SHA256; do
+for var in RUNNER_NAME RUNNER_VERSION RUNNER_BASE_URL GO_VERSION GO_SHA256 NODE_VERSION \
+  NODE_SHA256 PNPM_VERSION PNPM_SHA512 AWSCLI_VERSION AWSCLI_SHA256; do
   [ -n "${!var:-}" ] || {
     echo "provision: $var is not set" >&2
     exit 1
   }
 done
+case "$RUNNER_NAME" in
+  act_runner | gitea-runner) ;;
+  *)
+    echo "provision: RUNNER_NAME must be act_runner or gitea-runner, not $RUNNER_NAME" >&2
+    exit 1
+    ;;
+esac
+# A runner whose checksum is not pinned in runner.pkr.hcl (local.runner_sha256_pins) arrives
+# with an empty one unless the operator gave it: no unverified binary goes into the image.
+[[ "${RUNNER_SHA256:-}" =~ ^[0-9a-f]{64}$ ]] || {
+  echo "provision: no sha256 for $RUNNER_NAME $RUNNER_VERSION: it is not pinned in ami/runner.pkr.hcl" \
+    "(runner_sha256_pins); give the one published beside the binary with" \
+    "RUNNER_SHA256=<64 hex digits> (make) or -var runner_sha256=… (packer)" >&2
+  exit 1
+}
 [ "$(uname -m)" = x86_64 ] || {
   echo "provision: this script bakes x86_64 images only" >&2
   exit 1
@@ -46,11 +61,12 @@ apt-get install -y -q --no-install-recommends \
   build-essential ca-certificates curl docker-buildx docker.io git git-lfs jq unzip xz-utils
 systemctl enable docker.service containerd.service
 
-log "act_runner $ACT_RUNNER_VERSION"
-fetch "https://dl.gitea.com/act_runner/$ACT_RUNNER_VERSION/act_runner-$ACT_RUNNER_VERSION-linux-amd64" \
-  "$ACT_RUNNER_SHA256" "$work/act_runner"
-install -m 0755 "$work/act_runner" /usr/local/bin/act_runner
-act_runner --version
+log "$RUNNER_NAME $RUNNER_VERSION"
+fetch "$RUNNER_BASE_URL/$RUNNER_NAME/$RUNNER_VERSION/$RUNNER_NAME-$RUNNER_VERSION-linux-amd64" \
+  "$RUNNER_SHA256" "$work/runner"
+rm -f /usr/local/bin/act_runner /usr/local/bin/gitea-runner
+install -m 0755 "$work/runner" "/usr/local/bin/$RUNNER_NAME"
+"$RUNNER_NAME" --version
 
 log "Go $GO_VERSION"
 fetch "https://dl.google.com/go/go$GO_VERSION.linux-amd64.tar.gz" "$GO_SHA256" "$work/go.tar.gz"
@@ -107,7 +123,8 @@ done
 
 log "versions"
 cat >/etc/tinqs-ci-runner-release <<REL
-act_runner=$ACT_RUNNER_VERSION
+runner=$RUNNER_NAME
+runner_version=$RUNNER_VERSION
 go=$GO_VERSION
 node=$NODE_VERSION
 pnpm=$PNPM_VERSION

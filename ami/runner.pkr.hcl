@@ -1,6 +1,7 @@
-# tinqs-ci runner AMI: Ubuntu 24.04 LTS (x86_64) with act_runner, git, Go, Node.js with pnpm,
-# Docker and AWS CLI v2 baked in, IMDSv2 required, and no SSH access. Build with
-# `make -C ami build REGION=…` (see ami/Makefile); point pools at the AMI id it prints.
+# tinqs-ci runner AMI: Ubuntu 24.04 LTS (x86_64) with one runner binary (act_runner or
+# gitea-runner), git, Go, Node.js with pnpm, Docker and AWS CLI v2 baked in, IMDSv2 required,
+# and no SSH access. Build with `make -C ami build REGION=…` (see ami/Makefile); point pools at
+# the AMI id it prints.
 
 packer {
   required_version = ">= 1.9.0"
@@ -39,15 +40,35 @@ variable "root_volume_gb" {
   description = "Root volume of the image; a pool's volume_size_gb must be at least this."
 }
 
+# The runner binary the image carries, exactly one: `act_runner-<version>` (0.2.12 or later:
+# the boot script needs `daemon --once` and `register --ephemeral`) or
+# `gitea-runner-<version>` (1.0.0 or later; act_runner's name from its v1.0.0). The boot script
+# runs whichever it finds.
+variable "runner" {
+  type        = string
+  default     = "act_runner-0.2.13"
+  description = "Runner binary and version: act_runner-0.2.N (N >= 12), act_runner-0.N.M (N >= 3) or gitea-runner-X.Y.Z (X >= 1)."
+  validation {
+    condition     = can(regex("^(act_runner-0[.](2[.](1[2-9]|[2-9][0-9]+)|([3-9]|[1-9][0-9]+)[.](0|[1-9][0-9]*))|gitea-runner-[1-9][0-9]*[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*))$", var.runner))
+    error_message = "The runner must be act_runner-0.2.N (N >= 12), act_runner-0.N.M (N >= 3) or gitea-runner-X.Y.Z (X >= 1), e.g. act_runner-0.2.13."
+  }
+}
+variable "runner_sha256" {
+  type        = string
+  default     = ""
+  description = "sha256 of the runner's linux-amd64 binary, for a runner not in local.runner_sha256_pins (a pinned one always uses its pin). Empty for an unpinned runner fails the build."
+  validation {
+    condition     = var.runner_sha256 == "" || can(regex("^[0-9a-f]{64}$", var.runner_sha256))
+    error_message = "The runner_sha256 must be 64 lowercase hex digits."
+  }
+}
+variable "runner_base_url" {
+  type        = string
+  default     = "https://dl.gitea.com"
+  description = "Where the runner binaries are published: <base>/<name>/<version>/<name>-<version>-linux-amd64."
+}
+
 # Pinned tool versions and the sha256 of each download (published with each release).
-variable "act_runner_version" {
-  type    = string
-  default = "0.2.13"
-}
-variable "act_runner_sha256" {
-  type    = string
-  default = "3acac8b506ac8cadc88a55155b5d6378f0fab0b8f62d1e0c0450f4ccd69733e2"
-}
 variable "go_version" {
   type    = string
   default = "1.26.4"
@@ -83,6 +104,16 @@ variable "awscli_sha256" {
 
 locals {
   stamp = formatdate("YYYYMMDD-hhmmss", timestamp())
+
+  # The one place runner checksums are pinned: the sha256 of each known runner's linux-amd64
+  # binary, from the `.sha256` file published beside it. Only runners whose checksum was
+  # checked are listed; any other needs -var runner_sha256=… (RUNNER_SHA256=… for make).
+  runner_sha256_pins = {
+    "act_runner-0.2.13" = "3acac8b506ac8cadc88a55155b5d6378f0fab0b8f62d1e0c0450f4ccd69733e2"
+  }
+  runner_name    = regex("^(act_runner|gitea-runner)-", var.runner)[0]
+  runner_version = trimprefix(var.runner, "${local.runner_name}-")
+  runner_sha256  = lookup(local.runner_sha256_pins, var.runner, var.runner_sha256)
 }
 
 source "amazon-ebs" "runner" {
@@ -90,7 +121,7 @@ source "amazon-ebs" "runner" {
   instance_type   = var.instance_type
   subnet_id       = var.subnet_id == "" ? null : var.subnet_id
   ami_name        = "${var.ami_name_prefix}-${local.stamp}"
-  ami_description = "tinqs-ci runner: act_runner ${var.act_runner_version}, Go ${var.go_version}, Node.js ${var.node_version}, AWS CLI ${var.awscli_version}"
+  ami_description = "tinqs-ci runner: ${local.runner_name} ${local.runner_version}, Go ${var.go_version}, Node.js ${var.node_version}, AWS CLI ${var.awscli_version}"
 
   source_ami_filter {
     filters = {
@@ -127,7 +158,7 @@ source "amazon-ebs" "runner" {
   tags = {
     Name                   = "${var.ami_name_prefix}-${local.stamp}"
     "tinqs-ci:component"   = "runner-ami"
-    "tinqs-ci:act-runner"  = var.act_runner_version
+    "tinqs-ci:runner"      = var.runner
     "tinqs-ci:source-ami"  = "{{ .SourceAMI }}"
     "tinqs-ci:source-name" = "{{ .SourceAMIName }}"
   }
@@ -140,8 +171,10 @@ build {
     script          = "${path.root}/provision.sh"
     execute_command = "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
     environment_vars = [
-      "ACT_RUNNER_VERSION=${var.act_runner_version}",
-      "ACT_RUNNER_SHA256=${var.act_runner_sha256}",
+      "RUNNER_NAME=${local.runner_name}",
+      "RUNNER_VERSION=${local.runner_version}",
+      "RUNNER_SHA256=${local.runner_sha256}",
+      "RUNNER_BASE_URL=${var.runner_base_url}",
       "GO_VERSION=${var.go_version}",
       "GO_SHA256=${var.go_sha256}",
       "NODE_VERSION=${var.node_version}",
