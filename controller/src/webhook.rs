@@ -32,7 +32,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use hmac::{Hmac, Mac};
 use model::config::DemandSource;
-use model::desired::{pick_of, DesiredRun, JobAction, JobRef, JobState, Origin, RunSpec};
+use model::desired::{AttemptCounting, DesiredRun, JobAction, JobRef, JobState, Origin, RunSpec};
 use model::secret::Secret;
 use model::{RunId, Timestamp};
 use serde::Deserialize;
@@ -89,6 +89,7 @@ struct Inner {
     skip_strings: Vec<String>,
     deadline: Duration,
     metrics: Option<Metrics>,
+    counting: AttemptCounting,
 }
 
 /// What the receiver needs; cheap to clone.
@@ -149,6 +150,7 @@ impl WebhookState {
                     .collect(),
                 deadline: DEFAULT_DEADLINE,
                 metrics: None,
+                counting: AttemptCounting::default(),
             }),
         })
     }
@@ -172,6 +174,13 @@ impl WebhookState {
         self.rebuild(|i| i.metrics = Some(metrics))
     }
 
+    /// How the Gitea sending the events counts a job's `run_attempt` (by its version):
+    /// decides which run (which pick of the job) an event is about.
+    #[must_use]
+    pub fn with_attempt_counting(self, counting: AttemptCounting) -> Self {
+        self.rebuild(|i| i.counting = counting)
+    }
+
     fn rebuild(self, edit: impl FnOnce(&mut Inner)) -> Self {
         let i = &self.inner;
         let mut inner = Inner {
@@ -184,6 +193,7 @@ impl WebhookState {
             skip_strings: i.skip_strings.clone(),
             deadline: i.deadline,
             metrics: i.metrics.clone(),
+            counting: i.counting,
         };
         edit(&mut inner);
         WebhookState {
@@ -466,7 +476,10 @@ async fn apply_workflow_job(
     // One Gitea job id can be run several times (a re-run resets the same row on Gitea
     // 1.24 – 1.26): the run is keyed on the job and its pick, so a re-run is a new run and a
     // redelivery the same one.
-    let attempt = pick_of(action.unwrap_or(JobAction::Queued), run_attempt);
+    let attempt = state
+        .inner
+        .counting
+        .pick(action.unwrap_or(JobAction::Queued), run_attempt);
     let id = RunId::for_job(job.id, attempt);
     let repo = hook
         .repository

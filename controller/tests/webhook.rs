@@ -10,7 +10,7 @@ use controller::store::fake::FakeStore;
 use controller::store::Store;
 use controller::webhook::{self, replay_spool_once, sign, ReplayReport, WebhookState};
 use model::config::DemandSource;
-use model::desired::{JobState, Origin};
+use model::desired::{AttemptCounting, JobState, Origin};
 use model::secret::Secret;
 use model::RunId;
 use tokio::sync::Notify;
@@ -27,6 +27,14 @@ struct Receiver {
 }
 
 async fn start(demand: DemandSource, forge: Option<Arc<dyn Forge>>) -> Receiver {
+    start_counting(demand, forge, AttemptCounting::RaisedOnPick).await
+}
+
+async fn start_counting(
+    demand: DemandSource,
+    forge: Option<Arc<dyn Forge>>,
+    counting: AttemptCounting,
+) -> Receiver {
     let store = Arc::new(FakeStore::new());
     let wake = Arc::new(Notify::new());
     let spool_dir = tempfile::tempdir().expect("tempdir");
@@ -39,7 +47,8 @@ async fn start(demand: DemandSource, forge: Option<Arc<dyn Forge>>) -> Receiver 
         spool,
         forge,
     )
-    .expect("state");
+    .expect("state")
+    .with_attempt_counting(counting);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
@@ -162,6 +171,21 @@ async fn the_hub_sha256_signature_header_is_accepted_too() {
     assert_eq!(r.store.runs().len(), 1);
     // Queued with run_attempt 2: a re-run of a job picked twice, waiting for pick 3.
     assert_eq!(r.store.runs()[0].id.as_str(), "job-7-3");
+}
+
+#[tokio::test]
+async fn from_gitea_1_27_every_event_of_a_job_row_is_the_same_run() {
+    // 1.27 inserts a job row with its run attempt's number and never raises it; a re-run
+    // makes new rows with new ids.
+    let r = start_counting(DemandSource::Jobs, None, AttemptCounting::PerRow).await;
+    for (action, attempt) in [("queued", 1), ("in_progress", 1), ("completed", 1)] {
+        assert_eq!(r.job(action, 70, attempt).await.0, 200);
+    }
+    // The re-run's new row (attempt 2).
+    assert_eq!(r.job("queued", 71, 2).await.0, 200);
+    let mut ids: Vec<String> = r.store.runs().iter().map(|x| x.id.to_string()).collect();
+    ids.sort();
+    assert_eq!(ids, ["job-70-1", "job-71-2"]);
 }
 
 #[tokio::test]

@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::{Filter, InstanceAttributeName, InstanceStateName};
 use base64::Engine as _;
-use gitea_sim::{Agent, AgentConfig, AgentFault, AgentHandle, AgentOutcome, RunnerFile};
+use gitea_sim::{
+    Agent, AgentConfig, AgentFault, AgentHandle, AgentOutcome, AgentState, RunnerFile,
+};
 use model::{tags, RunId};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -87,6 +89,8 @@ pub enum BootFault {
     SpotInterruptedBeforeStart,
     /// The agent starts, but only after this boot delay instead of the usual one.
     SlowBoot(Duration),
+    /// The agent comes online and stays in contact, but never takes a job (a hung runner).
+    Stuck,
 }
 
 impl std::fmt::Display for BootFault {
@@ -104,6 +108,7 @@ impl std::fmt::Display for BootFault {
             BootFault::SlowBoot(d) => {
                 write!(f, "boots slowly ({})", humantime::format_duration(*d))
             }
+            BootFault::Stuck => f.write_str("comes online but never takes a job"),
         }
     }
 }
@@ -167,6 +172,7 @@ struct Shared {
     events: Events,
     interruptions: Arc<Interruptions>,
     errors: Mutex<Vec<String>>,
+    busy_kills: Mutex<Vec<(String, i64)>>,
 }
 
 /// The running booter.
@@ -205,6 +211,7 @@ impl Booter {
             events,
             interruptions,
             errors: Mutex::new(Vec::new()),
+            busy_kills: Mutex::new(Vec::new()),
         });
         let (stop, mut stopped) = watch::channel(false);
         let s = shared.clone();
@@ -247,6 +254,13 @@ impl Booter {
             .into_iter()
             .filter(|m| m.run.as_deref() == Some(run.as_str()))
             .collect()
+    }
+
+    /// Busy kills: machines terminated by someone other than themselves or EC2's Spot
+    /// reclaim while their runner was running a job, with that job's id.
+    #[must_use]
+    pub fn busy_kills(&self) -> Vec<(String, i64)> {
+        lock(&self.shared.busy_kills).clone()
     }
 
     /// Problems the booter met (EC2 calls that failed, unreadable user-data).
@@ -440,6 +454,14 @@ impl Shared {
                 });
             }
             Some(BootFault::SlowBoot(d)) => config = config.boot_delay(d),
+            Some(BootFault::Stuck) => {
+                self.events.push(
+                    Source::Ec2,
+                    "boot",
+                    format!("{id} ({runner}) will come online but never take a job"),
+                );
+                config = config.fault(AgentFault::Stuck);
+            }
             None => {}
         }
         if fault != Some(BootFault::NeverStarts) {
@@ -525,6 +547,12 @@ impl Shared {
             }
             m.view.gone = true;
             let running = m.agent.as_ref().filter(|a| !a.is_finished()).cloned();
+            if let Some(AgentState::Running { job_id, .. }) = running.as_ref().map(|a| a.state()) {
+                if !m.view.powered_off && !self.interruptions.contains(id) {
+                    // Terminated by someone else while its runner ran a job.
+                    lock(&self.busy_kills).push((id.to_owned(), job_id));
+                }
+            }
             if let Some(a) = &running {
                 a.stop();
             }

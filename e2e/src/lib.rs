@@ -19,9 +19,10 @@ pub mod booter;
 pub mod faults;
 pub mod narrate;
 pub mod story;
+pub mod testkit;
 pub mod world;
 
 pub use booter::{BootFault, BootSettings, Booter, FaultRule, MachineView, Match};
 pub use faults::{FaultyFleet, FaultyStore, Interruptions};
 pub use narrate::{capture, CaptureLayer, Event, Events, Source};
-pub use world::{run_of, Controller, ControllerOptions, Ec2View, Settings, World};
+pub use world::{run_of, run_of_pick, Controller, ControllerOptions, Ec2View, Settings, World};

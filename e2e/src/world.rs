@@ -21,7 +21,9 @@ use controller::metrics::Metrics;
 use controller::reconcile::{Features, Limits, Reconciler};
 use controller::store::dynamo::DynamoStore;
 use controller::store::Store;
-use gitea_sim::{JobPhase, JobSpec, JobView, SimConfig, SimHandle, Simulator, WebhookTarget};
+use gitea_sim::{
+    Delivery, JobPhase, JobSpec, JobView, SimConfig, SimHandle, Simulator, WebhookTarget,
+};
 use model::config::{Config, Timeouts};
 use model::desired::DesiredRun;
 use model::secret::Secret;
@@ -698,6 +700,65 @@ impl World {
         Ok(job)
     }
 
+    /// Queues a job as `spec` describes it (another result, a blocked job…).
+    ///
+    /// # Errors
+    /// When the simulator refuses it.
+    pub fn enqueue_spec(&self, spec: JobSpec) -> anyhow::Result<JobView> {
+        let name = spec.name.clone();
+        self.sim
+            .enqueue_job(spec)
+            .map_err(|e| anyhow!("cannot queue job {name}: {e}"))
+    }
+
+    /// Presses "Re-run" on a finished job in Gitea; returns the job(s) queued again.
+    ///
+    /// # Errors
+    /// When the simulator refuses it (the job is not finished).
+    pub fn rerun(&self, job: i64) -> anyhow::Result<Vec<JobView>> {
+        let jobs = self
+            .sim
+            .rerun_job(job)
+            .map_err(|e| anyhow!("cannot re-run job {job}: {e}"))?;
+        self.events.push(
+            Source::Gitea,
+            "rerun",
+            format!("a user re-runs job {job} in Gitea"),
+        );
+        Ok(jobs)
+    }
+
+    /// Sends an old webhook delivery again to `c`, as Gitea's "Redeliver" button does (with
+    /// a new delivery id, signed with the hook's secret); returns the HTTP status.
+    ///
+    /// # Errors
+    /// When the request cannot be sent.
+    pub async fn redeliver(&self, delivery: &Delivery, c: &Controller) -> anyhow::Result<u16> {
+        let secret = Secret::new(self.secret.clone());
+        let signature = controller::webhook::sign(&secret, delivery.body.as_bytes());
+        let response = reqwest::Client::new()
+            .post(c.hook_url())
+            .header("content-type", "application/json")
+            .header("x-gitea-event", delivery.event.as_str())
+            .header("x-gitea-delivery", uuid::Uuid::new_v4().to_string())
+            .header("x-gitea-signature", signature)
+            .body(delivery.body.clone())
+            .send()
+            .await
+            .context("cannot redeliver the webhook")?;
+        self.events.push(
+            Source::Gitea,
+            "redeliver",
+            format!(
+                "an old `{}` delivery of job {} is redelivered: {}",
+                delivery.action.as_deref().unwrap_or("?"),
+                delivery.job_id.unwrap_or(0),
+                response.status()
+            ),
+        );
+        Ok(response.status().as_u16())
+    }
+
     /// Scripts what happens to the machines of `job`'s run: every attempt (`None`) or one.
     pub fn script(&self, job: &JobView, attempt: Option<u32>, fault: BootFault) {
         let run = run_of(job);
@@ -961,10 +1022,16 @@ impl World {
     }
 }
 
-/// The run a job's `workflow_job` webhook (or its backfill) creates: `job-<id>-1`.
+/// The run a new job's `workflow_job` webhook (or its backfill) creates: `job-<id>-1`.
 #[must_use]
 pub fn run_of(job: &JobView) -> RunId {
     RunId::for_job(job.id, 1)
+}
+
+/// The run of pick `pick` of `job` (a re-run of a job picked once is pick 2).
+#[must_use]
+pub fn run_of_pick(job: &JobView, pick: u32) -> RunId {
+    RunId::for_job(job.id, pick)
 }
 
 /// Narrates job transitions as the simulator reports them.

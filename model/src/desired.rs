@@ -127,22 +127,54 @@ impl JobAction {
     }
 }
 
-/// Which pick of a Gitea job a report with `run_attempt` is about: the `run_attempt` the job
-/// has once a runner takes it. One Gitea job id can be run several times (a re-run on Gitea
-/// 1.24 – 1.26 resets the same job row), so a desired run is keyed on the job id *and* its
-/// pick ([`RunId::for_job`]).
-///
-/// Gitea keeps `run_attempt` at 0 while a new job waits and raises it by one when a runner
-/// picks the job; a re-run leaves it unchanged while the job waits again (see
-/// `wiki/Gitea-Behaviour.md`). So a waiting job (`queued`, `waiting`) is about pick
-/// `run_attempt + 1`, and a taken or finished one (`in_progress`, `completed`) about pick
-/// `run_attempt` (at least 1).
+/// How a Gitea version counts a job's `run_attempt` (see `wiki/Gitea-Behaviour.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttemptCounting {
+    /// Gitea 1.24 – 1.26: a new job row waits with 0, a runner's pick raises it by one, and a
+    /// re-run resets the same row to waiting without touching it.
+    #[default]
+    RaisedOnPick,
+    /// Gitea 1.27+: every attempt of a run has job rows of its own, inserted with that
+    /// attempt's number and never raised; a re-run makes new rows (new job ids).
+    PerRow,
+}
+
+impl AttemptCounting {
+    /// The counting of Gitea `major.minor`.
+    #[must_use]
+    pub fn of_gitea(major: u32, minor: u32) -> Self {
+        if (major, minor) >= (1, 27) {
+            AttemptCounting::PerRow
+        } else {
+            AttemptCounting::RaisedOnPick
+        }
+    }
+
+    /// Which pick of a Gitea job a report with `run_attempt` is about. One Gitea job id can
+    /// be run several times (a re-run on Gitea 1.24 – 1.26 resets the same job row), so a
+    /// desired run is keyed on the job id *and* its pick ([`RunId::for_job`]): the number
+    /// of the runner's pick of that row this report belongs to, from 1.
+    ///
+    /// - Raised on pick: a waiting job (`queued`, `waiting`) with `run_attempt` N waits for
+    ///   pick N+1; a taken or finished one (`in_progress`, `completed`) is pick N (at
+    ///   least 1).
+    /// - Per row: a row is picked once; its `run_attempt` names it whatever its state.
+    #[must_use]
+    pub fn pick(self, action: JobAction, run_attempt: u32) -> u32 {
+        match (self, action) {
+            (AttemptCounting::RaisedOnPick, JobAction::Queued | JobAction::Waiting) => {
+                run_attempt.saturating_add(1)
+            }
+            _ => run_attempt.max(1),
+        }
+    }
+}
+
+/// [`AttemptCounting::pick`] as Gitea 1.24 – 1.26 count.
 #[must_use]
 pub fn pick_of(action: JobAction, run_attempt: u32) -> u32 {
-    match action {
-        JobAction::Queued | JobAction::Waiting => run_attempt.saturating_add(1),
-        JobAction::InProgress | JobAction::Completed => run_attempt.max(1),
-    }
+    AttemptCounting::RaisedOnPick.pick(action, run_attempt)
 }
 
 impl JobState {
@@ -464,6 +496,23 @@ mod tests {
         assert_eq!(pick_of(JobAction::Queued, 1), 2);
         assert_eq!(pick_of(JobAction::InProgress, 2), 2);
         assert_eq!(pick_of(JobAction::InProgress, 0), 1, "never below 1");
+    }
+
+    #[test]
+    fn from_gitea_1_27_a_job_row_is_one_pick_named_by_its_attempt() {
+        let c = AttemptCounting::of_gitea(1, 27);
+        assert_eq!(c, AttemptCounting::PerRow);
+        assert_eq!(c.pick(JobAction::Queued, 1), 1);
+        assert_eq!(c.pick(JobAction::InProgress, 1), 1);
+        assert_eq!(c.pick(JobAction::Completed, 1), 1);
+        assert_eq!(
+            AttemptCounting::of_gitea(1, 26),
+            AttemptCounting::RaisedOnPick
+        );
+        assert_eq!(
+            AttemptCounting::of_gitea(1, 26).pick(JobAction::Queued, 1),
+            2
+        );
     }
 
     #[test]

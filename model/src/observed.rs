@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::desired::{pick_of, DesiredRun, JobAction, JobState};
+use crate::desired::{AttemptCounting, DesiredRun, JobAction, JobState};
 use crate::ids::{InstanceId, RunId, RunnerName};
 use crate::tags;
 use crate::time::Timestamp;
@@ -262,8 +262,9 @@ pub struct ForgeRunner {
 pub struct QueuedJob {
     /// Gitea's job id.
     pub id: i64,
-    /// The job's `run_attempt` as Gitea lists it: how often runners have picked it so far
-    /// (0 for a new job, N for a job re-run after N picks). See [`crate::desired::pick_of`].
+    /// The job's `run_attempt` as Gitea lists it (on 1.24 – 1.26 how often runners have
+    /// picked it so far: 0 for a new job, N for a job re-run after N picks). See
+    /// [`AttemptCounting`].
     pub attempt: u32,
     /// The job's `runs-on` labels.
     pub labels: Vec<String>,
@@ -275,13 +276,16 @@ pub struct QueuedJob {
     /// The workflow run id.
     #[serde(default)]
     pub run_id: Option<i64>,
+    /// How the Gitea that listed it counts `run_attempt`.
+    #[serde(default)]
+    pub counting: AttemptCounting,
 }
 
 impl QueuedJob {
-    /// The pick this job waits for (its `run_attempt` once a runner takes it).
+    /// The pick this job waits for ([`AttemptCounting::pick`]).
     #[must_use]
     pub fn pick(&self) -> u32 {
-        pick_of(JobAction::Queued, self.attempt)
+        self.counting.pick(JobAction::Queued, self.attempt)
     }
 
     /// The desired run that serves this job's next pick.
@@ -320,6 +324,9 @@ pub enum JobFound {
         /// Its `runs-on` labels.
         #[serde(default)]
         labels: Vec<String>,
+        /// How the Gitea that answered counts `run_attempt`.
+        #[serde(default)]
+        counting: AttemptCounting,
     },
     /// Gitea answered 404: the job (or its repository) is gone.
     Missing,
@@ -341,6 +348,7 @@ impl JobSeen {
             action,
             runner,
             conclusion,
+            counting,
             ..
         } = &self.found
         else {
@@ -348,7 +356,7 @@ impl JobSeen {
                 conclusion: "gone".into(),
             });
         };
-        let read_pick = pick_of(*action, *attempt);
+        let read_pick = counting.pick(*action, *attempt);
         if read_pick < pick {
             return None;
         }

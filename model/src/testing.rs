@@ -149,6 +149,7 @@ pub fn queued(job: i64, labels: &[&str]) -> QueuedJob {
         repo: "acme/app".into(),
         name: format!("job {job}"),
         run_id: Some(1),
+        counting: crate::desired::AttemptCounting::RaisedOnPick,
     }
 }
 
@@ -328,6 +329,7 @@ pub fn read(
             conclusion: (action == crate::desired::JobAction::Completed)
                 .then(|| "success".to_owned()),
             labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+            counting: crate::desired::AttemptCounting::RaisedOnPick,
         },
     }
 }

@@ -79,6 +79,17 @@ pub async fn serve(
     let spool = Arc::new(
         Spool::open(spool_dir).with_context(|| format!("cannot open the spool in {spool_dir}"))?,
     );
+    // How Gitea counts run_attempt decides which run a `workflow_job` event belongs to.
+    let counting = match &forge {
+        Some(f) => match f.version().await {
+            Ok(v) => model::desired::AttemptCounting::of_gitea(v.major, v.minor),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read Gitea's version; counting job attempts as 1.24 – 1.26 do");
+                model::desired::AttemptCounting::default()
+            }
+        },
+        None => model::desired::AttemptCounting::default(),
+    };
     let state = WebhookState::new(
         reconciler.store.clone(),
         secret,
@@ -88,7 +99,8 @@ pub async fn serve(
         forge,
     )
     .context("cannot set up the webhook receiver")?
-    .with_metrics(reconciler.metrics.clone());
+    .with_metrics(reconciler.metrics.clone())
+    .with_attempt_counting(counting);
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready = Arc::new(AtomicBool::new(true));
     let app = webhook::router(state.clone())

@@ -484,6 +484,7 @@ impl Forge for FakeForge {
                     runner: None,
                     conclusion: None,
                     labels: q.labels.clone(),
+                    counting: q.counting,
                 },
             });
         }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use model::config::{GiteaConfig, RunnerScope};
-use model::desired::JobAction;
+use model::desired::{AttemptCounting, JobAction};
 use model::observed::{ForgeRunner, JobFound, JobSeen, QueuedJob};
 use model::secret::Secret;
 use model::RunnerName;
@@ -796,7 +796,7 @@ impl Forge for GiteaForge {
         };
         Ok(jobs
             .into_iter()
-            .map(|j| j.into_queued(fallback.as_deref()))
+            .map(|j| j.into_queued(fallback.as_deref(), counting(version)))
             .collect())
     }
 
@@ -813,7 +813,7 @@ impl Forge for GiteaForge {
         let id_text = id.to_string();
         let url = self.repo_url((owner, name), &["actions", "jobs", &id_text], &[]);
         Ok(match self.call_optional::<WorkflowJob>(url).await? {
-            Some(job) => job.into_seen(),
+            Some(job) => job.into_seen(counting(version)),
             None => JobSeen {
                 id,
                 found: JobFound::Missing,
@@ -1201,8 +1201,8 @@ impl WorkflowJob {
             .unwrap_or(0)
     }
 
-    /// The job as read by id.
-    fn into_seen(self) -> JobSeen {
+    /// The job as read by id from a Gitea that counts attempts as `counting` does.
+    fn into_seen(self, counting: AttemptCounting) -> JobSeen {
         let action = self
             .status
             .as_deref()
@@ -1216,11 +1216,12 @@ impl WorkflowJob {
                 runner: self.runner_name.filter(|r| !r.is_empty()),
                 conclusion: self.conclusion.filter(|c| !c.is_empty()),
                 labels: self.labels.unwrap_or_default(),
+                counting,
             },
         }
     }
 
-    fn into_queued(self, fallback_repo: Option<&str>) -> QueuedJob {
+    fn into_queued(self, fallback_repo: Option<&str>, counting: AttemptCounting) -> QueuedJob {
         let attempt = self.attempt();
         let repo = self
             .repository
@@ -1236,8 +1237,14 @@ impl WorkflowJob {
             repo,
             name: self.name.unwrap_or_default(),
             run_id: self.run_id,
+            counting,
         }
     }
+}
+
+/// How a Gitea of `version` counts a job's `run_attempt`.
+fn counting(version: ForgeVersion) -> AttemptCounting {
+    AttemptCounting::of_gitea(version.major, version.minor)
 }
 
 /// `owner/name` from `…/api/v1/repos/{owner}/{name}/actions/jobs/{id}`.
@@ -1375,7 +1382,10 @@ mod tests {
         )
         .expect("parses");
         let (items, _) = page.into_parts();
-        let jobs: Vec<QueuedJob> = items.into_iter().map(|j| j.into_queued(None)).collect();
+        let jobs: Vec<QueuedJob> = items
+            .into_iter()
+            .map(|j| j.into_queued(None, AttemptCounting::RaisedOnPick))
+            .collect();
         assert_eq!(
             jobs,
             vec![QueuedJob {
@@ -1385,6 +1395,7 @@ mod tests {
                 repo: "acme/web".into(),
                 name: "build".into(),
                 run_id: Some(3),
+                counting: AttemptCounting::RaisedOnPick,
             }]
         );
     }
@@ -1395,11 +1406,11 @@ mod tests {
             r#"{"id":5,"repository":{"full_name":"o/r"},"labels":["x"],"run_attempt":0}"#,
         )
         .expect("parses");
-        let q = job.into_queued(Some("scope/repo"));
+        let q = job.into_queued(Some("scope/repo"), AttemptCounting::RaisedOnPick);
         // A new job waits with run_attempt 0: it is pick 1.
         assert_eq!((q.repo.as_str(), q.attempt, q.pick()), ("o/r", 0, 1));
         let bare: WorkflowJob = serde_json::from_str(r#"{"id":6}"#).expect("parses");
-        let bare = bare.into_queued(Some("scope/repo"));
+        let bare = bare.into_queued(Some("scope/repo"), AttemptCounting::PerRow);
         assert_eq!((bare.repo.as_str(), bare.attempt), ("scope/repo", 0));
     }
 
@@ -1419,7 +1430,7 @@ mod tests {
             r#"{"id":9,"run_attempt":2,"status":"in_progress","runner_name":"r1","labels":["go"],"steps":[]}"#,
         )
         .expect("parses");
-        let seen = job.into_seen();
+        let seen = job.into_seen(AttemptCounting::RaisedOnPick);
         assert_eq!(
             seen.state_for_pick(2),
             Some(model::JobState::InProgress {

@@ -335,6 +335,18 @@ impl<'a> Planner<'a> {
         if runners.iter().any(|r| self.idx.is_busy(r)) {
             return; // it took a job: it ends by itself when the job is done
         }
+        let wanted = runners
+            .iter()
+            .any(|r| !r.online && !r.disabled && self.idx.has_demand_for(&r.labels));
+        if wanted && run.status.registered_at.is_none() {
+            // Still booting, and about to come online and take one of those jobs: keep it
+            // until the registration timeout says it never will.
+            let launched = run.status.launched_at.unwrap_or(i.launched_at);
+            let deadline = launched.plus(self.policy.timeouts.registration);
+            if deadline > self.now {
+                return self.deadline(deadline);
+            }
+        }
         if let Some(r) = runners
             .iter()
             .find(|r| r.online && !r.disabled && self.idx.has_demand_for(&r.labels))

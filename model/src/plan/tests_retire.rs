@@ -380,3 +380,54 @@ fn a_runs_steps_carry_the_run_so_they_are_carried_out_in_order() {
         .collect();
     assert_eq!(runs, vec![Some("job-1-1"); 3], "{plan:?}");
 }
+
+#[test]
+fn a_booting_runner_of_a_run_that_is_over_is_kept_while_queued_work_could_use_it() {
+    // Run 1's job was taken elsewhere while its machine booted; job 2 still waits. The
+    // runner is about to come online and take it: removing it now (Gitea 1.25, no disable)
+    // could delete it in the moment it takes job 2.
+    let r = running(
+        with_job_state(
+            go_run(1),
+            JobState::InProgress {
+                runner: Some("tq-test-job-9-1-a1".into()),
+            },
+        ),
+        "i-1",
+        at(0),
+    );
+    let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
+    let booting = runner(101, name_of(&r).as_str(), &["go", "linux"], false, false);
+    let w = World::new(
+        vec![r.clone()],
+        vec![i.clone()],
+        vec![booting.clone()],
+        vec![queued(2, &["go"])],
+        at(MIN),
+    );
+    let plan = w.plan(&policy());
+    assert!(!plan.actions.iter().any(Action::is_destructive), "{plan:?}");
+    // Past the registration timeout it never will: retired, deregistration first.
+    let w = World::new(
+        vec![r],
+        vec![i],
+        vec![booting],
+        vec![queued(2, &["go"])],
+        at(11 * MIN),
+    );
+    let plan = w.plan(&policy());
+    let of_run_1: Vec<String> = plan
+        .actions
+        .iter()
+        .filter(|a| a.run().is_some_and(|r| r.as_str() == "job-1-1"))
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        of_run_1,
+        vec![
+            "deregister runner tq-test-job-1-1-a1 (#101): job was taken by another runner",
+            "terminate i-1 (run job-1-1) in pool go: job was taken by another runner",
+            "mark run job-1-1 done: job was taken by another runner",
+        ]
+    );
+}
