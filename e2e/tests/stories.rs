@@ -184,28 +184,37 @@ async fn an_idle_runner_whose_job_went_elsewhere_is_removed() {
     assert_eq!(run.status.phase, Phase::Done, "{run:?}");
     assert_eq!(ctl.actions("update-status", Some("job-taken-elsewhere")), 1);
     // The in_progress webhook names the standing runner: ours is released at once (nothing
-    // else is queued for its labels), without waiting for the idle timeout.
+    // else is queued for its labels), without waiting for the idle timeout. When the standing
+    // runner was quicker than the first pass, nothing of ours was launched at all.
     let machines = world.booter.machines_of(&run_of(&job));
-    assert_eq!(machines.len(), 1, "{machines:?}");
-    ok(world.terminated(&machines[0].instance, SETTLE).await);
-    let why = world
-        .events
-        .termination_reason(&machines[0].instance)
-        .unwrap_or_default();
-    assert!(why.starts_with("job was taken by another runner"), "{why}");
-    assert_eq!(
-        ctl.actions("disable-runner", Some("job-taken-elsewhere")),
-        1,
-        "disabled first (Gitea 1.26)"
-    );
-    assert_eq!(ctl.actions("terminate", Some("job-taken-elsewhere")), 1);
+    assert!(machines.len() <= 1, "{machines:?}");
+    if let Some(machine) = machines.first() {
+        ok(world.terminated(&machine.instance, SETTLE).await);
+        let why = world
+            .events
+            .termination_reason(&machine.instance)
+            .unwrap_or_default();
+        assert!(why.starts_with("job was taken by another runner"), "{why}");
+        assert_eq!(
+            ctl.actions("disable-runner", Some("job-taken-elsewhere")),
+            1,
+            "disabled first (Gitea 1.26)"
+        );
+        assert_eq!(ctl.actions("terminate", Some("job-taken-elsewhere")), 1);
+    } else {
+        assert!(ctl.fleet.launches().is_empty());
+    }
+    ok(world
+        .wait_until("no runner of ours is left in Gitea", SETTLE, || async {
+            our_runners(&world).is_empty().then_some(())
+        })
+        .await);
     assert_eq!(
         world.sim.job(job.id).map(|j| j.status),
         Some(JobPhase::InProgress),
         "the job is still running on the standing runner, untouched"
     );
     standing.stop();
-    assert!(our_runners(&world).is_empty(), "{:?}", our_runners(&world));
     ok(ctl.stop().await);
     world.shutdown().await;
 }
