@@ -338,3 +338,68 @@ fn features_follow_the_gitea_version_and_the_demand_mode() {
         }
     );
 }
+
+#[tokio::test]
+async fn without_disable_a_runner_that_took_a_job_since_the_plan_is_neither_deregistered_nor_terminated(
+) {
+    // Gitea 1.24/1.25: the plan deletes the registration first, guarded by what it saw (online,
+    // not busy). The runner took a job between the observation and the delete: the executor
+    // reads it again, leaves it, and skips the run's terminate.
+    let rig = rig();
+    let run = model::testing::running(job_run(1, &["go"]), "i-1", T0);
+    rig.store.put_row(run.clone());
+    rig.fleet.insert(model::testing::instance_for(
+        &run,
+        "i-1",
+        "go",
+        InstanceState::Running,
+        T0,
+    ));
+    let id = rig.forge.add_runner(
+        model::testing::name_of(&run).as_str(),
+        &["go", "linux"],
+        true,
+    );
+    let reason = model::Reason::Stuck {
+        timeout: Duration::from_secs(180),
+    };
+    let plan = model::Plan {
+        actions: vec![
+            Action::Deregister {
+                runner_id: id,
+                runner: model::testing::name_of(&run).to_string(),
+                run: Some(run.id.clone()),
+                guard: Some(model::SeenRunner { online: true }),
+                reason: reason.clone(),
+            },
+            Action::Terminate {
+                instance: model::InstanceId::new("i-1"),
+                run: Some(run.id.clone()),
+                pool: Some("go".into()),
+                reason,
+            },
+        ],
+        ..model::Plan::default()
+    };
+    rig.forge.set_busy(id, true);
+    let lease = rig.r.acquire().await.expect("lease");
+    let report = rig.r.apply(&plan, std::slice::from_ref(&run), &lease).await;
+    rig.r.release(&lease).await;
+    assert_eq!(report.failures(), 2, "{:?}", report.outcomes);
+    assert!(rig.forge.runner(id).is_some(), "still registered");
+    assert_eq!(
+        rig.fleet
+            .instance(&model::InstanceId::new("i-1"))
+            .map(|i| i.state),
+        Some(InstanceState::Running),
+        "its machine runs on"
+    );
+
+    // Still as seen: both go ahead.
+    rig.forge.set_busy(id, false);
+    let lease = rig.r.acquire().await.expect("lease");
+    let report = rig.r.apply(&plan, &[run], &lease).await;
+    rig.r.release(&lease).await;
+    assert_eq!(report.failures(), 0, "{:?}", report.outcomes);
+    assert!(rig.forge.runner(id).is_none());
+}

@@ -237,6 +237,9 @@ async fn a_runner_online_that_never_takes_its_job_is_replaced_and_the_job_runs()
 async fn many_jobs(name: &str, label_sets: &[&[&str]], version: &str) {
     let mut settings = Settings::fast();
     settings.boot.boot_delay = Duration::from_secs(3);
+    // Boots are slow here: give registration the margin production has (a 10 min timeout
+    // for boots of about a minute), so "never registered" means a machine that hangs.
+    settings.timeouts.registration = Duration::from_secs(20);
     let (world, _g) = world(name, settings).await;
     world.sim.set_version(version);
     let ctl = ok(world

@@ -35,5 +35,5 @@ pub use ids::{InstanceId, RunId, RunnerName};
 pub use observed::{
     DesiredView, ForgeRunner, Instance, InstanceState, Lifecycle, Observed, QueuedJob, Seen,
 };
-pub use plan::{plan, Action, Plan, Policy, Reason, StatusChange};
+pub use plan::{plan, Action, Plan, Policy, Reason, SeenRunner, StatusChange};
 pub use time::Timestamp;

@@ -174,6 +174,10 @@ pub enum Action {
         /// before its machine is terminated.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         run: Option<RunId>,
+        /// Where Gitea cannot disable runners: delete only if the runner is still as it was
+        /// seen (read again just before the delete), else skip this and the run's later steps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        guard: Option<SeenRunner>,
         /// Why.
         reason: Reason,
     },
@@ -186,6 +190,22 @@ pub enum Action {
         /// Why.
         reason: Reason,
     },
+}
+
+/// A runner as the plan saw it: the precondition of a guarded deregistration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenRunner {
+    /// Whether it was online.
+    pub online: bool,
+}
+
+impl SeenRunner {
+    /// Whether a runner read again now (`online`, `busy`) is still as seen: not busy, and
+    /// online or offline as before (a runner that came online since may be taking a job).
+    #[must_use]
+    pub fn still_holds(self, online: bool, busy: bool) -> bool {
+        !busy && online == self.online
+    }
 }
 
 /// Why an action was planned, in words a person can read.

@@ -539,3 +539,50 @@ proptest! {
         prop_assert!(stood_in <= spares);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// A runner online and idle while a job it could serve waits is left alone until both
+    /// have waited `timeouts.stuck`, and retired (disabled first, with disable) after that;
+    /// a busy or a disabled runner is never called stuck.
+    #[test]
+    fn a_runner_idle_while_its_job_waits_is_stuck_only_after_the_timeout(
+        online_for in 0u64..600,
+        waited_for in 0u64..600,
+        busy in any::<bool>(),
+        can_disable in any::<bool>(),
+    ) {
+        let now = 10_000u64;
+        let mut r = running(job_run(1, &["go"]), "i-1", at(now - 700));
+        r.status.registered_at = Some(at(now - online_for));
+        r.spec.created_at = at(now - waited_for);
+        let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(now - 700));
+        let g = runner(5, name_of(&r).as_str(), &["go", "linux"], true, busy);
+        let w = World::new(vec![r], vec![i], vec![g], vec![queued(1, &["go"])], at(now));
+        let mut p = policy();
+        p.can_disable_runners = can_disable;
+        let plan = w.plan(&p);
+        let stuck: Vec<&Action> = plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a.reason(), model::Reason::Stuck { .. }))
+            .collect();
+        let timeout = p.timeouts.stuck.as_secs();
+        if busy || online_for < timeout || waited_for < timeout {
+            prop_assert!(stuck.is_empty(), "{:?}", plan.actions);
+            prop_assert!(!plan.actions.iter().any(Action::is_destructive), "{:?}", plan.actions);
+        } else if can_disable {
+            prop_assert!(
+                matches!(stuck.as_slice(), [Action::DisableRunner { runner_id: 5, .. }]),
+                "{:?}", plan.actions
+            );
+        } else {
+            prop_assert!(
+                stuck.iter().any(|a| matches!(a, Action::Terminate { .. }))
+                    && stuck.iter().any(|a| matches!(a, Action::Launch { attempt: 2, .. })),
+                "{:?}", plan.actions
+            );
+        }
+    }
+}

@@ -200,55 +200,65 @@ fn parse_id(id: &str) -> anyhow::Result<RunId> {
 fn print_run(run: &DesiredRun, output: Output) -> anyhow::Result<()> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(run)?),
-        Output::Text => {
-            let s = &run.status;
-            println!("run {}", run.id);
-            println!("  labels:   {}", run.spec.labels.join(", "));
-            if let Some(pool) = &run.spec.pool {
-                println!("  pool:     {pool}");
-            }
-            if let Some(repo) = &run.spec.repo {
-                println!("  repo:     {repo}");
-            }
-            if let Some(job) = &run.spec.job {
-                println!(
-                    "  job:      {} (pick {}): {}",
-                    job.id,
-                    job.attempt,
-                    run.spec.job_state.describe()
-                );
-            }
-            println!("  origin:   {:?}", run.spec.origin);
-            println!(
-                "  phase:    {} (attempt {}){}",
-                s.phase,
-                s.attempt,
-                if run.spec.cancel {
-                    ", cancel requested"
-                } else {
-                    ""
-                }
-            );
-            if let Some(i) = &s.instance_id {
-                println!("  instance: {i}");
-            }
-            if let Some(name) = &s.runner_name {
-                println!(
-                    "  runner:   {name}{}",
-                    s.runner_id
-                        .map(|id| format!(" (#{id})"))
-                        .unwrap_or_default()
-                );
-            }
-            if let Some(outcome) = &s.outcome {
-                println!("  outcome:  {outcome}");
-            }
-            if let Some(e) = &s.last_error {
-                println!("  error:    {e}");
-            }
-        }
+        Output::Text => print!("{}", show_text(run)),
     }
     Ok(())
+}
+
+/// One run for people: its spec, the Gitea job's state as Gitea reported it, and apart from
+/// that what the controller did and what became of the run.
+fn show_text(run: &DesiredRun) -> String {
+    use std::fmt::Write as _;
+    let s = &run.status;
+    let mut out = String::new();
+    let mut line = |text: String| {
+        let _ = writeln!(out, "{text}");
+    };
+    line(format!("run {}", run.id));
+    line(format!("  labels:   {}", run.spec.labels.join(", ")));
+    if let Some(pool) = &run.spec.pool {
+        line(format!("  pool:     {pool}"));
+    }
+    if let Some(repo) = &run.spec.repo {
+        line(format!("  repo:     {repo}"));
+    }
+    if let Some(job) = &run.spec.job {
+        line(format!(
+            "  job:      {} (pick {}): {}",
+            job.id,
+            job.attempt,
+            run.spec.job_state.describe()
+        ));
+    }
+    line(format!("  origin:   {:?}", run.spec.origin));
+    line(format!(
+        "  phase:    {} (attempt {}){}",
+        s.phase,
+        s.attempt,
+        if run.spec.cancel {
+            ", cancel requested"
+        } else {
+            ""
+        }
+    ));
+    if let Some(i) = &s.instance_id {
+        line(format!("  instance: {i}"));
+    }
+    if let Some(name) = &s.runner_name {
+        line(format!(
+            "  runner:   {name}{}",
+            s.runner_id
+                .map(|id| format!(" (#{id})"))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(outcome) = &s.outcome {
+        line(format!("  outcome:  {outcome}"));
+    }
+    if let Some(e) = &s.last_error {
+        line(format!("  error:    {e}"));
+    }
+    out
 }
 
 fn list_text(view: &model::observed::DesiredView, now: Timestamp) -> String {
@@ -293,4 +303,70 @@ fn list_text(view: &model::observed::DesiredView, now: Timestamp) -> String {
         view.invalid.len()
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::desired::{JobState, Phase, StatusChange};
+    use model::testing::{at, job_run};
+
+    fn finished_failed_job() -> DesiredRun {
+        let mut run = job_run(7, &["go"]);
+        run.spec.job_state = JobState::Completed {
+            conclusion: "failure".into(),
+        };
+        run.status = run.status.apply(
+            &StatusChange::Finish {
+                phase: Phase::Done,
+                error: None,
+                outcome: Some("its runner took the job and ended".into()),
+            },
+            at(60),
+        );
+        run
+    }
+
+    #[test]
+    fn a_run_whose_job_failed_never_reads_as_succeeded() {
+        let text = show_text(&finished_failed_job());
+        assert!(
+            text.contains("job:      7 (pick 1): completed (failure)"),
+            "{text}"
+        );
+        assert!(text.contains("phase:    done (attempt 1)"), "{text}");
+        assert!(
+            text.contains("outcome:  its runner took the job and ended"),
+            "{text}"
+        );
+        assert!(!text.contains("succeeded"), "{text}");
+    }
+
+    #[test]
+    fn the_list_shows_the_jobs_state_beside_the_runs_phase() {
+        let mut cancelled = job_run(8, &["go"]);
+        cancelled.spec.job_state = JobState::Completed {
+            conclusion: "cancelled".into(),
+        };
+        let view = model::observed::DesiredView {
+            runs: vec![finished_failed_job(), cancelled, job_run(9, &["go"])],
+            complete: true,
+            ..model::observed::DesiredView::default()
+        };
+        let text = list_text(&view, at(120));
+        let row = |id: &str| {
+            text.lines()
+                .find(|l| l.starts_with(id))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(row("job-7-1").contains("completed (failure)"), "{text}");
+        assert!(
+            row("job-7-1").contains("its runner took the job and ended"),
+            "{text}"
+        );
+        assert!(row("job-8-1").contains("cancelled"), "{text}");
+        assert!(row("job-9-1").contains("queued"), "{text}");
+        assert!(!text.contains("succeeded"), "{text}");
+    }
 }

@@ -166,7 +166,22 @@ impl Reconciler {
                 self.timed(self.fleet.terminate(std::slice::from_ref(instance)))
                     .await
             }
-            Action::Deregister { runner_id, .. } => {
+            Action::Deregister {
+                runner_id, guard, ..
+            } => {
+                if let Some(seen) = guard {
+                    // The plan's precondition: the runner is still as it was seen.
+                    match self.timed(self.forge.get_runner(*runner_id)).await? {
+                        None => return Ok(()),
+                        Some(now) if !seen.still_holds(now.online, now.busy) => {
+                            return Err(format!(
+                                "runner #{runner_id} changed since it was seen (online: {}, busy: {}); left for the next pass",
+                                now.online, now.busy
+                            ))
+                        }
+                        Some(_) => {}
+                    }
+                }
                 self.timed(self.forge.delete_runner(*runner_id)).await
             }
             Action::DisableRunner { runner_id, .. } => {

@@ -643,7 +643,9 @@ impl<'a> Planner<'a> {
             return false;
         }
         for r in runners {
-            self.deregister(r, run, reason.clone());
+            // Without disable, the delete itself is what stops the runner taking a job: it
+            // goes ahead only if the runner is still as seen.
+            self.deregister_guarded(r, run, reason.clone());
         }
         self.terminate(i, run, reason.clone());
         true
@@ -925,11 +927,29 @@ impl<'a> Planner<'a> {
     }
 
     fn deregister(&mut self, r: &ForgeRunner, run: Option<&DesiredRun>, reason: Reason) {
+        self.push_deregister(r, run, reason, None);
+    }
+
+    /// A deregistration that the executor carries out only if the runner is still as seen
+    /// (not busy, online as it was), where nothing else (a disable) already stopped it.
+    fn deregister_guarded(&mut self, r: &ForgeRunner, run: Option<&DesiredRun>, reason: Reason) {
+        let guard = (!r.disabled).then_some(super::SeenRunner { online: r.online });
+        self.push_deregister(r, run, reason, guard);
+    }
+
+    fn push_deregister(
+        &mut self,
+        r: &ForgeRunner,
+        run: Option<&DesiredRun>,
+        reason: Reason,
+        guard: Option<super::SeenRunner>,
+    ) {
         self.handled_runners.insert(r.id);
         self.out.actions.push(Action::Deregister {
             runner_id: r.id,
             runner: r.name.clone(),
             run: run.map(|r| r.id.clone()),
+            guard,
             reason,
         });
     }

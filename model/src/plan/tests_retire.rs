@@ -5,7 +5,7 @@ use super::*;
 use crate::desired::{JobState, Phase};
 use crate::observed::InstanceState;
 use crate::testing::*;
-use crate::{ForgeRunner, RunId, Seen};
+use crate::{ForgeRunner, RunId, Seen, SeenRunner};
 
 fn kinds(plan: &Plan) -> Vec<String> {
     plan.actions.iter().map(ToString::to_string).collect()
@@ -29,6 +29,20 @@ fn online_run(job: i64, labels: &[&str]) -> (crate::DesiredRun, crate::Instance,
         false,
     );
     (r, i, g)
+}
+
+/// Run 1's runner online and idle for 4 minutes while its job waits; its runner disabled
+/// (on an earlier pass) or not.
+fn waiting_world(disabled: bool) -> World {
+    let (r, i, mut g) = online_run(1, &["go"]);
+    g.disabled = disabled;
+    World::new(
+        vec![r],
+        vec![i],
+        vec![g],
+        vec![queued(1, &["go"])],
+        at(5 * MIN),
+    )
 }
 
 fn disabling() -> Policy {
@@ -190,14 +204,7 @@ fn a_runner_is_not_stuck_while_the_job_it_could_serve_is_new() {
 
 #[test]
 fn without_disable_a_stuck_runner_is_deregistered_before_its_machine_goes() {
-    let (r, i, g) = online_run(1, &["go"]);
-    let w = World::new(
-        vec![r],
-        vec![i],
-        vec![g],
-        vec![queued(1, &["go"])],
-        at(5 * MIN),
-    );
+    let w = waiting_world(false);
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
@@ -430,4 +437,36 @@ fn a_booting_runner_of_a_run_that_is_over_is_kept_while_queued_work_could_use_it
             "mark run job-1-1 done: job was taken by another runner",
         ]
     );
+}
+
+#[test]
+fn without_disable_a_deregistration_holds_only_if_the_runner_is_still_as_seen() {
+    let w = waiting_world(false);
+    let guards: Vec<Option<SeenRunner>> = w
+        .plan(&policy())
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Deregister { guard, .. } => Some(*guard),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(guards, vec![Some(SeenRunner { online: true })]);
+    let guard = SeenRunner { online: true };
+    assert!(guard.still_holds(true, false));
+    assert!(!guard.still_holds(true, true), "took a job since");
+    assert!(
+        !SeenRunner { online: false }.still_holds(true, false),
+        "came online since"
+    );
+}
+
+#[test]
+fn a_disabled_runner_is_deregistered_without_a_guard() {
+    let w = waiting_world(true);
+    assert!(w
+        .plan(&disabling())
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Deregister { guard: None, .. })));
 }
