@@ -11,6 +11,7 @@
 //! - [`observed`]: what was seen in EC2 and Gitea, and whether it was seen whole.
 //! - [`secret`]: a string that never prints.
 //! - [`tags`]: the EC2 ownership tag scheme.
+//! - [`text`]: outside text made safe to print (control characters escaped), and label words.
 //! - [`plan`]: the planner: `plan(desired, observed, policy, now) -> Plan`.
 //! - [`testing`]: builders and a world model for tests and benchmarks.
 //! - [`time`]: timestamps and duration parsing.
@@ -26,6 +27,7 @@ pub mod plan;
 pub mod secret;
 pub mod tags;
 pub mod testing;
+pub mod text;
 pub mod time;
 pub mod userdata;
 pub mod workflow;

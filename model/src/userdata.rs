@@ -392,20 +392,13 @@ fn check_url(url: &str) -> Result<(), RenderError> {
 }
 
 fn check_word(field: &str, value: &str) -> Result<(), RenderError> {
-    if value.is_empty()
-        || value
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || c == ',' || c == ':')
-    {
-        return Err(invalid(
+    match crate::text::label_problem(value) {
+        Some(problem) => Err(invalid(
             field,
-            format!(
-                "`{}` must be one word with no spaces, commas, colons or control characters",
-                value.escape_debug()
-            ),
-        ));
+            format!("`{}` {problem}", value.escape_debug()),
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn check_token(field: &str, token: &Secret) -> Result<(), RenderError> {

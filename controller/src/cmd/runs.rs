@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use model::desired::{DesiredRun, JobState, Origin, RunSpec};
+use model::text::escape_control;
 use model::{RunId, Timestamp};
 
 use crate::cli::Output;
@@ -211,8 +212,10 @@ fn show_text(run: &DesiredRun) -> String {
     use std::fmt::Write as _;
     let s = &run.status;
     let mut out = String::new();
+    // Labels, the repository and recorded errors came from webhooks and Gitea: each line is
+    // printed with its control characters escaped.
     let mut line = |text: String| {
-        let _ = writeln!(out, "{text}");
+        let _ = writeln!(out, "{}", escape_control(&text));
     };
     line(format!("run {}", run.id));
     line(format!("  labels:   {}", run.spec.labels.join(", ")));
@@ -282,8 +285,8 @@ fn list_text(view: &model::observed::DesiredView, now: Timestamp) -> String {
         } else {
             "-".to_owned()
         };
-        out.push_str(&format!(
-            "{:<28} {:<10} {:>3} {:<22} {:<16} {:<20} {:>6}  {}\n",
+        let row = format!(
+            "{:<28} {:<10} {:>3} {:<22} {:<16} {:<20} {:>6}  {}",
             r.id.as_str(),
             r.status.phase.as_str(),
             r.status.attempt,
@@ -292,10 +295,14 @@ fn list_text(view: &model::observed::DesiredView, now: Timestamp) -> String {
             r.status.instance_id.as_ref().map_or("-", |i| i.as_str()),
             age,
             note
-        ));
+        );
+        out.push_str(&escape_control(&row));
+        out.push('\n');
     }
     for bad in &view.invalid {
-        out.push_str(&format!("{:<28} INVALID: {}\n", bad.key, bad.error));
+        let row = format!("{:<28} INVALID: {}", bad.key, bad.error);
+        out.push_str(&escape_control(&row));
+        out.push('\n');
     }
     out.push_str(&format!(
         "{} active run(s), {} invalid row(s)\n",
@@ -340,6 +347,60 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("succeeded"), "{text}");
+    }
+
+    /// A run whose labels, repository and error came from a hostile webhook or Gitea.
+    fn run_with_escapes() -> DesiredRun {
+        let mut run = job_run(5, &["go\u{1b}[2J", "x\ry"]);
+        run.spec.repo = Some("acme/app\u{1b}]0;pwned\u{7}\0".into());
+        run.status.last_error = Some("bad\nfake line".into());
+        run
+    }
+
+    fn assert_no_control(text: &str) {
+        let bad: Vec<char> = text
+            .chars()
+            .filter(|c| c.is_control() && *c != '\n')
+            .collect();
+        assert!(bad.is_empty(), "control characters {bad:?} in {text:?}");
+    }
+
+    #[test]
+    fn show_escapes_control_characters_from_webhooks() {
+        let text = show_text(&run_with_escapes());
+        assert_no_control(&text);
+        assert!(text.contains("labels:   go\\u{1b}[2J, x\\ry"), "{text}");
+        assert!(
+            text.contains("repo:     acme/app\\u{1b}]0;pwned\\u{7}\\0"),
+            "{text}"
+        );
+        assert!(text.contains("error:    bad\\nfake line"), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("fake line")), "{text}");
+    }
+
+    #[test]
+    fn list_escapes_control_characters_from_webhooks() {
+        let mut run = run_with_escapes();
+        run.status.last_error = Some("bad\r\u{1b}[1A".into());
+        let view = model::observed::DesiredView {
+            runs: vec![run],
+            invalid: vec![model::observed::InvalidRow {
+                key: "run#x\u{1b}".into(),
+                error: "broken\nrow".into(),
+            }],
+            complete: true,
+            ..model::observed::DesiredView::default()
+        };
+        let text = list_text(&view, at(120));
+        assert_no_control(&text);
+        assert!(text.contains("go\\u{1b}[2J,x\\ry"), "{text}");
+        assert!(text.contains("bad\\r\\u{1b}[1A"), "{text}");
+        assert!(text.contains("INVALID: broken\\nrow"), "{text}");
+        assert_eq!(
+            text.lines().count(),
+            4,
+            "header, run, invalid row, total: {text}"
+        );
     }
 
     #[test]

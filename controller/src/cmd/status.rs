@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::Args;
 use model::desired::{DesiredRun, Phase};
 use model::observed::{ForgeRunner, Instance};
+use model::text::escape_control;
 use model::{Plan, Policy, RunId, RunnerName, Timestamp};
 use serde::Serialize;
 
@@ -524,9 +525,13 @@ fn offline_note(
 #[must_use]
 pub fn text(status: &Status) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "cluster {} at {}", status.cluster, status.at);
-    let _ = writeln!(
-        out,
+    // Labels, runner names and errors came from webhooks and Gitea: every line is printed
+    // with its control characters escaped.
+    let mut line = |text: String| {
+        let _ = writeln!(out, "{}", escape_control(&text));
+    };
+    line(format!("cluster {} at {}", status.cluster, status.at));
+    line(format!(
         "{:<16} {:>5} {:>8} {:>10} {:>10} {:>5} {:>5} {:>5} {:>9} {:>8}",
         "POOL",
         "RUNS",
@@ -538,15 +543,14 @@ pub fn text(status: &Status) -> String {
         "BUSY",
         "STARTING",
         "OFFLINE"
-    );
+    ));
     for p in &status.pools {
         let max = if p.pool == NO_POOL {
             "-".to_owned()
         } else {
             p.max_instances.to_string()
         };
-        let _ = writeln!(
-            out,
+        line(format!(
             "{:<16} {:>5} {:>8} {:>10} {:>10} {:>5} {:>5} {:>5} {:>9} {:>8}",
             p.pool,
             p.runs,
@@ -558,25 +562,25 @@ pub fn text(status: &Status) -> String {
             p.busy_runners,
             p.starting_runners,
             p.offline_runners
-        );
+        ));
     }
     if status.problems.is_empty() {
-        out.push_str("No problems.\n");
+        line("No problems.".into());
     } else {
-        let _ = writeln!(out, "Problems ({}):", status.problems.len());
+        line(format!("Problems ({}):", status.problems.len()));
         for p in &status.problems {
-            let _ = writeln!(out, "  ! {p}");
+            line(format!("  ! {p}"));
         }
     }
     if status.planned.is_empty() {
-        out.push_str("Next pass: nothing to do.\n");
+        line("Next pass: nothing to do.".into());
     } else {
         let parts: Vec<String> = status
             .planned
             .iter()
             .map(|(kind, n)| format!("{n} {kind}"))
             .collect();
-        let _ = writeln!(out, "Next pass would: {}.", parts.join(", "));
+        line(format!("Next pass would: {}.", parts.join(", ")));
     }
     out
 }
@@ -874,6 +878,19 @@ mod tests {
         let obs = observation(vec![run], vec![foreign, gone], vec![]);
         let s = status_of(&obs, at(10));
         assert_eq!(pool(&s, "go").instances, 0);
+    }
+
+    #[test]
+    fn the_text_escapes_control_characters_from_webhooks_and_gitea() {
+        let mut run = job_run(1, &["gpu\u{1b}[2J\r"]);
+        run.status.last_error = Some("boom\n  ! fake problem\0".into());
+        let obs = observation(vec![run], vec![], vec![]);
+        let t = text(&status_of(&obs, at(10)));
+        let bad: Vec<char> = t.chars().filter(|c| c.is_control() && *c != '\n').collect();
+        assert!(bad.is_empty(), "control characters {bad:?} in {t:?}");
+        assert!(t.contains("wants [gpu\\u{1b}[2J\\r]"), "{t}");
+        assert!(t.contains("boom\\n  ! fake problem\\0"), "{t}");
+        assert!(!t.lines().any(|l| l.starts_with("  ! fake problem")), "{t}");
     }
 
     #[test]
