@@ -30,6 +30,8 @@ pub struct Config {
     #[serde(default)]
     pub server: ServerConfig,
     /// Runner pools keyed by the runner label a workflow's `runs-on` names (`go`, `docker`…).
+    /// A label given twice is an error, never "the last one wins".
+    #[serde(deserialize_with = "unique_pools::deserialize")]
     pub pools: BTreeMap<String, PoolConfig>,
     /// Labels served by standing runners that are not ours (`host`, say). Jobs asking for one
     /// of these are ignored, never reported as unschedulable.
@@ -406,6 +408,44 @@ impl Default for Safety {
     }
 }
 
+/// The pools mapping, refusing a label that appears twice (a plain map keeps the last).
+mod unique_pools {
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    use serde::de::{Error, MapAccess, Visitor};
+    use serde::Deserializer;
+
+    use super::PoolConfig;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, PoolConfig>, D::Error> {
+        struct Pools;
+        impl<'de> Visitor<'de> for Pools {
+            type Value = BTreeMap<String, PoolConfig>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of pool labels to pools")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut pools = BTreeMap::new();
+                while let Some(label) = map.next_key::<String>()? {
+                    if pools.contains_key(&label) {
+                        return Err(A::Error::custom(format!(
+                            "pool `{}` is defined twice: each pool label may appear once",
+                            crate::text::escape_control(&label)
+                        )));
+                    }
+                    let pool = map.next_value()?;
+                    pools.insert(label, pool);
+                }
+                Ok(pools)
+            }
+        }
+        d.deserialize_map(Pools)
+    }
+}
+
 mod opt_duration {
     use std::time::Duration;
 
@@ -456,13 +496,76 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The largest configuration file accepted, in bytes (a real one is a few KiB).
+pub const MAX_FILE_BYTES: usize = 256 * 1024;
+
+/// The deepest nesting of flow collections (`[…]`, `{…}` inside one another) accepted. A
+/// configuration needs two or three levels; the YAML parser takes time quadratic in this depth,
+/// so a deeper file is refused before it is parsed.
+pub const MAX_FLOW_DEPTH: usize = 32;
+
+/// The shortest `timeouts.resync` accepted.
+pub const MIN_RESYNC: Duration = Duration::from_secs(1);
+
+/// The shortest `store.retention` accepted.
+pub const MIN_RETENTION: Duration = Duration::from_secs(60);
+
+/// Refuses, cheaply and before any YAML parsing, a file too large or nested too deeply.
+fn check_shape(text: &str) -> Result<(), ConfigError> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(ConfigError::Syntax(format!(
+            "the file is {} bytes; a configuration file may be at most {MAX_FILE_BYTES} bytes",
+            text.len()
+        )));
+    }
+    // Counts `[` and `{` against `]` and `}` outside quoted scalars and comments. It may
+    // over-count a bracket inside a plain scalar, which only matters past MAX_FLOW_DEPTH.
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    for (n, line) in text.lines().enumerate() {
+        let mut prev = ' ';
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match quote {
+                Some('"') if c == '\\' => {
+                    chars.next();
+                }
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '#' if prev.is_whitespace() => break,
+                    '\'' | '"' if prev.is_whitespace() || "[{,:".contains(prev) => {
+                        quote = Some(c);
+                    }
+                    '[' | '{' => {
+                        depth += 1;
+                        if depth > MAX_FLOW_DEPTH {
+                            return Err(ConfigError::Syntax(format!(
+                                "line {}: collections ([…] or {{…}}) nested more than \
+                                 {MAX_FLOW_DEPTH} deep; a configuration needs only a few levels",
+                                n + 1
+                            )));
+                        }
+                    }
+                    ']' | '}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                },
+            }
+            prev = c;
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// Parses and validates a configuration file.
     ///
     /// # Errors
-    /// [`ConfigError::Syntax`] when the YAML does not fit the schema (the message names the
-    /// field and line), [`ConfigError::Invalid`] with every value problem found.
+    /// [`ConfigError::Syntax`] when the file is larger than [`MAX_FILE_BYTES`], nests flow
+    /// collections deeper than [`MAX_FLOW_DEPTH`], or does not fit the schema (the message
+    /// names the field and line), [`ConfigError::Invalid`] with every value problem found.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        check_shape(text)?;
         let config: Config = serde_yaml_ng::from_str(text).map_err(|e| {
             let msg = e.to_string();
             // NOTE: a secret written literally is the mistake we most want to explain.
@@ -513,6 +616,9 @@ impl Config {
                 "must be a DynamoDB table name: 3 to 255 of A-Z a-z 0-9 _ - .",
             );
         }
+        if self.store.retention < MIN_RETENTION {
+            p.add("store.retention", "must be at least 1m");
+        }
         if self.pools.is_empty() {
             p.add("pools", "must define at least one pool");
         }
@@ -554,13 +660,32 @@ impl Config {
 
 impl GiteaConfig {
     fn validate(&self, p: &mut Problems) {
+        // NOTE: the URL is never echoed: it may carry credentials in its user-info part.
         let url = self.url.trim_end_matches('/');
         let rest = url
             .strip_prefix("https://")
             .or_else(|| url.strip_prefix("http://"));
         match rest {
-            Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {}
-            _ => p.add("gitea.url", format!("`{}` is not an http(s) URL", self.url)),
+            Some(rest)
+                if !rest.is_empty()
+                    && !rest.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+            {
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                if authority.contains('@') {
+                    p.add(
+                        "gitea.url",
+                        "must not hold credentials (user:password@host): the API token is \
+                         read from the variable gitea.token_env names",
+                    );
+                } else if authority.is_empty() {
+                    p.add("gitea.url", "has no host");
+                }
+            }
+            _ => p.add(
+                "gitea.url",
+                "is not an http(s) URL like https://git.example.com (no spaces or control \
+                 characters)",
+            ),
         }
         for (field, name) in [
             ("gitea.token_env", &self.token_env),
@@ -582,10 +707,11 @@ impl GiteaConfig {
 impl PoolConfig {
     fn validate(&self, label: &str, foreign: &[String], p: &mut Problems) {
         let at = |f: &str| format!("pools.{label}.{f}");
-        if label.trim().is_empty() || label.contains(char::is_whitespace) || label.contains(',') {
+        // The same check render-user-data makes: the label becomes the runner's `<label>:host`.
+        if let Some(problem) = crate::text::label_problem(label) {
             p.add(
                 format!("pools.{label:?}"),
-                "a pool label must be one word with no spaces or commas",
+                format!("a pool label {problem}"),
             );
         }
         if foreign.iter().any(|f| f == label) {
@@ -634,14 +760,10 @@ impl PoolConfig {
             p.add(at("volume_size_gb"), "must be between 8 and 16384");
         }
         for (i, l) in self.extra_labels.iter().enumerate() {
-            if l.trim().is_empty()
-                || l.contains(char::is_whitespace)
-                || l.contains(',')
-                || l.contains(':')
-            {
+            if let Some(problem) = crate::text::label_problem(l) {
                 p.add(
                     format!("{}[{i}]", at("extra_labels")),
-                    format!("`{l}` is not a runner label"),
+                    format!("`{}` is not a runner label: it {problem}", l.escape_debug()),
                 );
             }
         }
@@ -681,6 +803,9 @@ impl Timeouts {
             if d.is_zero() {
                 p.add(field, "must be longer than zero");
             }
+        }
+        if !self.resync.is_zero() && self.resync < MIN_RESYNC {
+            p.add("timeouts.resync", "must be at least 1s");
         }
         if self.max_lifetime <= self.registration {
             p.add(
@@ -808,6 +933,111 @@ mod tests {
             err.contains("pools.go: is also listed in foreign_labels"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_pool_defined_twice_is_refused_naming_it() {
+        let text = minimal()
+            + "  go:\n    instance_types: [c7a.xlarge]\n    subnets: [subnet-2]\n    ami: ami-2\n";
+        let err = Config::parse(&text)
+            .expect_err("duplicate pool")
+            .to_string();
+        assert!(err.contains("pool `go` is defined twice"), "{err}");
+    }
+
+    #[test]
+    fn a_pool_name_render_user_data_refuses_is_refused() {
+        for (label, yaml) in [("go:x", "'go:x'"), ("go\u{1b}", "\"go\\e\"")] {
+            let text = minimal().replace("  go:\n", &format!("  {yaml}:\n"));
+            let input = crate::userdata::UserDataInput {
+                gitea_url: "https://git.example.com".into(),
+                pool: label.into(),
+                labels: vec![label.into()],
+                max_lifetime: Duration::from_secs(3600),
+                runner_name: crate::RunnerName::observed("tq-prod-job-1-1-a1"),
+                registration: crate::userdata::Registration::Preregistered {
+                    id: 1,
+                    uuid: "3f2b6c1e-8a4d-4b9e-9c7f-1d2e3f4a5b6c".into(),
+                    token: crate::secret::Secret::new("0123456789abcdef"),
+                },
+            };
+            assert!(crate::userdata::render(&input).is_err(), "{label:?}");
+            let err = Config::parse(&text).expect_err(label).to_string();
+            assert!(
+                err.contains("a pool label must be one word with no spaces, commas, colons"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_gitea_url_are_refused_and_not_echoed() {
+        for url in [
+            "https://admin:hunter2secret@git.example.com",
+            "http://hunter2secret@git.example.com/sub",
+            "ftp://admin:hunter2secret@git.example.com",
+        ] {
+            let text = minimal().replace("https://git.example.com", url);
+            let err = Config::parse(&text).expect_err(url).to_string();
+            assert!(err.contains("gitea.url"), "{err}");
+            assert!(!err.contains("hunter2secret"), "echoed: {err}");
+        }
+        let text = minimal().replace("https://git.example.com", "https://u:p@git.example.com");
+        let err = Config::parse(&text).expect_err("credentials").to_string();
+        assert!(err.contains("must not hold credentials"), "{err}");
+        let ok = minimal().replace("git.example.com", "git.example.com/gitea?x=a@b");
+        Config::parse(&ok).expect("an @ after the host is no credential");
+    }
+
+    #[test]
+    fn resync_and_retention_have_minimums() {
+        let text = minimal().replace("table: tinqs-ci\n", "table: tinqs-ci\n  retention: 0s\n")
+            + "timeouts:\n  resync: 1ns\n";
+        let ConfigError::Invalid(problems) = Config::parse(&text).expect_err("too short") else {
+            panic!("expected value problems");
+        };
+        let found: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            found,
+            [
+                "store.retention: must be at least 1m",
+                "timeouts.resync: must be at least 1s"
+            ]
+        );
+        let text = minimal().replace("table: tinqs-ci\n", "table: tinqs-ci\n  retention: 1m\n")
+            + "timeouts:\n  resync: 1s\n";
+        Config::parse(&text).expect("the minimums themselves are accepted");
+    }
+
+    #[test]
+    fn a_deeply_nested_file_is_refused_before_parsing() {
+        let depth = 100_000;
+        let text = format!("pools: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+        assert!(text.len() > 200_000 && text.len() <= MAX_FILE_BYTES);
+        let err = Config::parse(&text).expect_err("too deep").to_string();
+        assert!(
+            err.contains("line 1: collections ([…] or {…}) nested more than 32 deep"),
+            "{err}"
+        );
+        let text = format!(
+            "cluster_id: x\npools: {}{}\n",
+            "{a: ".repeat(depth / 2),
+            "}".repeat(depth / 2)
+        );
+        let err = Config::parse(&text).expect_err("too deep").to_string();
+        assert!(err.contains("line 2: collections"), "{err}");
+        // Brackets in quotes and comments are not nesting.
+        let brackets = "[".repeat(MAX_FLOW_DEPTH + 1);
+        let text =
+            minimal() + &format!("foreign_labels: ['{brackets}', \"{brackets}\"] # {brackets}\n");
+        Config::parse(&text).expect("quoted and commented brackets");
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_before_parsing() {
+        let text = minimal() + &"# padding\n".repeat(MAX_FILE_BYTES / 10);
+        let err = Config::parse(&text).expect_err("too big").to_string();
+        assert!(err.contains("may be at most 262144 bytes"), "{err}");
     }
 
     #[test]
