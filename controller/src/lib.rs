@@ -8,6 +8,7 @@
 //! - [`store`]: the DynamoDB port (trait [`store::Store`]).
 //! - [`forge`]: the Gitea port (trait [`forge::Forge`]).
 //! - [`metrics`]: Prometheus metrics.
+//! - [`quiet`]: keeping logs bounded (capped fields, log-on-change, rate-limited warnings).
 //! - [`reconcile`]: observe, plan, apply, and the loop.
 //! - [`spool`]: the durable local spool of webhooks the table could not take.
 //! - [`telemetry`]: logging setup.
@@ -21,6 +22,7 @@ pub mod cmd;
 pub mod fleet;
 pub mod forge;
 pub mod metrics;
+pub mod quiet;
 pub mod reconcile;
 pub mod spool;
 pub mod store;

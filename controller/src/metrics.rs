@@ -10,8 +10,11 @@
 //! | `tinqs_observation_errors_total` | counter | `source` |
 //! | `tinqs_unschedulable_runs` | gauge | — |
 //! | `tinqs_lease_held` | gauge | — |
+//! | `tinqs_spool_pending` | gauge | — |
+//! | `tinqs_spool_dead_letter` | gauge | — |
+//! | `tinqs_spool_set_aside_total` | counter | — |
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -19,6 +22,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::quiet::{ChangeTracker, Changes};
 
 type Labels = Vec<(String, String)>;
 
@@ -36,6 +41,11 @@ struct Inner {
     observation_errors: Family<Labels, Counter>,
     unschedulable: Gauge,
     lease_held: Gauge,
+    spool_pending: Gauge,
+    spool_dead_letter: Gauge,
+    spool_set_aside: Counter,
+    /// The unschedulable runs as last logged (run id, labels): logged on change only.
+    unschedulable_logged: Mutex<ChangeTracker<String, Vec<String>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -72,6 +82,9 @@ impl Metrics {
         let observation_errors = Family::<Labels, Counter>::default();
         let unschedulable = Gauge::default();
         let lease_held = Gauge::default();
+        let spool_pending = Gauge::default();
+        let spool_dead_letter = Gauge::default();
+        let spool_set_aside = Counter::default();
         registry.register(
             "runs",
             "Active desired runs by phase and pool",
@@ -112,6 +125,21 @@ impl Metrics {
             "1 while this controller holds the single-writer lease",
             lease_held.clone(),
         );
+        registry.register(
+            "spool_pending",
+            "Webhook events in the local spool waiting to be replayed",
+            spool_pending.clone(),
+        );
+        registry.register(
+            "spool_dead_letter",
+            "Spooled events set aside in the spool's dead-letter folder",
+            spool_dead_letter.clone(),
+        );
+        registry.register(
+            "spool_set_aside",
+            "Spooled events set aside because they can never be applied",
+            spool_set_aside.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
             runs,
@@ -122,6 +150,10 @@ impl Metrics {
             observation_errors,
             unschedulable,
             lease_held,
+            spool_pending,
+            spool_dead_letter,
+            spool_set_aside,
+            unschedulable_logged: Mutex::new(ChangeTracker::default()),
         }))
     }
 
@@ -196,6 +228,31 @@ impl Metrics {
             .set(i64::try_from(plan.unschedulable.len()).unwrap_or(i64::MAX));
     }
 
+    /// Sets the spool's depth: events waiting and events in the dead-letter folder.
+    pub fn spool(&self, pending: usize, dead_letter: usize) {
+        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        self.0.spool_pending.set(n(pending));
+        self.0.spool_dead_letter.set(n(dead_letter));
+    }
+
+    /// Counts a spooled event set aside.
+    pub fn spool_set_aside(&self) {
+        self.0.spool_set_aside.inc();
+    }
+
+    /// How the unschedulable runs differ from the last pass's (run id, labels), so the loop
+    /// logs a run when it becomes unschedulable or its labels change, not every pass.
+    pub fn unschedulable_changes(&self, plan: &model::Plan) -> Changes<String, Vec<String>> {
+        let now = plan
+            .unschedulable
+            .iter()
+            .map(|u| (u.run.to_string(), u.labels.clone()));
+        match self.0.unschedulable_logged.lock() {
+            Ok(mut t) => t.update(now),
+            Err(poisoned) => poisoned.into_inner().update(now),
+        }
+    }
+
     /// The text exposition format.
     #[must_use]
     pub fn render(&self) -> String {
@@ -204,5 +261,51 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::plan::Unschedulable;
+    use model::RunId;
+
+    fn plan(runs: &[(i64, &[&str])]) -> model::Plan {
+        model::Plan {
+            unschedulable: runs
+                .iter()
+                .map(|(id, labels)| Unschedulable {
+                    run: RunId::for_job(*id, 1),
+                    labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+                })
+                .collect(),
+            ..model::Plan::default()
+        }
+    }
+
+    #[test]
+    fn an_unschedulable_run_is_reported_once_until_its_labels_change_or_it_ends() {
+        let m = Metrics::new();
+        let first = m.unschedulable_changes(&plan(&[(1, &["gpu"])]));
+        assert_eq!(first.started.len(), 1);
+        for _ in 0..10 {
+            let again = m.unschedulable_changes(&plan(&[(1, &["gpu"])]));
+            assert!(again.started.is_empty() && again.changed.is_empty());
+        }
+        let changed = m.unschedulable_changes(&plan(&[(1, &["gpu", "arm"])]));
+        assert_eq!(changed.changed.len(), 1);
+        let ended = m.unschedulable_changes(&plan(&[]));
+        assert_eq!(ended.ended, ["job-1-1"]);
+    }
+
+    #[test]
+    fn the_spool_metrics_are_exposed() {
+        let m = Metrics::new();
+        m.spool(3, 1);
+        m.spool_set_aside();
+        let text = m.render();
+        assert!(text.contains("tinqs_spool_pending 3"), "{text}");
+        assert!(text.contains("tinqs_spool_dead_letter 1"), "{text}");
+        assert!(text.contains("tinqs_spool_set_aside_total 1"), "{text}");
     }
 }

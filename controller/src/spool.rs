@@ -8,8 +8,11 @@
 //! store returns, and deletes each file only after it succeeded.
 //!
 //! File names sort by arrival: `<millis, 16 digits>-<sequence, 10 digits>-<uuid>.json`.
-//! Files ending `.bad` are events that can never be applied (kept for people, not replayed);
-//! files starting with `.` are unfinished writes and are removed on open.
+//! Events that can never be applied (unreadable, over a limit, refused by the table as
+//! invalid) are moved into the `dead-letter/` folder inside the spool directory, kept for
+//! people and never replayed, so the events after them still replay. Moving a file from
+//! `dead-letter/` back into the spool directory replays it; deleting it drops it. Files
+//! starting with `.` are unfinished writes and are removed on open.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -21,6 +24,51 @@ use serde::{Deserialize, Serialize};
 
 /// The spool file format version written by this code.
 pub const FORMAT: u32 = 1;
+
+/// The folder inside the spool directory where events that can never apply are set aside.
+pub const DEAD_LETTER: &str = "dead-letter";
+
+/// How many events a spool holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Census {
+    /// Events waiting to be replayed.
+    pub pending: usize,
+    /// Events set aside in [`DEAD_LETTER`].
+    pub dead_letter: usize,
+}
+
+/// Counts the events in the spool directory `dir` without creating or changing anything
+/// (for `status` and `doctor`); a directory that does not exist holds none.
+///
+/// # Errors
+/// When a directory exists but cannot be read.
+pub fn census(dir: &Path) -> Result<Census, SpoolError> {
+    let count = |dir: &Path, keep: fn(&str) -> bool| -> Result<usize, SpoolError> {
+        match fs::read_dir(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io("read", dir)(e)),
+            Ok(entries) => {
+                let mut n = 0;
+                for entry in entries {
+                    let entry = entry.map_err(io("read", dir))?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if keep(&name) && entry.path().is_file() {
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            }
+        }
+    };
+    Ok(Census {
+        pending: count(dir, is_event)?,
+        dead_letter: count(&dir.join(DEAD_LETTER), |n| !n.starts_with('.'))?,
+    })
+}
+
+fn is_event(name: &str) -> bool {
+    !name.starts_with('.') && name.ends_with(".json")
+}
 
 /// One spooled webhook delivery: the verified body and what is needed to handle it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,14 +145,20 @@ impl Spool {
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
                 .map_err(io("restrict", &dir))?;
         }
+        let dead = dir.join(DEAD_LETTER);
+        fs::create_dir_all(&dead).map_err(io("create", &dead))?;
         for entry in fs::read_dir(&dir).map_err(io("read", &dir))? {
             let entry = entry.map_err(io("read", &dir))?;
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') {
-                let path = entry.path();
-                if path.is_file() {
-                    fs::remove_file(&path).map_err(io("remove", &path))?;
-                }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if !path.is_file() {
+                continue;
+            }
+            if name.starts_with('.') {
+                fs::remove_file(&path).map_err(io("remove", &path))?;
+            } else if let Some(event) = name.strip_suffix(".bad") {
+                // Set aside by an earlier version, next to the events: into the folder.
+                fs::rename(&path, dead.join(event)).map_err(io("rename", &path))?;
             }
         }
         Ok(Spool {
@@ -150,7 +204,7 @@ impl Spool {
             for entry in fs::read_dir(&dir).map_err(io("read", &dir))? {
                 let entry = entry.map_err(io("read", &dir))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if !name.starts_with('.') && name.ends_with(".json") {
+                if is_event(&name) && entry.path().is_file() {
                     files.push(entry.path());
                 }
             }
@@ -202,23 +256,37 @@ impl Spool {
         .await
     }
 
-    /// Sets aside an event that can never be applied: renamed to `<name>.bad`, kept for
-    /// people, never replayed.
+    /// Sets aside an event that can never be applied: moved into [`DEAD_LETTER`], kept for
+    /// people, never replayed. Returns its new path.
     ///
     /// # Errors
-    /// When the file cannot be renamed.
+    /// When the file cannot be moved.
     pub async fn quarantine(&self, path: &Path) -> Result<PathBuf, SpoolError> {
         let path = path.to_owned();
         let dir = self.dir.clone();
         blocking(move || {
-            let mut bad = path.clone().into_os_string();
-            bad.push(".bad");
-            let bad = PathBuf::from(bad);
-            fs::rename(&path, &bad).map_err(io("rename", &path))?;
+            let dead = dir.join(DEAD_LETTER);
+            fs::create_dir_all(&dead).map_err(io("create", &dead))?;
+            let name = path.file_name().ok_or_else(|| SpoolError::Corrupt {
+                path: path.clone(),
+                problem: "not a file".into(),
+            })?;
+            let target = dead.join(name);
+            fs::rename(&path, &target).map_err(io("rename", &path))?;
+            sync_dir(&dead)?;
             sync_dir(&dir)?;
-            Ok(bad)
+            Ok(target)
         })
         .await
+    }
+
+    /// How many events wait and how many are set aside.
+    ///
+    /// # Errors
+    /// When the directory cannot be read.
+    pub async fn census(&self) -> Result<Census, SpoolError> {
+        let dir = self.dir.clone();
+        blocking(move || census(&dir)).await
     }
 
     /// Serializes replays: hold the guard while replaying.
@@ -326,7 +394,42 @@ mod tests {
         ));
         let bad = spool2.quarantine(&files[0]).await.expect("renames");
         assert!(bad.exists());
+        assert_eq!(bad, dir.join(DEAD_LETTER).join("0002-garbage.json"));
         assert!(spool.pending().await.expect("lists").is_empty());
+        assert_eq!(
+            spool.census().await.expect("counts"),
+            Census {
+                pending: 0,
+                dead_letter: 1
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_dead_letter_folder_is_counted_and_takes_in_earlier_bad_files() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("spool");
+        assert_eq!(census(&dir).expect("absent is empty"), Census::default());
+        fs::create_dir_all(&dir).expect("creates");
+        fs::write(dir.join("0001-old.json.bad"), b"{}").expect("writes");
+        let spool = Spool::open(&dir).expect("opens");
+        spool.append(&event(1)).await.expect("appends");
+        assert!(!dir.join("0001-old.json.bad").exists());
+        assert!(dir.join(DEAD_LETTER).join("0001-old.json").exists());
+        assert_eq!(
+            census(&dir).expect("counts"),
+            Census {
+                pending: 1,
+                dead_letter: 1
+            }
+        );
+        // Moving an entry back from the folder replays it.
+        fs::rename(
+            dir.join(DEAD_LETTER).join("0001-old.json"),
+            dir.join("0001-old.json"),
+        )
+        .expect("moves back");
+        assert_eq!(spool.pending().await.expect("lists").len(), 2);
     }
 
     #[tokio::test]

@@ -174,6 +174,10 @@ pub enum StoreError {
         /// What is wrong.
         problem: String,
     },
+    /// DynamoDB refused the request itself as invalid (`ValidationException`: an item over
+    /// 400 KB, an attribute it cannot take). Sending it again fails the same way.
+    #[error("DynamoDB refused the item: {0}")]
+    Rejected(String),
     /// DynamoDB throttled us.
     #[error("throttled by DynamoDB: {0}")]
     Throttled(String),

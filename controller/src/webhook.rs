@@ -9,9 +9,9 @@
 //! | 202 | The store could not take them in time; the event is in the local spool and will be replayed. |
 //! | 204 | Nothing to do: an event or action we do not use, a push by the Actions bot, a deleted ref, `[skip ci]`. |
 //! | 400 | A malformed body or a missing event header (short reason, nothing of the body echoed). |
-//! | 401 | Missing or wrong signature. Nothing is written. |
+//! | 401 | Missing or wrong signature. Nothing is written. A WARN is logged at most once per [`BAD_SIGNATURE_WARN_EVERY`], with the count of the ones held back. |
 //! | 413 | Body over [`MAX_BODY_BYTES`]. |
-//! | 422 | A push that can never be expanded (repository or commit unknown to Gitea). |
+//! | 422 | An event that can never be stored: a field over its limit (too many or too long labels, a job, runner or repository name too long: [`limits`]), or a run the table refuses as invalid; or a push that can never be expanded (repository or commit unknown to Gitea). Nothing is written or spooled. |
 //! | 503 | Neither the store nor the spool could take the event: Gitea shows the delivery failed. |
 //!
 //! A 2xx therefore always means the event is durable. Redelivery and replays are idempotent:
@@ -21,8 +21,8 @@
 //! redelivery can be old) is checked against Gitea before anything is launched.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -39,12 +39,15 @@ use serde::Deserialize;
 use sha2::Sha256;
 use tokio::sync::Notify;
 
+use crate::clock::{Clock, SystemClock};
 use crate::forge::gitea::{repo_from_api_url, RepoRef, WorkflowJob};
 use crate::forge::{Forge, ForgeError};
 use crate::metrics::Metrics;
+use crate::quiet::{cap, RateLimit, FIELD_CHARS};
 use crate::spool::{Spool, SpoolError, SpooledEvent, FORMAT};
 use crate::store::{Store, StoreError};
 
+pub mod limits;
 mod push;
 
 /// Where Gitea posts.
@@ -68,6 +71,10 @@ pub const ACTIONS_BOT: &str = "gitea-actions";
 /// How long the handler works on an event before spooling it instead (Gitea gives up at 5 s).
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3);
 
+/// At most one WARN per this long for requests with a bad signature (anyone can send them);
+/// the next one says how many were held back.
+pub const BAD_SIGNATURE_WARN_EVERY: Duration = Duration::from_secs(60);
+
 /// The receiver cannot be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookError {
@@ -90,6 +97,8 @@ struct Inner {
     deadline: Duration,
     metrics: Option<Metrics>,
     counting: AttemptCounting,
+    clock: Arc<dyn Clock>,
+    bad_signatures: Arc<Mutex<RateLimit>>,
 }
 
 /// What the receiver needs; cheap to clone.
@@ -151,6 +160,8 @@ impl WebhookState {
                 deadline: DEFAULT_DEADLINE,
                 metrics: None,
                 counting: AttemptCounting::default(),
+                clock: Arc::new(SystemClock),
+                bad_signatures: Arc::new(Mutex::new(RateLimit::new(BAD_SIGNATURE_WARN_EVERY))),
             }),
         })
     }
@@ -181,6 +192,12 @@ impl WebhookState {
         self.rebuild(|i| i.counting = counting)
     }
 
+    /// Where "now" comes from (event times, the bad-signature warning limit).
+    #[must_use]
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        self.rebuild(|i| i.clock = clock)
+    }
+
     fn rebuild(self, edit: impl FnOnce(&mut Inner)) -> Self {
         let i = &self.inner;
         let mut inner = Inner {
@@ -194,6 +211,8 @@ impl WebhookState {
             deadline: i.deadline,
             metrics: i.metrics.clone(),
             counting: i.counting,
+            clock: Arc::clone(&i.clock),
+            bad_signatures: Arc::clone(&i.bad_signatures),
         };
         edit(&mut inner);
         WebhookState {
@@ -221,22 +240,30 @@ pub fn router(state: WebhookState) -> Router {
 
 async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
     let s = &state.inner;
+    let delivery = header(&headers, "x-gitea-delivery").map(|d| cap(d, FIELD_CHARS));
     if !signature_ok(&s.secret, &headers, &body) {
-        tracing::warn!(
-            delivery = header(&headers, "x-gitea-delivery"),
-            "webhook refused: bad or missing signature"
-        );
+        let admitted = match s.bad_signatures.lock() {
+            Ok(mut limit) => limit.admit(s.clock.now()),
+            Err(poisoned) => poisoned.into_inner().admit(s.clock.now()),
+        };
+        if let Some(held_back) = admitted {
+            tracing::warn!(
+                delivery,
+                held_back,
+                "webhook refused: bad or missing signature (at most one such warning per {})",
+                humantime::format_duration(BAD_SIGNATURE_WARN_EVERY)
+            );
+        }
         return (StatusCode::UNAUTHORIZED, "invalid or missing signature\n").into_response();
     }
     let Some(event) = event_name(&headers) else {
         return (StatusCode::BAD_REQUEST, "missing X-Gitea-Event header\n").into_response();
     };
-    let delivery = header(&headers, "x-gitea-delivery").map(str::to_owned);
     if !wanted(s.demand, &event) {
         tracing::debug!(event, "webhook event not used in this demand mode");
         return StatusCode::NO_CONTENT.into_response();
     }
-    let received_at = Timestamp::from_system(SystemTime::now());
+    let received_at = s.clock.now();
     let outcome = tokio::time::timeout(s.deadline, apply(&state, &event, &body, received_at)).await;
     let failure = match outcome {
         Ok(Ok(Applied::Stored { runs, created })) => {
@@ -366,6 +393,9 @@ enum Applied {
 enum ApplyError {
     #[error("{0}")]
     Malformed(String),
+    /// A field over its limit ([`limits`]): the run could never be stored.
+    #[error("{0}")]
+    Refused(String),
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("gitea: {0}")]
@@ -377,10 +407,13 @@ impl ApplyError {
     /// token (an operator can fix that).
     fn retryable(&self) -> bool {
         match self {
-            ApplyError::Malformed(_) => false,
-            // A hand-broken row stays broken until someone edits it; everything else is the
-            // table being away.
-            ApplyError::Store(e) => !matches!(e, StoreError::InvalidRow { .. }),
+            ApplyError::Malformed(_) | ApplyError::Refused(_) => false,
+            // A hand-broken row stays broken until someone edits it, and an item the table
+            // refuses (too large, invalid) is refused again; everything else is the table
+            // being away.
+            ApplyError::Store(e) => {
+                !matches!(e, StoreError::InvalidRow { .. } | StoreError::Rejected(_))
+            }
             ApplyError::Forge(e) => {
                 e.is_transient()
                     || matches!(e, ForgeError::Unauthorized(_) | ForgeError::Forbidden(_))
@@ -499,6 +532,8 @@ async fn apply_workflow_job(
         Origin::Webhook,
         at,
     );
+    limits::check_spec(&spec).map_err(ApplyError::Refused)?;
+    limits::check_state(&state_reported).map_err(ApplyError::Refused)?;
     let store = &state.inner.store;
     if state_reported == JobState::Queued {
         let created = store.create(&DesiredRun::new(id.clone(), spec)).await?;
@@ -596,14 +631,16 @@ pub struct ReplayReport {
     pub replayed: usize,
     /// Events still waiting (the store or Gitea is still unavailable).
     pub remaining: usize,
-    /// Events that can never apply, renamed to `*.bad`.
+    /// Events that can never apply, moved into the spool's `dead-letter/` folder.
     pub quarantined: usize,
 }
 
 /// Replays the spool once, oldest first: each event is applied exactly as the handler would,
 /// then deleted. An event that fails for a reason that may pass (Gitea down) stays; the first
-/// store failure ends the round (the table is away); events that can never apply are set
-/// aside as `*.bad`. Wakes the loop if anything was stored.
+/// store failure that may pass ends the round (the table is away); events that can never
+/// apply (unreadable, over a limit, refused by the table as invalid) are set aside into the
+/// spool's `dead-letter/` folder with a WARN and `tinqs_spool_set_aside_total`, so the events
+/// after them replay. Wakes the loop if anything was stored.
 ///
 /// # Errors
 /// When the spool directory itself cannot be read or changed.
@@ -617,8 +654,7 @@ pub async fn replay_spool_once(state: &WebhookState) -> Result<ReplayReport, Spo
         let event = match s.spool.read(path).await {
             Ok(e) => e,
             Err(SpoolError::Corrupt { path, problem }) => {
-                tracing::error!(file = %path.display(), problem, "spooled event unreadable; set aside");
-                s.spool.quarantine(&path).await?;
+                set_aside(state, &path, &cap(&problem, FIELD_CHARS)).await?;
                 report.quarantined += 1;
                 continue;
             }
@@ -648,8 +684,7 @@ pub async fn replay_spool_once(state: &WebhookState) -> Result<ReplayReport, Spo
                 report.remaining += 1;
             }
             Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "spooled event cannot apply; set aside");
-                s.spool.quarantine(path).await?;
+                set_aside(state, path, &cap(&e.to_string(), FIELD_CHARS)).await?;
                 report.quarantined += 1;
             }
         }
@@ -657,7 +692,31 @@ pub async fn replay_spool_once(state: &WebhookState) -> Result<ReplayReport, Spo
     if stored {
         s.wake.notify_one();
     }
+    if let Some(metrics) = &s.metrics {
+        let census = s.spool.census().await?;
+        metrics.spool(census.pending, census.dead_letter);
+    }
     Ok(report)
+}
+
+/// Moves a spooled event that can never apply into the dead-letter folder, with a WARN and
+/// the metric.
+async fn set_aside(
+    state: &WebhookState,
+    path: &std::path::Path,
+    why: &str,
+) -> Result<(), SpoolError> {
+    let s = &state.inner;
+    let moved = s.spool.quarantine(path).await?;
+    if let Some(metrics) = &s.metrics {
+        metrics.spool_set_aside();
+    }
+    tracing::warn!(
+        file = %moved.display(),
+        error = why,
+        "spooled event can never apply: set aside in the dead-letter folder; the rest replays"
+    );
+    Ok(())
 }
 
 /// Replays the spool every `every` until `shutdown` resolves (spawn it next to the server).

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use controller::forge::Forge;
 use controller::spool::Spool;
-use controller::store::fake::FakeStore;
-use controller::store::Store;
+use controller::store::fake::{FakeStore, StoreOp};
+use controller::store::{Store, StoreError};
 use controller::webhook::{self, replay_spool_once, sign, ReplayReport, WebhookState};
 use model::config::DemandSource;
 use model::desired::{AttemptCounting, JobState, Origin};
@@ -453,6 +453,143 @@ async fn with_the_store_down_events_are_spooled_then_replayed_without_loss() {
     );
 }
 
+fn job_body_with(id: i64, labels: &[String], name: &str) -> String {
+    serde_json::json!({
+        "action": "queued",
+        "workflow_job": {
+            "id": id, "run_id": 300, "run_attempt": 0, "name": name,
+            "labels": labels, "status": "queued",
+        },
+        "repository": { "full_name": "acme/web" },
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn an_event_that_could_never_be_stored_is_refused_at_the_door_even_with_the_store_down() {
+    let r = start(DemandSource::Jobs, None).await;
+    // 450 KB: under the 1 MiB body limit, over DynamoDB's 400 KB item limit.
+    let huge = "x".repeat(450_000);
+    let body = job_body_with(50, &["linux".into(), huge.clone()], "build");
+    let (status, reason) = r.send(Some("workflow_job"), &body, Sig::Gitea).await;
+    assert_eq!(status, 422, "{reason}");
+    assert_eq!(
+        reason.trim(),
+        "label 2 is 450000 characters long; at most 255 are accepted"
+    );
+
+    let many: Vec<String> = (0..10_000).map(|i| format!("l{i}")).collect();
+    let (status, reason) = r
+        .send(
+            Some("workflow_job"),
+            &job_body_with(51, &many, "build"),
+            Sig::Gitea,
+        )
+        .await;
+    assert_eq!(status, 422, "{reason}");
+    assert!(reason.contains("10000 labels; at most 64"), "{reason}");
+
+    let long_name = "n".repeat(256);
+    let (status, reason) = r
+        .send(
+            Some("workflow_job"),
+            &job_body_with(52, &["linux".into()], &long_name),
+            Sig::Gitea,
+        )
+        .await;
+    assert_eq!(status, 422, "{reason}");
+    assert!(reason.contains("job name is 256 characters"), "{reason}");
+
+    // With the table away it is still refused, not spooled to fail for ever.
+    r.store.set_unavailable(true);
+    let (status, _) = r.send(Some("workflow_job"), &body, Sig::Gitea).await;
+    assert_eq!(status, 422);
+    assert_eq!(r.spooled(), 0);
+    r.store.set_unavailable(false);
+    assert!(r.store.runs().is_empty());
+
+    // At the limits it is stored.
+    let most: Vec<String> = (0..64).map(|i| format!("{i:0>255}")).collect();
+    let (status, reason) = r
+        .send(
+            Some("workflow_job"),
+            &job_body_with(53, &most, "build"),
+            Sig::Gitea,
+        )
+        .await;
+    assert_eq!(status, 200, "{reason}");
+}
+
+#[tokio::test]
+async fn a_spooled_event_that_can_never_apply_is_set_aside_and_the_rest_replays() {
+    let r = start(DemandSource::Jobs, None).await;
+    let metrics = controller::metrics::Metrics::new();
+    let state = r.state.clone().with_metrics(metrics.clone());
+    let spool = state.spool();
+    let spooled = |n: i64, payload: String| controller::spool::SpooledEvent {
+        format: controller::spool::FORMAT,
+        event: "workflow_job".into(),
+        delivery: Some(format!("d-{n}")),
+        received_at: model::Timestamp::from_millis(1_700_000_000_000 + n),
+        payload,
+    };
+    // Oldest first: one the table refuses as invalid (as DynamoDB refuses an item over
+    // 400 KB), one over the limits (spooled before they existed), then a good one.
+    spool
+        .append(&spooled(1, job_body("queued", 40, 0)))
+        .await
+        .expect("spools");
+    let huge = vec!["x".repeat(450_000)];
+    spool
+        .append(&spooled(2, job_body_with(41, &huge, "build")))
+        .await
+        .expect("spools");
+    spool
+        .append(&spooled(3, job_body("queued", 42, 0)))
+        .await
+        .expect("spools");
+    r.store.fail_next(
+        StoreOp::Create,
+        StoreError::Rejected(
+            "ValidationException: Item size has exceeded the maximum allowed size".into(),
+        ),
+    );
+
+    let report = replay_spool_once(&state).await.expect("replays");
+    assert_eq!(
+        report,
+        ReplayReport {
+            replayed: 1,
+            remaining: 0,
+            quarantined: 2
+        }
+    );
+    let ids: Vec<String> = r.store.runs().iter().map(|x| x.id.to_string()).collect();
+    assert_eq!(ids, ["job-42-1"]);
+    assert_eq!(r.spooled(), 0);
+    let dead = r
+        .spool_dir
+        .path()
+        .join("spool")
+        .join(controller::spool::DEAD_LETTER);
+    assert_eq!(
+        std::fs::read_dir(&dead)
+            .expect("dead-letter folder")
+            .count(),
+        2
+    );
+    let text = metrics.render();
+    assert!(text.contains("tinqs_spool_set_aside_total 2"), "{text}");
+    assert!(text.contains("tinqs_spool_dead_letter 2"), "{text}");
+    assert!(text.contains("tinqs_spool_pending 0"), "{text}");
+
+    // Set aside for good: the next round has nothing to do.
+    assert_eq!(
+        replay_spool_once(&state).await.expect("replays"),
+        ReplayReport::default()
+    );
+}
+
 #[tokio::test]
 async fn the_background_replayer_drains_the_spool_when_the_store_returns() {
     let r = start(DemandSource::Jobs, None).await;
@@ -531,7 +668,12 @@ async fn a_store_slower_than_the_deadline_is_answered_from_the_spool() {
         .expect("answers");
     assert_eq!(resp.status().as_u16(), 202);
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+    assert_eq!(
+        controller::spool::census(dir.path())
+            .expect("counts")
+            .pending,
+        1
+    );
 }
 
 #[test]

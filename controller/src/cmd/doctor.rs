@@ -425,8 +425,10 @@ pub fn forbidden_fix(
     )
 }
 
-/// The spool directory is writable: a probe file is created and removed. A directory that does
-/// not exist yet is skipped (`serve` creates it; doctor creates nothing).
+/// The spool directory is writable: a probe file is created and removed; the detail gives the
+/// spool's depth (events waiting) and its set-aside count, and events set aside in its
+/// `dead-letter/` folder are a problem. A directory that does not exist yet is skipped
+/// (`serve` creates it; doctor creates nothing).
 #[must_use]
 pub fn check_spool_dir(dir: &Path) -> Check {
     let name = "spool dir";
@@ -456,7 +458,34 @@ pub fn check_spool_dir(dir: &Path) -> Check {
     match std::fs::write(&probe, b"probe") {
         Ok(()) => {
             let _ = std::fs::remove_file(&probe);
-            Check::ok(name, format!("{} is writable", dir.display()))
+            let dead = crate::spool::DEAD_LETTER;
+            match crate::spool::census(dir) {
+                Ok(c) if c.dead_letter > 0 => Check::problem(
+                    name,
+                    format!(
+                        "{} is writable; {} event(s) waiting, {} set aside in {dead}/ (they \
+                         can never apply as they are)",
+                        dir.display(),
+                        c.pending,
+                        c.dead_letter
+                    ),
+                    format!(
+                        "read the WARN logged for each; move a file from {}/{dead}/ back into {} \
+                         to replay it, or delete it to drop it (wiki/Operations.md)",
+                        dir.display(),
+                        dir.display()
+                    ),
+                ),
+                Ok(c) => Check::ok(
+                    name,
+                    format!(
+                        "{} is writable; {} event(s) waiting, 0 set aside",
+                        dir.display(),
+                        c.pending
+                    ),
+                ),
+                Err(e) => Check::problem(name, e.to_string(), fix),
+            }
         }
         Err(e) => Check::problem(name, format!("cannot write in {}: {e}", dir.display()), fix),
     }
@@ -1508,6 +1537,25 @@ mod tests {
             std::fs::read_dir(&dir).expect("read").count(),
             0,
             "probe removed"
+        );
+        assert!(
+            check.detail.contains("0 event(s) waiting, 0 set aside"),
+            "{check:?}"
+        );
+        std::fs::create_dir_all(dir.join(crate::spool::DEAD_LETTER)).expect("dir");
+        std::fs::write(dir.join("0001-a.json"), b"{}").expect("writes");
+        std::fs::write(
+            dir.join(crate::spool::DEAD_LETTER).join("0000-b.json"),
+            b"{}",
+        )
+        .expect("writes");
+        let set_aside = check_spool_dir(&dir);
+        assert!(set_aside.is_problem(), "{set_aside:?}");
+        assert!(
+            set_aside
+                .detail
+                .contains("1 event(s) waiting, 1 set aside in dead-letter/"),
+            "{set_aside:?}"
         );
         std::fs::remove_dir_all(&dir).expect("cleanup");
         let missing = check_spool_dir(Path::new("/nonexistent-tinqs/a/b"));

@@ -53,6 +53,49 @@ pub struct Status {
     pub planned: BTreeMap<String, usize>,
     /// Whether there is no problem at all.
     pub healthy: bool,
+    /// The local webhook spool on this host ([`Status::with_spool`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool: Option<SpoolState>,
+}
+
+/// The local webhook spool: events waiting for the table and events set aside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpoolState {
+    /// `server.spool_dir`.
+    pub dir: String,
+    /// Events waiting to be replayed.
+    pub pending: usize,
+    /// Events set aside in its `dead-letter/` folder (they never replay by themselves).
+    pub dead_letter: usize,
+}
+
+impl Status {
+    /// Adds the spool in `dir` (as seen from this host); events set aside are a problem.
+    #[must_use]
+    pub fn with_spool(mut self, dir: &std::path::Path) -> Status {
+        let shown = dir.display().to_string();
+        match crate::spool::census(dir) {
+            Ok(c) => {
+                if c.dead_letter > 0 {
+                    self.problems.push(Problem::SpoolSetAside {
+                        dir: shown.clone(),
+                        count: c.dead_letter,
+                    });
+                }
+                self.spool = Some(SpoolState {
+                    dir: shown,
+                    pending: c.pending,
+                    dead_letter: c.dead_letter,
+                });
+            }
+            Err(e) => self.problems.push(Problem::ObservationError {
+                source: "spool".into(),
+                error: e.to_string(),
+            }),
+        }
+        self.healthy = self.problems.is_empty();
+        self
+    }
 }
 
 /// One pool's numbers.
@@ -158,6 +201,13 @@ pub enum Problem {
         #[serde(with = "model::time::duration_serde")]
         max_lifetime: Duration,
     },
+    /// Spooled events that can never apply, set aside in the spool's `dead-letter/` folder.
+    SpoolSetAside {
+        /// The spool directory.
+        dir: String,
+        /// How many.
+        count: usize,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -216,6 +266,12 @@ impl std::fmt::Display for Problem {
                 human(*age),
                 human(*max_lifetime)
             ),
+            Problem::SpoolSetAside { dir, count } => write!(
+                f,
+                "{count} spooled event(s) set aside in {dir}/{}: they can never apply \
+                 (see wiki/Operations.md to replay or drop them)",
+                crate::spool::DEAD_LETTER
+            ),
         }
     }
 }
@@ -236,11 +292,14 @@ pub async fn observe(r: &Reconciler) -> Status {
 /// unreachable at start-up).
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let config = crate::wiring::load_config(&args.config)?;
+    let spool_dir = config.server.spool_dir.clone();
     crate::telemetry::init(false);
     let rt = crate::wiring::runtime()?;
     rt.block_on(async {
         let connected = crate::wiring::connect(config).await?;
-        let status = observe(&connected.reconciler).await;
+        let status = observe(&connected.reconciler)
+            .await
+            .with_spool(std::path::Path::new(&spool_dir));
         match args.output {
             Output::Text => print!("{}", text(&status)),
             Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
@@ -431,6 +490,7 @@ pub fn summarize(obs: &Observation, policy: &Policy, plan: &Plan, now: Timestamp
         healthy: problems.is_empty(),
         problems,
         planned,
+        spool: None,
     }
 }
 
@@ -562,6 +622,15 @@ pub fn text(status: &Status) -> String {
             p.busy_runners,
             p.starting_runners,
             p.offline_runners
+        ));
+    }
+    if let Some(sp) = &status.spool {
+        line(format!(
+            "Spool {}: {} waiting, {} set aside in {}/.",
+            sp.dir,
+            sp.pending,
+            sp.dead_letter,
+            crate::spool::DEAD_LETTER
         ));
     }
     if status.problems.is_empty() {
@@ -910,5 +979,35 @@ mod tests {
         let json = serde_json::to_value(&s).expect("serializes");
         assert_eq!(json["healthy"], true);
         assert_eq!(json["pools"][0]["pool"], "docker");
+    }
+
+    #[test]
+    fn the_spools_depth_and_set_aside_events_are_shown_and_set_aside_ones_are_a_problem() {
+        let obs = observation(vec![], vec![], vec![]);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("spool");
+        let empty = status_of(&obs, at(10)).with_spool(&dir);
+        assert!(empty.healthy);
+        assert!(text(&empty).contains(": 0 waiting, 0 set aside in dead-letter/."));
+
+        std::fs::create_dir_all(dir.join(crate::spool::DEAD_LETTER)).expect("creates");
+        std::fs::write(dir.join("0001-a.json"), b"{}").expect("writes");
+        std::fs::write(dir.join("0002-b.json"), b"{}").expect("writes");
+        std::fs::write(
+            dir.join(crate::spool::DEAD_LETTER).join("0000-x.json"),
+            b"{}",
+        )
+        .expect("writes");
+        let s = status_of(&obs, at(10)).with_spool(&dir);
+        assert!(!s.healthy);
+        let t = text(&s);
+        assert!(
+            t.contains(": 2 waiting, 1 set aside in dead-letter/."),
+            "{t}"
+        );
+        assert!(t.contains("1 spooled event(s) set aside in"), "{t}");
+        let json = serde_json::to_value(&s).expect("serializes");
+        assert_eq!(json["spool"]["pending"], 2);
+        assert_eq!(json["spool"]["dead_letter"], 1);
     }
 }

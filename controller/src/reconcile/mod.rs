@@ -136,8 +136,19 @@ impl Reconciler {
             self.clock.now(),
         );
         self.metrics.observed(&observation, &plan, &policy);
-        for u in &plan.unschedulable {
-            tracing::warn!(run = %u.run, labels = ?u.labels, "unschedulable: no pool serves these labels");
+        // Logged when a run becomes unschedulable or its labels change, not every pass, and
+        // with its labels capped: one event's labels cannot flood the log.
+        let changes = self.metrics.unschedulable_changes(&plan);
+        for (run, labels) in changes.started.iter().chain(&changes.changed) {
+            tracing::warn!(
+                run = %crate::quiet::cap(run, crate::quiet::FIELD_CHARS),
+                labels = %crate::quiet::cap_list(labels),
+                count = labels.len(),
+                "unschedulable: no pool serves these labels"
+            );
+        }
+        for run in &changes.ended {
+            tracing::info!(run = %crate::quiet::cap(run, crate::quiet::FIELD_CHARS), "no longer unschedulable");
         }
         let report = match (mode, lease) {
             (Mode::Apply, Some(lease)) if !plan.is_empty() => {

@@ -445,6 +445,8 @@ pub fn classify(e: &ApiError, table: &str) -> StoreError {
             schema::ACTIVE_INDEX,
             e.message
         )),
+        // Invalid requests, such as an item over DynamoDB's 400 KB: permanent.
+        "ValidationException" => StoreError::Rejected(e.to_string()),
         "InternalServerError" | "ServiceUnavailable" | "InternalFailure" => {
             StoreError::Unavailable(e.to_string())
         }
@@ -948,7 +950,8 @@ mod tests {
             panic!("expected NoTable")
         };
         assert!(m.contains("runs") && m.contains("store init"), "{m}");
-        assert!(matches!(c("ValidationException"), StoreError::Other(_)));
+        assert!(matches!(c("ValidationException"), StoreError::Rejected(_)));
+        assert!(matches!(c("SomethingNew"), StoreError::Other(_)));
         assert!(matches!(
             classify(&ApiError::network("connection refused"), "runs"),
             StoreError::Unavailable(_)

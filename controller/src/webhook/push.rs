@@ -18,6 +18,7 @@ use serde::Deserialize;
 use super::{parse, Applied, ApplyError, WebhookState, ACTIONS_BOT};
 use crate::forge::gitea::{is_zero_sha, RepoRef};
 use crate::forge::ForgeError;
+use crate::quiet::{cap, FIELD_CHARS};
 
 #[derive(Deserialize)]
 struct PushHook {
@@ -132,8 +133,9 @@ pub(super) async fn apply_push(
     };
 
     let store = &state.inner.store;
-    let mut runs = Vec::new();
-    let mut created = 0;
+    // Every run is checked against the limits before any is written, so a push is stored
+    // whole or refused whole.
+    let mut pending = Vec::new();
     for (path, workflow) in &workflows {
         let decision = workflow.match_push(&event);
         if !decision.triggered {
@@ -190,11 +192,20 @@ pub(super) async fn apply_push(
                 cancel: false,
                 created_at: at,
             };
-            if store.create(&DesiredRun::new(id.clone(), spec)).await? {
-                created += 1;
-            }
-            runs.push(id);
+            super::limits::check_spec(&spec).map_err(|e| {
+                let (path, job) = (cap(path, FIELD_CHARS), cap(&instance.job_id, FIELD_CHARS));
+                ApplyError::Refused(format!("{path} job {job}: {e}"))
+            })?;
+            pending.push(DesiredRun::new(id, spec));
         }
+    }
+    let mut runs = Vec::new();
+    let mut created = 0;
+    for run in pending {
+        if store.create(&run).await? {
+            created += 1;
+        }
+        runs.push(run.id);
     }
     if runs.is_empty() {
         return Ok(Applied::Ignored("no workflow triggered"));
