@@ -156,6 +156,16 @@ async fn creating_the_same_run_twice_creates_it_once() {
 }
 
 #[tokio::test]
+async fn an_item_over_dynamodbs_size_limit_is_rejected_for_good_not_taken_for_an_outage() {
+    let store = store().await;
+    let mut big = run(2);
+    big.spec.labels = vec!["x".repeat(450_000)];
+    let err = store.create(&big).await.expect_err("over 400 KB");
+    assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
+    assert_eq!(store.get(&big.id).await.expect("get"), None);
+}
+
+#[tokio::test]
 async fn a_status_write_with_a_stale_version_is_a_conflict() {
     let store = store().await;
     store.create(&run(1)).await.expect("create");
