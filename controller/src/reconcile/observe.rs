@@ -7,6 +7,10 @@ use model::observed::{DesiredView, Observed, Seen};
 
 use super::Reconciler;
 
+/// The most jobs read one by one in a pass; runs whose job was not read decide nothing this
+/// pass and are read in a later one.
+pub const MAX_JOB_READS: usize = 256;
+
 /// What one pass saw, with the errors that made any source partial.
 #[derive(Debug, Clone)]
 pub struct Observation {
@@ -136,7 +140,14 @@ impl Reconciler {
         queued: &[model::QueuedJob],
     ) -> Vec<model::observed::JobSeen> {
         let wanted = model::observed::jobs_to_read(runs, queued);
-        futures::stream::iter(wanted)
+        if wanted.len() > MAX_JOB_READS {
+            tracing::info!(
+                wanted = wanted.len(),
+                read = MAX_JOB_READS,
+                "many runs' jobs are missing from the queued list (webhooks late?); reading some this pass, the rest next passes"
+            );
+        }
+        futures::stream::iter(wanted.into_iter().take(MAX_JOB_READS))
             .map(|(repo, id)| async move {
                 match self.timed(self.forge.get_job(&repo, id)).await {
                     Ok(seen) => Some(seen),
