@@ -257,6 +257,87 @@ async fn a_wrong_or_missing_signature_is_refused_without_writing_or_echoing() {
     assert!(!r.woken().await);
 }
 
+/// Log lines written while a test runs (this thread only), for tests of what is logged.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn lines_with(&self, text: &str) -> Vec<String> {
+        let all = String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned();
+        all.lines()
+            .filter(|l| l.contains(text))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn bad_signatures_are_all_refused_but_warned_about_once_per_interval_with_a_count() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let clock =
+        controller::clock::ManualClock::new(model::Timestamp::from_millis(1_700_000_000_000));
+    let r = start(DemandSource::Jobs, None).await;
+    let state = r
+        .state
+        .clone()
+        .with_clock(Arc::new(clock.clone()) as Arc<dyn controller::clock::Clock>);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let url = format!(
+        "http://{}{}",
+        listener.local_addr().expect("addr"),
+        webhook::HOOK_PATH
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, webhook::router(state)).await;
+    });
+    let send_bad = || async {
+        r.http
+            .post(&url)
+            .header("X-Gitea-Event", "workflow_job")
+            .header("X-Gitea-Delivery", "d".repeat(5_000))
+            .header("X-Gitea-Signature", "00")
+            .body("{}")
+            .send()
+            .await
+            .expect("answers")
+            .status()
+            .as_u16()
+    };
+    for _ in 0..20 {
+        assert_eq!(send_bad().await, 401);
+    }
+    let warned = logs.lines_with("bad or missing signature");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("held_back=0"), "{}", warned[0]);
+    // The delivery id (any header) is capped in the line.
+    assert!(warned[0].len() < 600, "{}", warned[0].len());
+
+    clock.advance(webhook::BAD_SIGNATURE_WARN_EVERY);
+    assert_eq!(send_bad().await, 401);
+    let warned = logs.lines_with("bad or missing signature");
+    assert_eq!(warned.len(), 2, "{warned:?}");
+    assert!(warned[1].contains("held_back=19"), "{}", warned[1]);
+    assert!(r.store.runs().is_empty());
+}
+
 #[tokio::test]
 async fn a_signed_body_without_an_event_header_is_a_bad_request() {
     let r = start(DemandSource::Jobs, None).await;
