@@ -164,6 +164,9 @@ impl ApiError {
                 status: None,
                 reasons: Vec::new(),
             },
+            SdkError::DispatchFailure(_) if credentials_missing(err) => {
+                ApiError::network(NO_CREDENTIALS)
+            }
             SdkError::DispatchFailure(_) => ApiError::network(&describe()),
             SdkError::ResponseError(_) => ApiError {
                 kind: ApiErrorKind::Other,
@@ -227,6 +230,28 @@ impl std::fmt::Display for ApiError {
             _ => f.write_str(&self.message),
         }
     }
+}
+
+/// What a call says when no credentials were found, in place of the SDK's dump of every
+/// provider it tried.
+pub const NO_CREDENTIALS: &str = "no AWS credentials found (looked in AWS_ACCESS_KEY_ID and \
+     AWS_SECRET_ACCESS_KEY, the profile AWS_PROFILE names in ~/.aws/config and \
+     ~/.aws/credentials, AWS_WEB_IDENTITY_TOKEN_FILE, the ECS container endpoint, then the EC2 \
+     instance role)";
+
+/// Whether `err` or one of its sources is the provider chain finding no credentials.
+fn credentials_missing(err: &(dyn std::error::Error + 'static)) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(CredentialsError::CredentialsNotLoaded(_)) =
+            e.downcast_ref::<CredentialsError>()
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Whether `code` is one of the throttling codes EC2 or DynamoDB answer with.
@@ -343,6 +368,35 @@ pub(crate) mod doc {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn no_credentials_is_one_line_saying_where_they_are_looked_for() {
+        use aws_credential_types::provider::error::CredentialsError;
+        use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        let missing = CredentialsError::not_loaded(
+            "no credentials found in chain. Attempted:\n  Environment: not set\n  Profile: none",
+        );
+        let err: SdkError<DescribeTableError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::other(Box::new(missing), None));
+        let api = ApiError::from_sdk(&err);
+        let text = api.to_string();
+        assert_eq!(text, NO_CREDENTIALS);
+        assert!(!text.contains('\n'), "{text}");
+        assert!(text.starts_with("no AWS credentials found"), "{text}");
+        for place in ["AWS_ACCESS_KEY_ID", "AWS_PROFILE", "instance role"] {
+            assert!(text.contains(place), "{text}");
+        }
+        assert_eq!(api.kind, ApiErrorKind::Network);
+
+        // Any other dispatch failure keeps its description.
+        let refused: SdkError<DescribeTableError, HttpResponse> = SdkError::dispatch_failure(
+            ConnectorError::io(Box::new(std::io::Error::other("connection refused"))),
+        );
+        assert!(ApiError::from_sdk(&refused)
+            .to_string()
+            .contains("connection refused"));
+    }
 
     #[tokio::test]
     async fn throttling_is_retried_until_it_passes() {
