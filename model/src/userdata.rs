@@ -295,12 +295,12 @@ struct RunnerFile<'a> {
     ephemeral: bool,
 }
 
-/// The runner's config.yaml. Only keys that both runner binaries know: act_runner 0.2.x decodes
-/// the file leniently and ignores a key it does not know (`yaml.Unmarshal`, gitea.com/gitea/act_runner
-/// commit 8920c4a `internal/pkg/config/config.go:84`), but gitea-runner decodes it strictly
-/// (`KnownFields(true)`, gitea.com/gitea/runner v3.3.0 `internal/pkg/config/config.go`) and
-/// refuses to start on any key it does not know. The tests hold the written keys to
-/// `tests::ACCEPTED_KEYS`. Paths are under [`STATE_DIR`], which the script replaces.
+/// The runner's config.yaml. Only keys that every supported runner knows: act_runner 0.2.x
+/// ignores a key it does not know (`yaml.Unmarshal`, gitea.com/gitea/act_runner commit 8920c4a
+/// `internal/pkg/config/config.go:84`), and gitea-runner from v3.0.0 loads the file the same
+/// way and warns about unknown keys (v3.3.0 `internal/pkg/config/config.go:221-224`,
+/// `:387-400`); a key an older runner skips would silently not apply. The tests hold the
+/// written keys to `tests::ACCEPTED_KEYS`. Paths are under [`STATE_DIR`], which the script replaces.
 fn runner_config(input: &UserDataInput, host_labels: &[String], minutes: u64) -> String {
     let q = |s: &str| serde_json::Value::String(s.to_owned()).to_string();
     let mut yaml = String::from("# Runner config written by the tinqs-ci boot script.\n");
