@@ -84,6 +84,9 @@ pub fn run(command: &RunsCommand) -> anyhow::Result<ExitCode> {
         RunsCommand::Add(a) => &a.common,
     };
     let config = crate::wiring::load_config(&common.config)?;
+    if let RunsCommand::Add(a) = command {
+        check_pool(a.pool.as_deref(), &config)?;
+    }
     let rt = crate::wiring::runtime()?;
     rt.block_on(async {
         let store = crate::wiring::store(&config).await;
@@ -192,6 +195,21 @@ pub async fn execute(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a `--pool` the configuration does not define, naming the pools it does.
+fn check_pool(pool: Option<&str>, config: &model::config::Config) -> anyhow::Result<()> {
+    match pool {
+        Some(pool) if !config.pools.contains_key(pool) => {
+            let known: Vec<&str> = config.pools.keys().map(String::as_str).collect();
+            anyhow::bail!(
+                "--pool {}: no such pool; configured pools: {}",
+                escape_control(pool),
+                known.join(", ")
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 fn parse_id(id: &str) -> anyhow::Result<RunId> {
@@ -401,6 +419,20 @@ mod tests {
             4,
             "header, run, invalid row, total: {text}"
         );
+    }
+
+    #[test]
+    fn add_refuses_a_pool_that_is_not_configured_naming_the_pools() {
+        let config = model::config::Config::parse(model::config::EXAMPLE).expect("example");
+        let err = check_pool(Some("nosuchpool"), &config)
+            .expect_err("unknown pool")
+            .to_string();
+        assert_eq!(
+            err,
+            "--pool nosuchpool: no such pool; configured pools: docker, go"
+        );
+        check_pool(Some("go"), &config).expect("a configured pool");
+        check_pool(None, &config).expect("no pool: chosen by labels");
     }
 
     #[test]
