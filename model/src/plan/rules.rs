@@ -313,6 +313,15 @@ impl<'a> Planner<'a> {
             return;
         }
         let Some(i) = instance else {
+            // A machine launched moments ago may still be missing from EC2's list: its
+            // registration may be serving a job already. Wait out the list's lag.
+            let name = run.runner_name(&self.policy.cluster);
+            let recorded = run.status.launched_at.or(run.status.claimed_at);
+            if let Some(at) = recorded.map(|t| t.plus(EC2_LIST_LAG)) {
+                if at > self.now && self.idx.ended_instance(name.as_str()).is_none() {
+                    return self.deadline(at);
+                }
+            }
             // Registrations without a machine of ours run nothing of ours, whatever a webhook
             // said: remove them (unless Gitea itself calls one busy), then end.
             for r in runners.iter().filter(|r| !r.busy) {
