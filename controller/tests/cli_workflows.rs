@@ -296,3 +296,34 @@ fn match_rejects_a_short_ref() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refs/heads/<branch>"), "{err}");
 }
+
+#[test]
+fn output_cut_short_by_its_reader_ends_quietly() {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    // Far more than a pipe holds, so the writer is still writing when the reader leaves.
+    let mut text = String::from("on: push\njobs:\n");
+    for i in 0..4000 {
+        text.push_str(&format!("  job-{i}:\n    runs-on: [go, linux-{i}]\n"));
+    }
+    let (_dir, file) = temp_workflow(&text);
+    let mut child = tinqs()
+        .args(["workflows", "show"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("a first line");
+    assert!(!first.is_empty());
+    // The reader is gone (like `| head -1`): the next write meets a closed pipe.
+    let out = child.wait_with_output().expect("the binary ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr, "", "nothing on stderr");
+    assert!(out.status.success(), "{:?} {stderr}", out.status);
+}
