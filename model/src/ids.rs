@@ -123,7 +123,30 @@ impl RunnerName {
     /// The name for `run`'s attempt number `attempt` in `cluster`.
     #[must_use]
     pub fn new(cluster: &str, run: &RunId, attempt: u32) -> Self {
-        RunnerName(format!("{}{run}-a{attempt}", Self::prefix(cluster)))
+        // Built in one allocation of the right size: the planner names every run each pass.
+        let mut digits = [0u8; 10];
+        let mut at = digits.len();
+        let mut rest = attempt;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        let digits = &digits[at..];
+        let mut name =
+            String::with_capacity(3 + cluster.len() + 1 + run.0.len() + 2 + digits.len());
+        name.push_str("tq-");
+        name.push_str(cluster);
+        name.push('-');
+        name.push_str(&run.0);
+        name.push_str("-a");
+        for &d in digits {
+            name.push(char::from(d));
+        }
+        RunnerName(name)
     }
 
     /// The prefix every runner of `cluster` carries.
@@ -142,7 +165,11 @@ impl RunnerName {
     /// (a standing runner, another cluster's runner).
     #[must_use]
     pub fn parse_ours(&self, cluster: &str) -> Option<(RunId, u32)> {
-        let rest = self.0.strip_prefix(&Self::prefix(cluster))?;
+        let rest = self
+            .0
+            .strip_prefix("tq-")?
+            .strip_prefix(cluster)?
+            .strip_prefix('-')?;
         let (run, attempt) = rest.rsplit_once("-a")?;
         let attempt = attempt.parse().ok()?;
         Some((RunId::parse(run).ok()?, attempt))
@@ -257,6 +284,12 @@ mod tests {
             RunnerName::observed("host-runner-1").parse_ours("prod"),
             None
         );
+        for attempt in [0, 1, 9, 10, 4_294_967_295] {
+            assert_eq!(
+                RunnerName::new("prod", &run, attempt).as_str(),
+                format!("tq-prod-{run}-a{attempt}")
+            );
+        }
     }
 
     #[test]

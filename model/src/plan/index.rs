@@ -61,25 +61,35 @@ impl<'a> Index<'a> {
         observed: &'a Observed,
         cluster: &str,
     ) -> Self {
-        let mut runs: Vec<&DesiredRun> = desired
+        // Sorted by (creation, id) with each id's leading bytes copied beside it, so most
+        // comparisons read neither the run nor its id (both elsewhere in memory).
+        let mut keyed: Vec<(Timestamp, SortKey, &DesiredRun)> = desired
             .runs
             .iter()
             .chain(backfilled)
             .filter(|r| !r.status.phase.is_final())
+            .map(|r| (r.spec.created_at, SortKey::of(r.id.as_str()), r))
             .collect();
-        runs.sort_by(|a, b| (a.spec.created_at, &a.id).cmp(&(b.spec.created_at, &b.id)));
+        keyed.sort_by(|a, b| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then_with(|| a.2.id.cmp(&b.2.id))
+        });
+        let mut runs: Vec<&DesiredRun> = keyed.into_iter().map(|(_, _, r)| r).collect();
         runs.dedup_by(|a, b| a.id == b.id);
 
-        let mut ours: Vec<&Instance> = observed
+        let mut keyed: Vec<(SortKey, &Instance)> = observed
             .instances
             .items()
             .iter()
             .filter(|i| i.is_ours(cluster))
+            .map(|i| (SortKey::of(i.id.as_str()), i))
             .collect();
-        ours.sort_by(|a, b| a.id.cmp(&b.id));
+        keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        let mut ours: Vec<&Instance> = keyed.into_iter().map(|(_, i)| i).collect();
         ours.dedup_by(|a, b| a.id == b.id);
 
-        let mut by_runner: HashMap<&str, Vec<&Instance>> = HashMap::new();
+        let mut by_runner: HashMap<&str, Vec<&Instance>> = HashMap::with_capacity(ours.len());
         for i in &ours {
             if let Some(name) = i.tags.get(crate::tags::RUNNER_NAME) {
                 by_runner.entry(name.as_str()).or_default().push(i);
@@ -95,7 +105,8 @@ impl<'a> Index<'a> {
             });
         }
 
-        let mut runners: HashMap<&str, Vec<&ForgeRunner>> = HashMap::new();
+        let mut runners: HashMap<&str, Vec<&ForgeRunner>> =
+            HashMap::with_capacity(observed.runners.items().len());
         for r in observed.runners.items() {
             runners.entry(r.name.as_str()).or_default().push(r);
         }
@@ -187,9 +198,10 @@ impl<'a> Index<'a> {
             .find(|i| !i.state.is_live())
     }
 
-    /// Gitea runners named `runner` (online first).
-    pub(super) fn runners_named(&self, runner: &str) -> Vec<&'a ForgeRunner> {
-        self.runners.get(runner).cloned().unwrap_or_default()
+    /// Gitea runners named `runner` (online first), borrowed from the table (no copy per
+    /// lookup).
+    pub(super) fn runners_named(&self, runner: &str) -> &[&'a ForgeRunner] {
+        self.runners.get(runner).map_or(&[], Vec::as_slice)
     }
 
     /// The state of `run`'s job this pass. The table's state is the last webhook's; where it
@@ -292,4 +304,21 @@ fn label_set(labels: &[String]) -> Vec<&str> {
 
 fn covers(have: &[String], want: &[&str]) -> bool {
     want.iter().all(|l| have.iter().any(|h| h == l))
+}
+
+/// The first 32 bytes of a string, zero-padded, as numbers that order as the strings do:
+/// where two keys differ, the strings differ the same way; where they are equal, only the
+/// whole strings can tell.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SortKey(u128, u128);
+
+impl SortKey {
+    fn of(s: &str) -> Self {
+        let mut b = [0u8; 32];
+        let n = s.len().min(32);
+        b[..n].copy_from_slice(&s.as_bytes()[..n]);
+        let (hi, lo) = b.split_at(16);
+        let word = |half: &[u8]| u128::from_be_bytes(half.try_into().unwrap_or([0; 16]));
+        SortKey(word(hi), word(lo))
+    }
 }

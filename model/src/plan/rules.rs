@@ -15,7 +15,7 @@
 //!   registration is deleted before its machine is terminated. Max lifetime is the only
 //!   exception.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use super::index::{Index, JobView};
@@ -81,10 +81,48 @@ pub fn backfill(
     out
 }
 
+/// The planner's inputs; [`Planner::run`] builds the lookup tables once and plans one pass.
 pub(super) struct Planner<'a> {
+    desired: &'a DesiredView,
+    backfilled: &'a [DesiredRun],
+    observed: &'a Observed,
     policy: &'a Policy,
     now: Timestamp,
-    idx: Index<'a>,
+}
+
+impl<'a> Planner<'a> {
+    pub(super) fn new(
+        desired: &'a DesiredView,
+        backfilled: &'a [DesiredRun],
+        observed: &'a Observed,
+        policy: &'a Policy,
+        now: Timestamp,
+    ) -> Self {
+        Planner {
+            desired,
+            backfilled,
+            observed,
+            policy,
+            now,
+        }
+    }
+
+    pub(super) fn run(self) -> Plan {
+        let idx = Index::new(
+            self.desired,
+            self.backfilled,
+            self.observed,
+            &self.policy.cluster,
+        );
+        Pass::new(&idx, &self).run()
+    }
+}
+
+/// One pass of the rules over the lookup tables.
+struct Pass<'a> {
+    policy: &'a Policy,
+    now: Timestamp,
+    idx: &'a Index<'a>,
     backfilled: &'a [DesiredRun],
     /// Every source complete: destructive actions and absence-based conclusions allowed.
     destroy_ok: bool,
@@ -115,15 +153,15 @@ struct Spare<'a> {
     taken: bool,
 }
 
-impl<'a> Planner<'a> {
-    pub(super) fn new(
-        desired: &'a DesiredView,
-        backfilled: &'a [DesiredRun],
-        observed: &'a Observed,
-        policy: &'a Policy,
-        now: Timestamp,
-    ) -> Self {
-        let idx = Index::new(desired, backfilled, observed, &policy.cluster);
+impl<'a> Pass<'a> {
+    fn new(idx: &'a Index<'a>, inputs: &Planner<'a>) -> Self {
+        let Planner {
+            desired,
+            backfilled,
+            observed,
+            policy,
+            now,
+        } = *inputs;
         let fleet_ok = observed.instances.is_complete();
         let forge_ok = observed.runners.is_complete();
         let mut partial = Vec::new();
@@ -149,7 +187,7 @@ impl<'a> Planner<'a> {
                 partial.join("; ")
             ));
         }
-        Planner {
+        Pass {
             policy,
             now,
             idx,
@@ -162,8 +200,8 @@ impl<'a> Planner<'a> {
             launches: 0,
             live_total: 0,
             live_by_pool: BTreeMap::new(),
-            handled_instances: HashSet::new(),
-            handled_runners: HashSet::new(),
+            handled_instances: HashSet::with_capacity(idx.ours.len()),
+            handled_runners: HashSet::with_capacity(observed.runners.items().len()),
             spares: Vec::new(),
             wanting: Vec::new(),
             next_deadline: None,
@@ -171,7 +209,7 @@ impl<'a> Planner<'a> {
         }
     }
 
-    pub(super) fn run(mut self) -> Plan {
+    fn run(mut self) -> Plan {
         self.count_capacity();
         for run in self.backfilled {
             let job_id = run.spec.job.as_ref().map_or(0, |j| j.id);
@@ -181,8 +219,8 @@ impl<'a> Planner<'a> {
                 reason: Reason::Backfill { job_id },
             });
         }
-        let runs = self.idx.runs.clone();
-        for run in runs {
+        let idx = self.idx;
+        for &run in &idx.runs {
             self.run_rules(run);
         }
         self.orphans();
@@ -196,7 +234,8 @@ impl<'a> Planner<'a> {
     /// Counts live instances per pool, plus launches in flight (fresh claims with no
     /// instance yet), so caps hold across passes.
     fn count_capacity(&mut self) {
-        for i in self.idx.ours.clone() {
+        let idx = self.idx;
+        for &i in &idx.ours {
             if i.state.is_live() {
                 self.live_total += 1;
                 if let Some(pool) = self.pool_named(i.pool()) {
@@ -204,7 +243,7 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        for run in self.idx.runs.clone() {
+        for &run in &idx.runs {
             if run.status.phase != Phase::Launching {
                 continue;
             }
@@ -253,12 +292,13 @@ impl<'a> Planner<'a> {
     // ---- per run --------------------------------------------------------------------------
 
     fn run_rules(&mut self, run: &'a DesiredRun) {
-        let name = run.runner_name(&self.policy.cluster);
-        let instance = self.idx.live_instance(name.as_str());
+        let runner_name = run.runner_name(&self.policy.cluster);
+        let name = runner_name.as_str();
+        let instance = self.idx.live_instance(name);
         if let Some(i) = instance {
             self.handled_instances.insert(i.id.as_str());
         }
-        let runners = self.idx.runners_named(name.as_str());
+        let runners = self.idx.runners_named(name);
         self.handled_runners.extend(runners.iter().map(|r| r.id));
         if self.is_foreign(run) {
             return;
@@ -269,25 +309,25 @@ impl<'a> Planner<'a> {
         } else {
             match &job {
                 JobView::Done => Some((Phase::Done, Reason::JobFinished)),
-                JobView::Taken { runner: Some(on) } if on != name.as_str() => {
+                JobView::Taken { runner: Some(on) } if on != name => {
                     Some((Phase::Done, Reason::JobTakenElsewhere))
                 }
                 _ => None,
             }
         };
         if let Some((phase, reason)) = over {
-            return self.release(run, instance, &runners, phase, reason);
+            return self.release(run, name, instance, runners, phase, reason);
         }
         match (run.status.phase, instance) {
             (Phase::Pending | Phase::Launching, Some(i)) => {
                 // A tagged instance of the current attempt exists (a crash after the launch,
                 // before the record): adopt it, then apply the running rules in this pass.
                 self.adopt(run, i);
-                self.running(run, Some(i), &runners);
+                self.running(run, name, Some(i), runners);
             }
-            (Phase::Pending, None) => self.pending(run, &job, &runners),
-            (Phase::Launching, None) => self.launching(run, &job, &runners),
-            (Phase::Running, _) => self.running(run, instance, &runners),
+            (Phase::Pending, None) => self.pending(run, &job, runners),
+            (Phase::Launching, None) => self.launching(run, name, &job, runners),
+            (Phase::Running, _) => self.running(run, name, instance, runners),
             (Phase::Done | Phase::Failed | Phase::Cancelled, _) => {}
         }
     }
@@ -298,6 +338,7 @@ impl<'a> Planner<'a> {
     fn release(
         &mut self,
         run: &'a DesiredRun,
+        name: &str,
         instance: Option<&'a Instance>,
         runners: &[&'a ForgeRunner],
         phase: Phase,
@@ -315,10 +356,9 @@ impl<'a> Planner<'a> {
         let Some(i) = instance else {
             // A machine launched moments ago may still be missing from EC2's list: its
             // registration may be serving a job already. Wait out the list's lag.
-            let name = run.runner_name(&self.policy.cluster);
             let recorded = run.status.launched_at.or(run.status.claimed_at);
             if let Some(at) = recorded.map(|t| t.plus(EC2_LIST_LAG)) {
-                if at > self.now && self.idx.ended_instance(name.as_str()).is_none() {
+                if at > self.now && self.idx.ended_instance(name).is_none() {
                     return self.deadline(at);
                 }
             }
@@ -413,14 +453,19 @@ impl<'a> Planner<'a> {
     /// Rule "stale claim": a claim older than the launch timeout with no instance is launched
     /// again with the same attempt (so the same client token: EC2 returns the instance if it
     /// did start), after removing any registration the failed attempt left.
-    fn launching(&mut self, run: &'a DesiredRun, job: &JobView, runners: &[&'a ForgeRunner]) {
+    fn launching(
+        &mut self,
+        run: &'a DesiredRun,
+        name: &str,
+        job: &JobView,
+        runners: &[&'a ForgeRunner],
+    ) {
         if !self.destroy_ok {
             return;
         }
-        let name = run.runner_name(&self.policy.cluster);
-        if let Some(ended) = self.idx.ended_instance(name.as_str()) {
+        if let Some(ended) = self.idx.ended_instance(name) {
             // NOTE: relaunching with the same client token would hand back this dead instance.
-            return self.lost(run, Some(ended), runners);
+            return self.lost(run, name, Some(ended), runners);
         }
         let timeout = self.policy.timeouts.launch;
         let deadline = run.status.claimed_at.map_or(self.now, |c| c.plus(timeout));
@@ -429,7 +474,7 @@ impl<'a> Planner<'a> {
         }
         match job {
             // The job started meanwhile: nothing to relaunch for.
-            JobView::Taken { .. } => return self.lost(run, None, runners),
+            JobView::Taken { .. } => return self.lost(run, name, None, runners),
             JobView::Unknown => return self.follow_up(),
             JobView::Done | JobView::Queued { .. } => {}
         }
@@ -473,17 +518,17 @@ impl<'a> Planner<'a> {
     fn running(
         &mut self,
         run: &'a DesiredRun,
+        name: &str,
         instance: Option<&'a Instance>,
         runners: &[&'a ForgeRunner],
     ) {
-        let name = run.runner_name(&self.policy.cluster);
         let Some(i) = instance else {
-            let ended = self.idx.ended_instance(name.as_str());
+            let ended = self.idx.ended_instance(name);
             let recorded = run.status.launched_at.unwrap_or(self.now);
             if ended.is_none() && recorded.plus(EC2_LIST_LAG) > self.now {
                 return self.deadline(recorded.plus(EC2_LIST_LAG));
             }
-            return self.lost(run, ended, runners);
+            return self.lost(run, name, ended, runners);
         };
         if self.lifetime_expired(i) {
             return self.max_lifetime(run, i, runners);
@@ -493,8 +538,8 @@ impl<'a> Planner<'a> {
             return;
         }
         match runners.iter().find(|r| r.online) {
-            Some(r) => self.online(run, i, r, runners),
-            None => self.not_online(run, i, runners),
+            Some(r) => self.online(run, name, i, r, runners),
+            None => self.not_online(run, name, i, runners),
         }
     }
 
@@ -518,6 +563,7 @@ impl<'a> Planner<'a> {
     fn online(
         &mut self,
         run: &'a DesiredRun,
+        name: &str,
         i: &'a Instance,
         r: &'a ForgeRunner,
         runners: &[&'a ForgeRunner],
@@ -545,18 +591,18 @@ impl<'a> Planner<'a> {
             return;
         }
         if let Some(stuck) = self.stuck(run, r) {
-            return self.retire_and_decide(run, i, runners, stuck);
+            return self.retire_and_decide(run, name, i, runners, stuck);
         }
         // Rule "idle": online, not busy, past the idle timeout, and nothing queued could use it.
         let timeout = self.policy.timeouts.idle;
         let deadline = registered_at.plus(timeout);
         let wanted = self.idx.has_demand_for(&r.labels);
         if !wanted && deadline <= self.now {
-            return self.retire_and_decide(run, i, runners, Reason::Idle { timeout });
+            return self.retire_and_decide(run, name, i, runners, Reason::Idle { timeout });
         }
         if r.disabled {
             // Disabled on an earlier pass (or by a person): it takes no job any more.
-            return self.retire_and_decide(run, i, runners, Reason::Disabled);
+            return self.retire_and_decide(run, name, i, runners, Reason::Disabled);
         }
         if !wanted {
             self.deadline(deadline);
@@ -587,17 +633,28 @@ impl<'a> Planner<'a> {
     }
 
     /// The runner is offline or missing: rules "never registered" and "zombie".
-    fn not_online(&mut self, run: &'a DesiredRun, i: &'a Instance, runners: &[&'a ForgeRunner]) {
-        let name = run.runner_name(&self.policy.cluster);
+    fn not_online(
+        &mut self,
+        run: &'a DesiredRun,
+        name: &str,
+        i: &'a Instance,
+        runners: &[&'a ForgeRunner],
+    ) {
         // A runner a webhook saw take the job did register, even if we never saw it online.
-        if run.status.registered_at.is_none() && !self.idx.took_a_job(name.as_str()) {
+        if run.status.registered_at.is_none() && !self.idx.took_a_job(name) {
             let timeout = self.policy.timeouts.registration;
             let launched = run.status.launched_at.unwrap_or(i.launched_at);
             let deadline = launched.plus(timeout);
             if deadline > self.now {
                 return self.deadline(deadline);
             }
-            return self.retire_and_decide(run, i, runners, Reason::NeverRegistered { timeout });
+            return self.retire_and_decide(
+                run,
+                name,
+                i,
+                runners,
+                Reason::NeverRegistered { timeout },
+            );
         }
         let grace = self.policy.timeouts.offline_grace;
         match run.status.offline_since {
@@ -610,7 +667,7 @@ impl<'a> Planner<'a> {
                 );
             }
             Some(since) if since.plus(grace) > self.now => self.deadline(since.plus(grace)),
-            Some(_) => self.retire_and_decide(run, i, runners, Reason::Zombie { grace }),
+            Some(_) => self.retire_and_decide(run, name, i, runners, Reason::Zombie { grace }),
         }
     }
 
@@ -618,12 +675,13 @@ impl<'a> Planner<'a> {
     fn retire_and_decide(
         &mut self,
         run: &'a DesiredRun,
+        name: &str,
         i: &'a Instance,
         runners: &[&'a ForgeRunner],
         reason: Reason,
     ) {
         if self.retire(Some(run), i, runners, &reason) {
-            self.after_loss(run, reason);
+            self.after_loss(run, name, reason);
         }
     }
 
@@ -665,6 +723,7 @@ impl<'a> Planner<'a> {
     fn lost(
         &mut self,
         run: &'a DesiredRun,
+        name: &str,
         ended: Option<&'a Instance>,
         runners: &[&'a ForgeRunner],
     ) {
@@ -679,21 +738,20 @@ impl<'a> Planner<'a> {
         for r in runners {
             self.deregister(r, Some(run), reason.clone());
         }
-        self.after_loss(run, reason);
+        self.after_loss(run, name, reason);
     }
 
     /// What becomes of a run whose runner is gone: a job still waiting gets a new attempt
     /// (or the run fails once attempts are used up); a job that ran or was taken by
     /// another runner ends the run; a job whose state is unknown this pass is looked at
     /// again next pass.
-    fn after_loss(&mut self, run: &'a DesiredRun, cause: Reason) {
-        let name = run.runner_name(&self.policy.cluster);
+    fn after_loss(&mut self, run: &'a DesiredRun, name: &str, cause: Reason) {
         let still_waiting = match self.idx.job_view(run) {
             JobView::Done => {
                 return self.end(run, Phase::Done, Reason::JobFinished);
             }
             JobView::Taken { runner: Some(on) }
-                if on == name.as_str()
+                if on == name
                     && matches!(cause, Reason::SpotInterruption | Reason::Zombie { .. }) =>
             {
                 // The machine died under the job. Gitea fails a job whose runner vanished
@@ -702,7 +760,7 @@ impl<'a> Planner<'a> {
                 let error = format!("{cause} while running the job; re-run it in Gitea");
                 return self.fail(run, error, cause);
             }
-            JobView::Taken { runner: Some(on) } if on == name.as_str() => {
+            JobView::Taken { runner: Some(on) } if on == name => {
                 // Our runner took the job and its machine ended by itself: the normal end of
                 // an ephemeral runner, whose `completed` webhook is late or was lost.
                 return self.end(run, Phase::Done, Reason::RunnerServedJob);
@@ -748,20 +806,28 @@ impl<'a> Planner<'a> {
     /// can take the job instead (runners are interchangeable per label set).
     fn launch_wanting(&mut self) {
         let wanting = std::mem::take(&mut self.wanting);
+        // Per label list asked for, where the search for a spare may start: no spare before
+        // it is both free and fitting (spares are only ever taken here), so each spare is
+        // looked at once per label list rather than once per run.
+        let mut from: HashMap<&[String], usize> = HashMap::new();
         for (run, reason) in wanting {
             if self.choose_pool(run).is_err() {
                 self.launch(run, run.status.attempt.max(1), reason); // reports it unschedulable
                 continue;
             }
-            let spare = self.spares.iter_mut().find(|s| {
-                !s.taken
-                    && run
-                        .spec
-                        .labels
-                        .iter()
-                        .all(|l| s.runner.labels.iter().any(|have| have == l))
-            });
-            if let Some(spare) = spare {
+            let labels = run.spec.labels.as_slice();
+            let start = from.get(labels).copied().unwrap_or(0);
+            let found = self.spares[start..]
+                .iter()
+                .position(|s| {
+                    !s.taken
+                        && labels
+                            .iter()
+                            .all(|l| s.runner.labels.iter().any(|have| have == l))
+                })
+                .map(|k| start + k);
+            from.insert(labels, found.map_or(self.spares.len(), |k| k + 1));
+            if let Some(spare) = found.map(|k| &mut self.spares[k]) {
                 spare.taken = true;
                 let name = spare.runner.name.clone();
                 self.follow_up = true;
@@ -791,7 +857,8 @@ impl<'a> Planner<'a> {
             return;
         }
         let min_age = self.policy.timeouts.orphan_min_age;
-        for i in self.idx.ours.clone() {
+        let idx = self.idx;
+        for &i in &idx.ours {
             if !i.state.is_live() || self.handled_instances.contains(i.id.as_str()) {
                 continue;
             }
@@ -811,7 +878,7 @@ impl<'a> Planner<'a> {
             if self.lifetime_expired(i) {
                 if self.terminate_allowed(i) {
                     let reason = Reason::MaxLifetime { limit };
-                    for r in &runners {
+                    for r in runners {
                         self.deregister(r, None, reason.clone());
                     }
                     self.terminate(i, None, reason);
@@ -835,7 +902,7 @@ impl<'a> Planner<'a> {
                 // time stands in for when it came online).
                 match self.stuck_since(i.launched_at, r) {
                     Some(stuck) => {
-                        self.retire(None, i, &runners, &stuck);
+                        self.retire(None, i, runners, &stuck);
                     }
                     None => self.spares.push(Spare {
                         runner: r,
@@ -844,7 +911,7 @@ impl<'a> Planner<'a> {
                 }
                 continue;
             }
-            self.retire(None, i, &runners, &Reason::Orphan { min_age });
+            self.retire(None, i, runners, &Reason::Orphan { min_age });
         }
     }
 
