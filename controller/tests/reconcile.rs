@@ -16,6 +16,10 @@ use model::config::Config;
 use model::testing::{at, job_run, T0};
 use model::{Action, InstanceState, Phase, RunId};
 
+#[path = "support/logs.rs"]
+mod logs;
+use logs::Logs;
+
 struct Rig {
     store: Arc<FakeStore>,
     fleet: Arc<FakeFleet>,
@@ -402,4 +406,40 @@ async fn without_disable_a_runner_that_took_a_job_since_the_plan_is_neither_dere
     rig.r.release(&lease).await;
     assert_eq!(report.failures(), 0, "{:?}", report.outcomes);
     assert!(rig.forge.runner(id).is_none());
+}
+
+#[tokio::test]
+async fn an_unschedulable_run_is_logged_when_it_starts_and_changes_not_every_pass_and_capped() {
+    let (logs, _guard) = Logs::capture();
+    let rig = rig();
+    // One delivery with 10,000 labels no pool serves.
+    let labels: Vec<String> = (0..10_000).map(|i| format!("nosuchlabel-{i}")).collect();
+    let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let run = job_run(7, &refs);
+    let id = run.id.clone();
+    rig.store.put_row(run);
+    rig.forge.queue_job(model::testing::queued(7, &refs));
+    for _ in 0..10 {
+        let out = rig.pass().await;
+        assert_eq!(out.plan.unschedulable.len(), 1);
+        rig.advance(Duration::from_secs(30));
+    }
+    let warned = logs.lines_with("unschedulable: no pool serves");
+    assert_eq!(warned.len(), 1, "once, not every pass");
+    assert!(warned[0].len() < 2_000, "capped: {} bytes", warned[0].len());
+    assert!(warned[0].contains("(+9984 more)"), "{}", warned[0]);
+
+    assert!(rig.store.edit_spec(&id, |s| s.labels = vec!["gpu".into()]));
+    rig.pass().await;
+    rig.pass().await;
+    assert_eq!(logs.lines_with("unschedulable: no pool serves").len(), 2);
+
+    // The job no longer waits (cancelled in Gitea): the run ends.
+    rig.forge.remove_job(7);
+    for _ in 0..5 {
+        rig.pass().await;
+        rig.advance(Duration::from_secs(30));
+    }
+    assert_eq!(logs.lines_with("no longer unschedulable").len(), 1);
+    assert_eq!(logs.lines_with("unschedulable: no pool serves").len(), 2);
 }

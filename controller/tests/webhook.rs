@@ -15,6 +15,10 @@ use model::secret::Secret;
 use model::RunId;
 use tokio::sync::Notify;
 
+#[path = "support/logs.rs"]
+mod logs;
+use logs::Logs;
+
 const SECRET: &str = "webhook-secret-for-tests";
 
 struct Receiver {
@@ -257,39 +261,9 @@ async fn a_wrong_or_missing_signature_is_refused_without_writing_or_echoing() {
     assert!(!r.woken().await);
 }
 
-/// Log lines written while a test runs (this thread only), for tests of what is logged.
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn lines_with(&self, text: &str) -> Vec<String> {
-        let all = String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned();
-        all.lines()
-            .filter(|l| l.contains(text))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
 #[tokio::test]
 async fn bad_signatures_are_all_refused_but_warned_about_once_per_interval_with_a_count() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture();
     let clock =
         controller::clock::ManualClock::new(model::Timestamp::from_millis(1_700_000_000_000));
     let r = start(DemandSource::Jobs, None).await;
