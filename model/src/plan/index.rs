@@ -36,9 +36,9 @@ pub(super) struct Index<'a> {
     /// Instances carrying our cluster tag, by id.
     pub ours: Vec<&'a Instance>,
     /// Our instances by runner-name tag: live ones oldest first, then the rest.
-    pub by_runner: HashMap<&'a str, Vec<&'a Instance>>,
+    pub by_runner: Groups<'a, Instance>,
     /// Gitea runners by name.
-    pub runners: HashMap<&'a str, Vec<&'a ForgeRunner>>,
+    pub runners: Groups<'a, ForgeRunner>,
     /// What the queued-jobs list can tell.
     pub queue: QueueView,
     /// Queued Gitea jobs: id to the pick they wait for.
@@ -89,31 +89,30 @@ impl<'a> Index<'a> {
         let mut ours: Vec<&Instance> = keyed.into_iter().map(|(_, i)| i).collect();
         ours.dedup_by(|a, b| a.id == b.id);
 
-        let mut by_runner: HashMap<&str, Vec<&Instance>> = HashMap::with_capacity(ours.len());
-        for i in &ours {
-            if let Some(name) = i.tags.get(crate::tags::RUNNER_NAME) {
-                by_runner.entry(name.as_str()).or_default().push(i);
-            }
-        }
-        for list in by_runner.values_mut() {
-            list.sort_by(|a, b| {
+        let by_runner = Groups::new(
+            ours.iter()
+                .filter_map(|&i| Some((i.tags.get(crate::tags::RUNNER_NAME)?.as_str(), i)))
+                .collect(),
+            |a, b| {
                 (!a.state.is_live(), a.launched_at, &a.id).cmp(&(
                     !b.state.is_live(),
                     b.launched_at,
                     &b.id,
                 ))
-            });
-        }
+            },
+            |_, _| false,
+        );
 
-        let mut runners: HashMap<&str, Vec<&ForgeRunner>> =
-            HashMap::with_capacity(observed.runners.items().len());
-        for r in observed.runners.items() {
-            runners.entry(r.name.as_str()).or_default().push(r);
-        }
-        for list in runners.values_mut() {
-            list.sort_by_key(|r| (!r.online, r.id));
-            list.dedup_by_key(|r| r.id);
-        }
+        let runners = Groups::new(
+            observed
+                .runners
+                .items()
+                .iter()
+                .map(|r| (r.name.as_str(), r))
+                .collect(),
+            |a, b| (!a.online, a.id).cmp(&(!b.online, b.id)),
+            |a, b| a.id == b.id,
+        );
 
         let queue = match &observed.queued_jobs {
             Seen::Complete { .. } => QueueView::Complete,
@@ -183,7 +182,7 @@ impl<'a> Index<'a> {
     /// The oldest live instance tagged with `runner`.
     pub(super) fn live_instance(&self, runner: &str) -> Option<&'a Instance> {
         self.by_runner
-            .get(runner)?
+            .get(runner)
             .first()
             .copied()
             .filter(|i| i.state.is_live())
@@ -192,7 +191,7 @@ impl<'a> Index<'a> {
     /// An instance tagged with `runner` that has ended (terminated or shutting down).
     pub(super) fn ended_instance(&self, runner: &str) -> Option<&'a Instance> {
         self.by_runner
-            .get(runner)?
+            .get(runner)
             .iter()
             .copied()
             .find(|i| !i.state.is_live())
@@ -201,7 +200,7 @@ impl<'a> Index<'a> {
     /// Gitea runners named `runner` (online first), borrowed from the table (no copy per
     /// lookup).
     pub(super) fn runners_named(&self, runner: &str) -> &[&'a ForgeRunner] {
-        self.runners.get(runner).map_or(&[], Vec::as_slice)
+        self.runners.get(runner)
     }
 
     /// The state of `run`'s job this pass. The table's state is the last webhook's; where it
@@ -320,5 +319,97 @@ impl SortKey {
         let (hi, lo) = b.split_at(16);
         let word = |half: &[u8]| u128::from_be_bytes(half.try_into().unwrap_or([0; 16]));
         SortKey(word(hi), word(lo))
+    }
+}
+
+/// Items grouped by name, each name's items together in one flat list (no list per name to
+/// allocate, follow and free).
+pub(super) struct Groups<'a, T> {
+    /// Every item, grouped by name, each group in the order asked for.
+    items: Vec<&'a T>,
+    /// Name to group number.
+    names: HashMap<&'a str, u32>,
+    /// Each group's start and end in `items`.
+    ranges: Vec<(u32, u32)>,
+}
+
+impl<'a, T> Groups<'a, T> {
+    /// Groups `pairs` by name; within a group, items are sorted (stably) by `order` and a
+    /// run of items that are `same` is cut down to its first.
+    fn new(
+        pairs: Vec<(&'a str, &'a T)>,
+        mut order: impl FnMut(&T, &T) -> std::cmp::Ordering,
+        mut same: impl FnMut(&T, &T) -> bool,
+    ) -> Self {
+        let mut names: HashMap<&str, u32> = HashMap::with_capacity(pairs.len());
+        let mut counts: Vec<u32> = Vec::new();
+        let mut group_of: Vec<u32> = Vec::with_capacity(pairs.len());
+        for (name, _) in &pairs {
+            let next = u32::try_from(counts.len()).unwrap_or(u32::MAX);
+            let g = *names.entry(name).or_insert(next);
+            if g == next {
+                counts.push(0);
+            }
+            counts[g as usize] += 1;
+            group_of.push(g);
+        }
+        // Place each item in its group's slot (counting sort, stable), then order each group.
+        let mut next: Vec<u32> = Vec::with_capacity(counts.len());
+        let mut at = 0u32;
+        for c in &counts {
+            next.push(at);
+            at += c;
+        }
+        let mut placed: Vec<Option<&T>> = vec![None; pairs.len()];
+        for ((_, item), g) in pairs.iter().zip(&group_of) {
+            let slot = &mut next[*g as usize];
+            placed[*slot as usize] = Some(item);
+            *slot += 1;
+        }
+        let mut items: Vec<&T> = Vec::with_capacity(pairs.len());
+        let mut ranges = Vec::with_capacity(counts.len());
+        let mut from = 0usize;
+        for c in counts {
+            let start = items.len();
+            items.extend(placed[from..from + c as usize].iter().flatten().copied());
+            from += c as usize;
+            if c > 1 {
+                items[start..].sort_by(|a, b| order(a, b));
+                let mut kept = start + 1;
+                for k in start + 1..items.len() {
+                    if !same(items[kept - 1], items[k]) {
+                        items[kept] = items[k];
+                        kept += 1;
+                    }
+                }
+                items.truncate(kept);
+            }
+            let end = items.len();
+            ranges.push((
+                u32::try_from(start).unwrap_or(u32::MAX),
+                u32::try_from(end).unwrap_or(u32::MAX),
+            ));
+        }
+        Groups {
+            items,
+            names,
+            ranges,
+        }
+    }
+
+    /// The items named `name` (none if no item has that name).
+    pub(super) fn get(&self, name: &str) -> &[&'a T] {
+        match self.names.get(name) {
+            Some(&g) => {
+                let (start, end) = self.ranges[g as usize];
+                &self.items[start as usize..end as usize]
+            }
+            None => &[],
+        }
+    }
+
+    /// Every item, group by group.
+    pub(super) fn all(&self) -> &[&'a T] {
+        &self.items
     }
 }

@@ -922,8 +922,7 @@ impl<'a> Pass<'a> {
             return;
         }
         let cluster = self.policy.cluster.clone();
-        let mut candidates: Vec<&ForgeRunner> =
-            self.idx.runners.values().flatten().copied().collect();
+        let mut candidates: Vec<&ForgeRunner> = self.idx.runners.all().to_vec();
         candidates.sort_by_key(|r| r.id);
         for r in candidates {
             if self.handled_runners.contains(&r.id) || self.idx.is_busy(r) {
