@@ -44,22 +44,33 @@ pub fn backfill(
     policy: &Policy,
     now: Timestamp,
 ) -> Vec<DesiredRun> {
-    let known: HashSet<&str> = desired
+    let mut jobs: Vec<_> = observed.queued_jobs.items().iter().collect();
+    if jobs.is_empty() {
+        return Vec::new();
+    }
+    jobs.sort_by_key(|j| (j.id, j.attempt));
+    let ids: Vec<crate::RunId> = jobs.iter().map(|j| j.run_id()).collect();
+    // Which of the queued jobs' runs the table knows: a table the size of the queue, looked
+    // up once per row (rather than a table of every row).
+    let mut known: HashMap<&str, bool> = ids.iter().map(|id| (id.as_str(), false)).collect();
+    for key in desired
         .runs
         .iter()
         .map(|r| r.id.as_str())
         .chain(desired.invalid.iter().map(|r| r.key.as_str()))
         .chain(desired.finished.iter().map(crate::RunId::as_str))
-        .collect();
-    let mut jobs: Vec<_> = observed.queued_jobs.items().iter().collect();
-    jobs.sort_by_key(|j| (j.id, j.attempt));
-    let mut seen = HashSet::new();
+    {
+        if let Some(k) = known.get_mut(key) {
+            *k = true;
+        }
+    }
+    let mut seen = HashSet::with_capacity(ids.len());
     let mut out = Vec::new();
-    for job in jobs {
-        let id = job.run_id();
-        if known.contains(id.as_str()) || !seen.insert(id.clone()) {
+    for (job, id) in jobs.into_iter().zip(&ids) {
+        if known.get(id.as_str()) == Some(&true) || !seen.insert(id.as_str()) {
             continue;
         }
+        let id = id.clone();
         if job.labels.iter().any(|l| policy.foreign_labels.contains(l)) {
             continue;
         }
