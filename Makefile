@@ -44,9 +44,12 @@ shellcheck: setup
 demo: setup
 	scripts/demo.sh
 
-## Benchmarks: planning cost (plan <N>: <ms> ms), and the others where they exist.
+## Planning cost, one line per figure (`plan <N>: <ms> ms`, median of 5 passes, and
+## `plan <N>/<n>: <ratio> x`), also written as JSON to target/bench.json. The other benches
+## are the targets below.
 bench:
-	$(CARGO) bench -p tinqs-model --bench plan
+	@mkdir -p target
+	@$(CARGO) bench -q -p tinqs-model --bench plan -- --json $(CURDIR)/target/bench.json
 
 ## Listing and planning over 5,000 instances and 5,000 runs against moto: API calls and time
 ## per pass (about 20 min, nearly all of it moto). Dev profile: the AWS SDK is already built

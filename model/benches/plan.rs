@@ -1,6 +1,9 @@
 //! Planning cost: a world of N runs with as many instances and runners, planned repeatedly.
-//! Prints one line per size, `plan <N>: <milliseconds> ms` (the median of several passes), and
-//! the ratio to the smaller size, so growth worse than n log n shows at a glance.
+//! Prints one line per figure, `<name>: <value> <unit>`: `plan <N>: <milliseconds> ms` per size
+//! (the median of several passes, after one untimed pass), and `plan <N>/<n>: <ratio> x`, the
+//! time for ten times the runs as a multiple, so growth worse than n log n (about x13) shows
+//! at a glance. With `--json <path>`, also writes the figures there as a JSON list of
+//! `{"name", "value", "unit"}`.
 //!
 //! Run with `make bench` (or `cargo bench -p tinqs-model --bench plan`).
 
@@ -83,7 +86,17 @@ fn world(n: usize) -> World {
     World::new(runs, instances, runners, jobs, now)
 }
 
+/// Passes timed per size; the figure is their median.
+const PASSES: usize = 5;
+
 fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut json = None;
+    while let Some(arg) = args.next() {
+        if arg == "--json" {
+            json = args.next();
+        }
+    }
     let mut p = policy();
     p.safety.max_launches_per_pass = 1_000;
     p.safety.max_terminations_per_pass = 1_000;
@@ -91,34 +104,46 @@ fn main() {
     for pool in &mut p.pools {
         pool.max_instances = u32::MAX;
     }
+    let mut figures = Vec::new();
+    let mut figure = |name: String, value: f64, unit: &str| {
+        let value = (value * 10.0).round() / 10.0;
+        println!("{name}: {value:.1} {unit}");
+        figures.push(serde_json::json!({"name": name, "value": value, "unit": unit}));
+    };
     let mut previous: Option<(usize, f64)> = None;
     for n in [1_000, 10_000, 100_000] {
         let w = world(n);
         let observed = w.observed();
-        let passes = if n >= 100_000 { 3 } else { 7 };
-        let mut times: Vec<f64> = (0..passes)
+        // One untimed pass first, so every timed pass finds the allocator warmed up alike.
+        let warm = model::plan(&w.desired, &observed, &p, w.now);
+        assert!(
+            !warm.actions.is_empty(),
+            "the benchmark world must give the planner work"
+        );
+        drop(warm);
+        let mut times: Vec<f64> = (0..PASSES)
             .map(|_| {
                 let start = Instant::now();
                 let plan = model::plan(&w.desired, &observed, &p, w.now);
                 let ms = start.elapsed().as_secs_f64() * 1000.0;
-                assert!(
-                    !plan.actions.is_empty(),
-                    "the benchmark world must give the planner work"
-                );
+                drop(plan);
                 ms
             })
             .collect();
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
-        println!("plan {n}: {median:.1} ms");
+        figure(format!("plan {n}"), median, "ms");
         if let Some((pn, pms)) = previous {
-            let size = n as f64 / pn as f64;
-            eprintln!(
-                "  x{size:.0} size -> x{:.1} time (n log n would be about x{:.1})",
-                median / pms,
-                size * (n as f64).ln() / (pn as f64).ln()
-            );
+            // Time for ten times the runs, as a multiple: n log n is about 12.5 to 13.3.
+            figure(format!("plan {n}/{pn}"), median / pms, "x");
         }
         previous = Some((n, median));
+    }
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&figures).expect("figures serialise");
+        if let Err(e) = std::fs::write(&path, text + "\n") {
+            eprintln!("cannot write {path}: {e}");
+            std::process::exit(1);
+        }
     }
 }
