@@ -21,6 +21,7 @@ pub mod clock;
 pub mod cmd;
 pub mod fleet;
 pub mod forge;
+pub mod http;
 pub mod metrics;
 pub mod quiet;
 pub mod reconcile;

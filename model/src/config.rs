@@ -217,10 +217,34 @@ pub struct ServerConfig {
     /// (default `/var/lib/tinqs-ci/spool`).
     #[serde(default = "default_spool")]
     pub spool_dir: String,
+    /// Most HTTP connections open at once (default 256); one more is closed on accept. With
+    /// the 1 MiB body limit this bounds request bodies held in memory to about this many MiB.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Time a client has to send a request's headers, counted from when the connection opens
+    /// or the previous response was sent; an idle connection is closed after it (default 10s).
+    #[serde(default = "default_header_timeout", with = "duration_serde")]
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's whole body once its headers are in; a slower
+    /// one is answered 408 and its connection closed (default 30s).
+    #[serde(default = "default_body_timeout", with = "duration_serde")]
+    pub body_timeout: Duration,
 }
 
 fn default_listen() -> String {
     "0.0.0.0:8080".into()
+}
+
+fn default_max_connections() -> u32 {
+    256
+}
+
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_spool() -> String {
@@ -232,6 +256,9 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             spool_dir: default_spool(),
+            max_connections: default_max_connections(),
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
         }
     }
 }
@@ -631,6 +658,7 @@ impl Config {
             }
         }
         self.timeouts.validate(&mut p);
+        self.server.validate(&mut p);
         let s = &self.safety;
         for (field, value) in [
             ("safety.max_launches_per_pass", s.max_launches_per_pass),
@@ -787,6 +815,30 @@ impl PoolConfig {
         labels
     }
 }
+
+impl ServerConfig {
+    fn validate(&self, p: &mut Problems) {
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            p.add(
+                "server.max_connections",
+                format!("must be 1 to {MAX_CONNECTIONS}"),
+            );
+        }
+        for (field, d) in [
+            ("server.header_timeout", self.header_timeout),
+            ("server.body_timeout", self.body_timeout),
+        ] {
+            if d < Duration::from_secs(1) || d > MAX_HTTP_TIMEOUT {
+                p.add(field, "must be 1s to 1h");
+            }
+        }
+    }
+}
+
+/// The most `server.max_connections` accepted.
+pub const MAX_CONNECTIONS: u32 = 65_536;
+/// The longest `server.header_timeout` or `server.body_timeout` accepted.
+pub const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Timeouts {
     fn validate(&self, p: &mut Problems) {

@@ -109,7 +109,8 @@ pub async fn serve(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let limits = crate::http::HttpLimits::of(&reconciler.config.server);
+    let server = crate::http::serve(listener, app, limits, stopped(stop_rx.clone()));
     let replayer =
         webhook::run_spool_replayer(state, Duration::from_secs(10), stopped(stop_rx.clone()));
     let reconciler = Arc::new(reconciler);
