@@ -37,6 +37,8 @@ pub(super) struct Index<'a> {
     pub ours: Vec<&'a Instance>,
     /// Our instances by runner-name tag: live ones oldest first, then the rest.
     pub by_runner: Groups<'a, Instance>,
+    /// Runner names (EC2 tags and Gitea names) to their group in `by_runner` and `runners`.
+    pub names: HashMap<&'a str, u32>,
     /// Gitea runners by name.
     pub runners: Groups<'a, ForgeRunner>,
     /// What the queued-jobs list can tell.
@@ -89,7 +91,9 @@ impl<'a> Index<'a> {
         let mut ours: Vec<&Instance> = keyed.into_iter().map(|(_, i)| i).collect();
         ours.dedup_by(|a, b| a.id == b.id);
 
+        let mut names = HashMap::with_capacity(ours.len() + observed.runners.items().len());
         let by_runner = Groups::new(
+            &mut names,
             ours.iter()
                 .filter_map(|&i| Some((i.tags.get(crate::tags::RUNNER_NAME)?.as_str(), i)))
                 .collect(),
@@ -104,6 +108,7 @@ impl<'a> Index<'a> {
         );
 
         let runners = Groups::new(
+            &mut names,
             observed
                 .runners
                 .items()
@@ -131,6 +136,7 @@ impl<'a> Index<'a> {
             runs,
             ours,
             by_runner,
+            names,
             runners,
             queue,
             queued,
@@ -181,17 +187,22 @@ impl<'a> Index<'a> {
 
     /// The oldest live instance tagged with `runner`.
     pub(super) fn live_instance(&self, runner: &str) -> Option<&'a Instance> {
-        self.by_runner
-            .get(runner)
-            .first()
-            .copied()
-            .filter(|i| i.state.is_live())
+        live(self.named(runner).0)
+    }
+
+    /// The instances tagged with `runner` (live ones oldest first, then the rest) and the
+    /// Gitea runners named `runner` (online first), found with one lookup.
+    pub(super) fn named(&self, runner: &str) -> (&[&'a Instance], &[&'a ForgeRunner]) {
+        match self.names.get(runner) {
+            Some(&g) => (self.by_runner.group(g), self.runners.group(g)),
+            None => (&[], &[]),
+        }
     }
 
     /// An instance tagged with `runner` that has ended (terminated or shutting down).
     pub(super) fn ended_instance(&self, runner: &str) -> Option<&'a Instance> {
-        self.by_runner
-            .get(runner)
+        self.named(runner)
+            .0
             .iter()
             .copied()
             .find(|i| !i.state.is_live())
@@ -200,7 +211,7 @@ impl<'a> Index<'a> {
     /// Gitea runners named `runner` (online first), borrowed from the table (no copy per
     /// lookup).
     pub(super) fn runners_named(&self, runner: &str) -> &[&'a ForgeRunner] {
-        self.runners.get(runner)
+        self.named(runner).1
     }
 
     /// The state of `run`'s job this pass. The table's state is the last webhook's; where it
@@ -322,30 +333,34 @@ impl SortKey {
     }
 }
 
+/// The first of an instance group (see [`Index::named`]) if it is live.
+pub(super) fn live<'a>(instances: &[&'a Instance]) -> Option<&'a Instance> {
+    instances.first().copied().filter(|i| i.state.is_live())
+}
+
 /// Items grouped by name, each name's items together in one flat list (no list per name to
-/// allocate, follow and free).
+/// allocate, follow and free). Group numbers come from a name table shared with other
+/// groupings, so one lookup finds a name's group in each.
 pub(super) struct Groups<'a, T> {
     /// Every item, grouped by name, each group in the order asked for.
     items: Vec<&'a T>,
-    /// Name to group number.
-    names: HashMap<&'a str, u32>,
-    /// Each group's start and end in `items`.
+    /// Each group's start and end in `items`, by group number.
     ranges: Vec<(u32, u32)>,
 }
 
 impl<'a, T> Groups<'a, T> {
-    /// Groups `pairs` by name; within a group, items are sorted (stably) by `order` and a
-    /// run of items that are `same` is cut down to its first.
+    /// Groups `pairs` by name, numbering new names in `names`; within a group, items are
+    /// sorted (stably) by `order` and a run of items that are `same` is cut down to its first.
     fn new(
+        names: &mut HashMap<&'a str, u32>,
         pairs: Vec<(&'a str, &'a T)>,
         mut order: impl FnMut(&T, &T) -> std::cmp::Ordering,
         mut same: impl FnMut(&T, &T) -> bool,
     ) -> Self {
-        let mut names: HashMap<&str, u32> = HashMap::with_capacity(pairs.len());
-        let mut counts: Vec<u32> = Vec::new();
+        let mut counts: Vec<u32> = vec![0; names.len()];
         let mut group_of: Vec<u32> = Vec::with_capacity(pairs.len());
         for (name, _) in &pairs {
-            let next = u32::try_from(counts.len()).unwrap_or(u32::MAX);
+            let next = u32::try_from(names.len()).unwrap_or(u32::MAX);
             let g = *names.entry(name).or_insert(next);
             if g == next {
                 counts.push(0);
@@ -390,20 +405,13 @@ impl<'a, T> Groups<'a, T> {
                 u32::try_from(end).unwrap_or(u32::MAX),
             ));
         }
-        Groups {
-            items,
-            names,
-            ranges,
-        }
+        Groups { items, ranges }
     }
 
-    /// The items named `name` (none if no item has that name).
-    pub(super) fn get(&self, name: &str) -> &[&'a T] {
-        match self.names.get(name) {
-            Some(&g) => {
-                let (start, end) = self.ranges[g as usize];
-                &self.items[start as usize..end as usize]
-            }
+    /// The items of group `g` (none for a group numbered after this grouping was made).
+    pub(super) fn group(&self, g: u32) -> &[&'a T] {
+        match self.ranges.get(g as usize) {
+            Some(&(start, end)) => &self.items[start as usize..end as usize],
             None => &[],
         }
     }

@@ -305,11 +305,11 @@ impl<'a> Pass<'a> {
     fn run_rules(&mut self, run: &'a DesiredRun) {
         let runner_name = run.runner_name(&self.policy.cluster);
         let name = runner_name.as_str();
-        let instance = self.idx.live_instance(name);
+        let (instances, runners) = self.idx.named(name);
+        let instance = super::index::live(instances);
         if let Some(i) = instance {
             self.handled_instances.insert(i.id.as_str());
         }
-        let runners = self.idx.runners_named(name);
         self.handled_runners.extend(runners.iter().map(|r| r.id));
         if self.is_foreign(run) {
             return;
