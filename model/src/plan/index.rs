@@ -80,22 +80,27 @@ impl<'a> Index<'a> {
         let mut runs: Vec<&DesiredRun> = keyed.into_iter().map(|(_, _, r)| r).collect();
         runs.dedup_by(|a, b| a.id == b.id);
 
-        let mut keyed: Vec<(SortKey, &Instance)> = observed
+        // The runner-name tag is read here too, while the instance's tags are at hand.
+        let mut keyed: Vec<(SortKey, &Instance, Option<&str>)> = observed
             .instances
             .items()
             .iter()
             .filter(|i| i.is_ours(cluster))
-            .map(|i| (SortKey::of(i.id.as_str()), i))
+            .map(|i| {
+                let name = i.tags.get(crate::tags::RUNNER_NAME).map(String::as_str);
+                (SortKey::of(i.id.as_str()), i, name)
+            })
             .collect();
         keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
-        let mut ours: Vec<&Instance> = keyed.into_iter().map(|(_, i)| i).collect();
-        ours.dedup_by(|a, b| a.id == b.id);
+        keyed.dedup_by(|a, b| a.1.id == b.1.id);
+        let ours: Vec<&Instance> = keyed.iter().map(|&(_, i, _)| i).collect();
 
         let mut names = HashMap::with_capacity(ours.len() + observed.runners.items().len());
         let by_runner = Groups::new(
             &mut names,
-            ours.iter()
-                .filter_map(|&i| Some((i.tags.get(crate::tags::RUNNER_NAME)?.as_str(), i)))
+            keyed
+                .iter()
+                .filter_map(|&(_, i, name)| Some((name?, i)))
                 .collect(),
             |a, b| {
                 (!a.state.is_live(), a.launched_at, &a.id).cmp(&(
