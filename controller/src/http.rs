@@ -27,6 +27,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+/// Most bytes read ahead from one connection (hyper's default is about 400 KiB); a request's
+/// headers must fit in it.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// How often at most a refused connection is logged.
 const REFUSED_WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -71,6 +75,7 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        .max_buf_size(READ_BUFFER_BYTES)
         .keep_alive(true);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
