@@ -217,6 +217,10 @@ pub struct ServerConfig {
     /// (default `/var/lib/tinqs-ci/spool`).
     #[serde(default = "default_spool")]
     pub spool_dir: String,
+    /// When set, `/metrics` is served only on this address (a private one, say
+    /// `127.0.0.1:9090`) and no longer on `listen`, which Gitea's webhooks reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
     /// Most HTTP connections open at once (default 256); one more is closed on accept. With
     /// the 1 MiB body limit this bounds request bodies held in memory to about this many MiB.
     #[serde(default = "default_max_connections")]
@@ -256,6 +260,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             spool_dir: default_spool(),
+            metrics_listen: None,
             max_connections: default_max_connections(),
             header_timeout: default_header_timeout(),
             body_timeout: default_body_timeout(),
@@ -642,6 +647,19 @@ impl Config {
                 "store.table",
                 "must be a DynamoDB table name: 3 to 255 of A-Z a-z 0-9 _ - .",
             );
+        }
+        if let Some(metrics) = &self.server.metrics_listen {
+            if metrics.trim().is_empty() {
+                p.add(
+                    "server.metrics_listen",
+                    "must be an address like 127.0.0.1:9090",
+                );
+            } else if *metrics == self.server.listen {
+                p.add(
+                    "server.metrics_listen",
+                    "must differ from server.listen (leave it out to serve /metrics there)",
+                );
+            }
         }
         if self.store.retention < MIN_RETENTION {
             p.add("store.retention", "must be at least 1m");
@@ -1090,6 +1108,23 @@ mod tests {
         let text = minimal() + &"# padding\n".repeat(MAX_FILE_BYTES / 10);
         let err = Config::parse(&text).expect_err("too big").to_string();
         assert!(err.contains("may be at most 262144 bytes"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listen_is_optional_and_apart_from_listen() {
+        assert_eq!(
+            Config::parse(&minimal())
+                .expect("valid")
+                .server
+                .metrics_listen,
+            None
+        );
+        let text = minimal() + "server:\n  metrics_listen: 127.0.0.1:9090\n";
+        let c = Config::parse(&text).expect("valid");
+        assert_eq!(c.server.metrics_listen.as_deref(), Some("127.0.0.1:9090"));
+        let text = minimal() + "server:\n  listen: 0.0.0.0:8080\n  metrics_listen: 0.0.0.0:8080\n";
+        let err = Config::parse(&text).expect_err("same address").to_string();
+        assert!(err.contains("server.metrics_listen: must differ"), "{err}");
     }
 
     #[test]

@@ -62,11 +62,31 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Everything `serve` runs, on an already bound listener, until `shutdown` resolves: the
-/// webhook receiver, the spool replayer, the loop and the health and metrics endpoints.
+/// The shortest webhook secret `serve` accepts, in characters.
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
+
+/// Refuses a webhook secret shorter than [`MIN_WEBHOOK_SECRET_LEN`]: a short one can be
+/// guessed, and with it anyone can create runs. The error never shows the secret.
 ///
 /// # Errors
-/// When the spool cannot be opened or the webhook state is invalid.
+/// When the secret is too short.
+pub fn check_webhook_secret(secret: &model::secret::Secret) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        secret.expose().chars().count() >= MIN_WEBHOOK_SECRET_LEN,
+        "the webhook secret is too short: use a random secret of at least \
+         {MIN_WEBHOOK_SECRET_LEN} characters, in Gitea's webhook and in the variable \
+         gitea.webhook_secret_env names"
+    );
+    Ok(())
+}
+
+/// Everything `serve` runs, on an already bound listener, until `shutdown` resolves: the
+/// webhook receiver, the spool replayer, the loop and the health and metrics endpoints.
+/// `/metrics` is served on `listener`, or only on `server.metrics_listen` when that is set.
+///
+/// # Errors
+/// When the webhook secret is too short, the spool cannot be opened, the webhook state is
+/// invalid or `server.metrics_listen` cannot be bound.
 pub async fn serve(
     reconciler: Reconciler,
     forge: Option<Arc<dyn Forge>>,
@@ -75,6 +95,15 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    check_webhook_secret(&secret)?;
+    let metrics_listener = match &reconciler.config.server.metrics_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (server.metrics_listen)"))?,
+        ),
+        None => None,
+    };
     let wake = Arc::new(Notify::new());
     let spool = Arc::new(
         Spool::open(spool_dir).with_context(|| format!("cannot open the spool in {spool_dir}"))?,
@@ -103,14 +132,32 @@ pub async fn serve(
     .with_attempt_counting(counting);
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready = Arc::new(AtomicBool::new(true));
-    let app = webhook::router(state.clone())
-        .merge(health_router(reconciler.metrics.clone(), ready.clone()));
+    let (public, private) = http_routers(
+        reconciler.metrics.clone(),
+        ready.clone(),
+        metrics_listener.is_some(),
+    );
+    let app = webhook::router(state.clone()).merge(public);
 
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     let limits = crate::http::HttpLimits::of(&reconciler.config.server);
     let server = crate::http::serve(listener, app, limits, stopped(stop_rx.clone()));
+    let metrics_server = {
+        let rx = stop_rx.clone();
+        async move {
+            match (metrics_listener, private) {
+                (Some(l), Some(router)) => {
+                    if let Ok(address) = l.local_addr() {
+                        tracing::info!(%address, "serving metrics at /metrics");
+                    }
+                    crate::http::serve(l, router, limits, stopped(rx)).await
+                }
+                _ => Ok(()),
+            }
+        }
+    };
     let replayer =
         webhook::run_spool_replayer(state, Duration::from_secs(10), stopped(stop_rx.clone()));
     let reconciler = Arc::new(reconciler);
@@ -125,13 +172,30 @@ pub async fn serve(
         ready.store(false, Ordering::SeqCst);
         let _ = stop_tx.send(true);
     };
-    let (served, (), (), ()) = tokio::join!(server, replayer, looping, signal);
+    let (served, metrics_served, (), (), ()) =
+        tokio::join!(server, metrics_server, replayer, looping, signal);
     served.context("the HTTP server failed")?;
+    metrics_served.context("the metrics server failed")?;
     tracing::info!("stopped");
     Ok(())
 }
 
-fn health_router(metrics: Metrics, ready: Arc<AtomicBool>) -> Router {
+/// The health endpoints with `/metrics` beside them, or, when `metrics_apart`, the health
+/// endpoints alone and a second router holding only `/metrics` (for `server.metrics_listen`).
+fn http_routers(
+    metrics: Metrics,
+    ready: Arc<AtomicBool>,
+    metrics_apart: bool,
+) -> (Router, Option<Router>) {
+    let health = health_router(ready);
+    if metrics_apart {
+        (health, Some(metrics_router(metrics)))
+    } else {
+        (health.merge(metrics_router(metrics)), None)
+    }
+}
+
+fn health_router(ready: Arc<AtomicBool>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -145,21 +209,24 @@ fn health_router(metrics: Metrics, ready: Arc<AtomicBool>) -> Router {
             }),
         )
         .with_state(ready)
-        .merge(Router::new().route(
-            "/metrics",
-            get(move || {
-                let m = metrics.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4",
-                        )],
-                        m.render(),
-                    )
-                }
-            }),
-        ))
+}
+
+fn metrics_router(metrics: Metrics) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    m.render(),
+                )
+            }
+        }),
+    )
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -178,5 +245,53 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::secret::Secret;
+
+    #[test]
+    fn a_webhook_secret_under_16_characters_is_refused_without_showing_it() {
+        for short in ["Q9", "Q9zK7wV2mB4nLpX"] {
+            let err = check_webhook_secret(&Secret::new(short))
+                .expect_err(short)
+                .to_string();
+            assert!(err.contains("at least 16 characters"), "{err}");
+            assert!(!err.contains(short), "the secret is shown: {err}");
+        }
+        check_webhook_secret(&Secret::new("sixteen-chars-xy")).expect("16 is enough");
+    }
+
+    async fn status_of(router: Router, path: &str) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let status = reqwest::get(format!("http://{address}{path}"))
+            .await
+            .expect("answered")
+            .status()
+            .as_u16();
+        server.abort();
+        status
+    }
+
+    #[tokio::test]
+    async fn metrics_leave_the_public_port_when_a_metrics_address_is_set() {
+        let ready = Arc::new(AtomicBool::new(true));
+        let (public, private) = http_routers(Metrics::new(), ready.clone(), false);
+        assert!(private.is_none());
+        assert_eq!(status_of(public, "/metrics").await, 200);
+
+        let (public, private) = http_routers(Metrics::new(), ready, true);
+        let private = private.expect("a metrics router");
+        assert_eq!(status_of(public.clone(), "/metrics").await, 404);
+        assert_eq!(status_of(public, "/healthz").await, 200);
+        assert_eq!(status_of(private.clone(), "/metrics").await, 200);
+        assert_eq!(status_of(private, "/hooks/gitea").await, 404);
     }
 }
