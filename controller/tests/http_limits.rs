@@ -398,3 +398,84 @@ fn server_limits_have_defaults_and_are_validated() {
         assert!(fields.contains(&f), "{f} not named in {fields:?}");
     }
 }
+
+/// The process's resident memory (Linux `VmRSS`), in bytes.
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kib * 1024
+}
+
+const MIB: u64 = 1024 * 1024;
+
+#[tokio::test]
+async fn memory_under_many_large_uploads_stays_within_the_cap_and_comes_back() {
+    // 200 unauthenticated connections each declare a 1,000,000-byte body and send 900,000
+    // bytes of it, then hold on. With 16 connections allowed, request memory is bounded by
+    // 16 x 1 MiB, not 200 x 1 MiB, and it is freed once they go.
+    let server = start(Settings {
+        max_connections: 16,
+        header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(20),
+    })
+    .await;
+    assert!(server.responds_to_a_signed_webhook().await);
+    let base = resident_bytes();
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(base));
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        tokio::spawn(async move {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak.fetch_max(resident_bytes(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    // One body for every upload, so the client's own memory stays out of the figure.
+    let body: Arc<Vec<u8>> = Arc::new(vec![b'x'; 900_000]);
+    let mut uploads = Vec::new();
+    for _ in 0..200 {
+        let mut stream = server.connect().await;
+        let body = body.clone();
+        uploads.push(tokio::spawn(async move {
+            let head = headers_for_body(1_000_000);
+            let sent = stream.write_all(head.as_bytes()).await.is_ok()
+                && stream.write_all(&body).await.is_ok();
+            sent.then_some(stream)
+        }));
+    }
+    let mut held = Vec::new();
+    for upload in uploads {
+        if let Some(stream) = upload.await.expect("upload task") {
+            held.push(stream);
+        }
+    }
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    sampler.await.expect("sampler");
+    let grew = peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(base);
+    assert!(
+        grew <= 16 * MIB + 64 * MIB,
+        "resident memory grew by {} MiB under 200 uploads with 16 allowed",
+        grew / MIB
+    );
+
+    drop(held);
+    let until = tokio::time::Instant::now() + DEADLINE;
+    let mut now = resident_bytes();
+    while now > base + 32 * MIB && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = resident_bytes();
+    }
+    assert!(
+        now <= base + 32 * MIB,
+        "resident memory stayed {} MiB above where it started",
+        now.saturating_sub(base) / MIB
+    );
+    assert!(server.responds_to_a_signed_webhook().await);
+    server.stop().await;
+}
