@@ -457,7 +457,9 @@ async fn memory_under_many_large_uploads_stays_within_the_cap_and_comes_back() {
     }
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     sampler.await.expect("sampler");
-    let grew = peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(base);
+    let grew = peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(base);
     assert!(
         grew <= 16 * MIB + 64 * MIB,
         "resident memory grew by {} MiB under 200 uploads with 16 allowed",
