@@ -142,8 +142,27 @@ async fn on_released_gitea_a_long_listing_never_repeats_and_what_it_skips_is_fou
 }
 
 #[tokio::test]
-async fn a_failing_page_fails_the_whole_list() {
+async fn up_to_1_26_a_new_job_is_listed_with_run_attempt_0_as_pick_1() {
     let sim = sim("1.26.4").await;
+    let job = sim
+        .enqueue_job(JobSpec::new("acme/web", "build", &["go"]))
+        .expect("queued");
+    let forge = forge_at(&sim, RunnerScope::Instance);
+    let listed = forge.queued_jobs().await.expect("lists");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|j| (j.id, j.attempt, j.pick()))
+            .collect::<Vec<_>>(),
+        [(job.id, 0, 1)]
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failing_page_fails_the_whole_list() {
+    // A stable order (Gitea main), so a whole read is whole: the subject here is the failure.
+    let sim = sim("1.28.0").await;
     for i in 0..60 {
         sim.create_runner(RunnerSpec::new(format!("r-{i}"), &["go"]))
             .expect("creates");
@@ -305,7 +324,9 @@ async fn a_preregistered_runner_can_run_a_job_from_its_runner_file() {
 
 #[tokio::test]
 async fn queued_jobs_are_read_across_pages_with_their_repository() {
-    let sim = sim("1.26.4").await;
+    // Job lists are ordered by id from 1.27 (unordered before: a read can skip a job, which
+    // the reconciler then reads by id); 1.27+ counts attempts per job row.
+    let sim = sim("1.28.0").await;
     let mut wanted = Vec::new();
     for i in 0..57 {
         let repo = if i % 2 == 0 { "acme/web" } else { "other/tool" };
@@ -336,10 +357,10 @@ async fn queued_jobs_are_read_across_pages_with_their_repository() {
         .into_iter()
         .find(|j| j.id == wanted[0].0)
         .expect("job");
-    // Gitea lists a job that no runner picked yet with run_attempt 0: pick 1.
+    // From 1.27 a new job row carries its run attempt's number (1) and is pick 1.
     assert_eq!(
         (first.labels.clone(), first.attempt, first.pick()),
-        (vec!["go".to_owned()], 0, 1)
+        (vec!["go".to_owned()], 1, 1)
     );
     assert!(first.run_id.is_some());
 
