@@ -53,7 +53,7 @@ pub struct JobRef {
     /// Gitea's job id.
     pub id: i64,
     /// The pick of the job this run serves: the job's `run_attempt` once a runner takes it
-    /// for this run ([`pick_of`]).
+    /// for this run ([`AttemptCounting::pick`]).
     pub attempt: u32,
     /// The job's name, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,12 +169,6 @@ impl AttemptCounting {
             _ => run_attempt.max(1),
         }
     }
-}
-
-/// [`AttemptCounting::pick`] as Gitea 1.24 – 1.26 count.
-#[must_use]
-pub fn pick_of(action: JobAction, run_attempt: u32) -> u32 {
-    AttemptCounting::RaisedOnPick.pick(action, run_attempt)
 }
 
 impl JobState {
@@ -488,6 +482,7 @@ mod tests {
 
     #[test]
     fn a_waiting_job_is_about_the_next_pick_and_a_taken_one_about_its_own() {
+        let pick_of = |action, attempt| AttemptCounting::RaisedOnPick.pick(action, attempt);
         assert_eq!(pick_of(JobAction::Queued, 0), 1, "a new job");
         assert_eq!(pick_of(JobAction::Waiting, 0), 1, "blocked on needs");
         assert_eq!(pick_of(JobAction::InProgress, 1), 1);

@@ -21,7 +21,7 @@ pub struct RunId(String);
 impl RunId {
     /// The run for pick `pick` of Gitea job `job_id` (from a `workflow_job` webhook, the
     /// queued-jobs API or a job read by id): `job-<job_id>-<pick>`. The pick is the job's
-    /// `run_attempt` once a runner takes it ([`crate::desired::pick_of`]), so a re-run of the
+    /// `run_attempt` once a runner takes it ([`crate::desired::AttemptCounting::pick`]), so a re-run of the
     /// same job row is a new run, and a redelivered event the same one.
     #[must_use]
     pub fn for_job(job_id: i64, pick: u32) -> Self {

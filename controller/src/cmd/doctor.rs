@@ -265,11 +265,11 @@ pub fn check_secrets(config: &Config, env: &dyn Fn(&str) -> Option<String>) -> V
         match env(var) {
             Some(v) if !v.trim().is_empty() => {
                 let len = v.trim().chars().count();
-                if what == "webhook secret" && len < 16 {
+                if what == "webhook secret" && len < super::serve::MIN_WEBHOOK_SECRET_LEN {
                     Check::problem(
                         name,
                         format!("set ({what}), but only {len} characters long"),
-                        "use a random secret of at least 16 characters, in Gitea's webhook and here",
+                        format!("use a random secret of at least {} characters, in Gitea's webhook and here", super::serve::MIN_WEBHOOK_SECRET_LEN),
                     )
                 } else {
                     Check::ok(name, format!("set ({what}; value not shown)"))
