@@ -27,3 +27,57 @@ fn model_depends_on_no_async_aws_or_http_crate() {
         );
     }
 }
+
+/// Beyond its dependencies, the model's own source reads no clock, file, network, process or
+/// environment: the planner gets `now` and every observation passed in, so a plan is a
+/// function of its inputs alone. Comment lines are skipped; everything else is scanned.
+#[test]
+fn model_source_reads_no_clock_file_network_or_environment() {
+    let forbidden = [
+        "SystemTime::now",
+        "Instant::now",
+        "Utc::now",
+        "Local::now",
+        "Timestamp::now",
+        "Zoned::now",
+        "std::fs",
+        "std::net",
+        "std::env",
+        "env::var",
+        "std::process",
+        "thread::sleep",
+        "File::open",
+        "File::create",
+        "stdin()",
+    ];
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read model/src") {
+            let path = entry.expect("read a directory entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 10, "found the sources: {files:?}");
+    let mut found = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read a source file");
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            for f in &forbidden {
+                if code.contains(f) {
+                    found.push(format!("{}:{}: {f}", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "model/src must stay pure: {found:#?}");
+}
