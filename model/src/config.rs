@@ -188,6 +188,11 @@ pub struct AwsConfig {
     /// Region; when absent the standard AWS environment and profile settings decide.
     #[serde(default)]
     pub region: Option<String>,
+    /// The SQS queue receiving EC2's Spot interruption warnings and rebalance recommendations
+    /// through EventBridge (`deploy/tinqs-ci.yaml` creates both and writes this URL). Optional;
+    /// the controller does not read the queue yet (see `wiki/Roadmap.md`).
+    #[serde(default)]
+    pub events_queue_url: Option<String>,
 }
 
 /// The desired-state table.
@@ -661,6 +666,16 @@ impl Config {
                 );
             }
         }
+        if let Some(url) = &self.aws.events_queue_url {
+            if !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                p.add(
+                    "aws.events_queue_url",
+                    "must be an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
+                );
+            }
+        }
         if self.store.retention < MIN_RETENTION {
             p.add("store.retention", "must be at least 1m");
         }
@@ -1125,6 +1140,29 @@ mod tests {
         let text = minimal() + "server:\n  listen: 0.0.0.0:8080\n  metrics_listen: 0.0.0.0:8080\n";
         let err = Config::parse(&text).expect_err("same address").to_string();
         assert!(err.contains("server.metrics_listen: must differ"), "{err}");
+    }
+
+    #[test]
+    fn events_queue_url_is_optional_and_a_url() {
+        assert_eq!(
+            Config::parse(&minimal())
+                .expect("valid")
+                .aws
+                .events_queue_url,
+            None
+        );
+        let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/tinqs-ci-events";
+        let text = minimal() + &format!("aws:\n  events_queue_url: {url}\n");
+        let c = Config::parse(&text).expect("valid");
+        assert_eq!(c.aws.events_queue_url.as_deref(), Some(url));
+        let text = minimal() + "aws:\n  events_queue_url: tinqs-ci-events\n";
+        let err = Config::parse(&text)
+            .expect_err("a name, not a URL")
+            .to_string();
+        assert!(
+            err.contains("aws.events_queue_url: must be an SQS queue URL"),
+            "{err}"
+        );
     }
 
     #[test]
