@@ -72,6 +72,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let app = app.layer(axum::middleware::from_fn_with_state(limits, read_body));
+    serve_streaming(listener, app, limits, shutdown).await
+}
+
+/// The same connection limits and shutdown as [`serve`], but request bodies reach the
+/// handlers as they arrive (no whole-body read, no body timeout or size limit here): for the
+/// cache service, whose handlers stream chunk bodies to S3 under limits of their own.
+/// `limits.max_body_bytes` and `limits.body_timeout` are not used.
+///
+/// # Errors
+/// None today; accept failures are logged and retried.
+pub async fn serve_streaming(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)

@@ -1,6 +1,7 @@
 //! tinqs-ci's controller: the effects around the pure planner in `model`.
 //!
 //! # Layout
+//! - [`cache`]: the actions cache service (S3-backed, scoped per repository).
 //! - [`aws`]: AWS SDK configuration, call timeouts and retries shared by the AWS ports.
 //! - [`cli`] and [`cmd`]: the `tinqs-ci` command line.
 //! - [`clock`]: where "now" comes from.
@@ -16,6 +17,7 @@
 //! - [`wiring`]: building the real ports from a configuration.
 
 pub mod aws;
+pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod cmd;

@@ -13,6 +13,9 @@
 //! | `tinqs_spool_pending` | gauge | — |
 //! | `tinqs_spool_dead_letter` | gauge | — |
 //! | `tinqs_spool_set_aside_total` | counter | — |
+//! | `tinqs_cache_lookups_total` | counter | `result` (`hit`, `miss`) |
+//! | `tinqs_cache_bytes_total` | counter | `direction` (`up`, `down`) |
+//! | `tinqs_cache_refused_total` | counter | `reason` |
 
 use std::sync::{Arc, Mutex};
 
@@ -44,6 +47,9 @@ struct Inner {
     spool_pending: Gauge,
     spool_dead_letter: Gauge,
     spool_set_aside: Counter,
+    cache_lookups: Family<Labels, Counter>,
+    cache_bytes: Family<Labels, Counter>,
+    cache_refused: Family<Labels, Counter>,
     /// The unschedulable runs as last logged (run id, labels): logged on change only.
     unschedulable_logged: Mutex<ChangeTracker<String, Vec<String>>>,
 }
@@ -85,6 +91,24 @@ impl Metrics {
         let spool_pending = Gauge::default();
         let spool_dead_letter = Gauge::default();
         let spool_set_aside = Counter::default();
+        let cache_lookups = Family::<Labels, Counter>::default();
+        let cache_bytes = Family::<Labels, Counter>::default();
+        let cache_refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "Actions cache lookups by result (hit, miss)",
+            cache_lookups.clone(),
+        );
+        registry.register(
+            "cache_bytes",
+            "Actions cache bytes moved, by direction (up: uploaded, down: downloaded)",
+            cache_bytes.clone(),
+        );
+        registry.register(
+            "cache_refused",
+            "Actions cache requests refused, by reason",
+            cache_refused.clone(),
+        );
         registry.register(
             "runs",
             "Active desired runs by phase and pool",
@@ -153,6 +177,9 @@ impl Metrics {
             spool_pending,
             spool_dead_letter,
             spool_set_aside,
+            cache_lookups,
+            cache_bytes,
+            cache_refused,
             unschedulable_logged: Mutex::new(ChangeTracker::default()),
         }))
     }
@@ -238,6 +265,31 @@ impl Metrics {
     /// Counts a spooled event set aside.
     pub fn spool_set_aside(&self) {
         self.0.spool_set_aside.inc();
+    }
+
+    /// One cache lookup: a hit or a miss.
+    pub fn cache_lookup(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.0
+            .cache_lookups
+            .get_or_create(&labels(&[("result", result)]))
+            .inc();
+    }
+
+    /// Cache bytes moved: `up` (uploaded) or `down` (downloaded).
+    pub fn cache_bytes(&self, direction: &str, n: u64) {
+        self.0
+            .cache_bytes
+            .get_or_create(&labels(&[("direction", direction)]))
+            .inc_by(n);
+    }
+
+    /// A cache request refused, with a short reason (`credential`, `no-job`, `scope`…).
+    pub fn cache_refused(&self, reason: &str) {
+        self.0
+            .cache_refused
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
     }
 
     /// How the unschedulable runs differ from the last pass's (run id, labels), so the loop

@@ -43,6 +43,10 @@ pub struct Config {
     /// Budgets and caps.
     #[serde(default)]
     pub safety: Safety,
+    /// The actions cache service (optional; off when absent). It needs
+    /// `server.cache_listen` too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::cache::CacheConfig>,
 }
 
 /// Gitea connection and behaviour.
@@ -226,6 +230,10 @@ pub struct ServerConfig {
     /// `127.0.0.1:9090`) and no longer on `listen`, which Gitea's webhooks reach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
+    /// When set, the actions cache service listens here (an address runners reach inside the
+    /// VPC, say `0.0.0.0:8081`); it needs the `cache:` section. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_listen: Option<String>,
     /// Most HTTP connections open at once (default 256); one more is closed on accept. With
     /// the 1 MiB body limit this bounds request bodies held in memory to about this many MiB.
     #[serde(default = "default_max_connections")]
@@ -266,6 +274,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             spool_dir: default_spool(),
             metrics_listen: None,
+            cache_listen: None,
             max_connections: default_max_connections(),
             header_timeout: default_header_timeout(),
             body_timeout: default_body_timeout(),
@@ -676,6 +685,7 @@ impl Config {
                 );
             }
         }
+        self.validate_cache(&mut p);
         if self.store.retention < MIN_RETENTION {
             p.add("store.retention", "must be at least 1m");
         }
@@ -716,6 +726,41 @@ impl Config {
             .get(pool)
             .and_then(|p| p.max_lifetime)
             .unwrap_or(self.timeouts.max_lifetime)
+    }
+}
+
+impl Config {
+    /// The cache section and its listener come together, on an address of their own.
+    fn validate_cache(&self, p: &mut Problems) {
+        match (&self.server.cache_listen, &self.cache) {
+            (Some(listen), Some(cache)) => {
+                if listen.trim().is_empty() {
+                    p.add(
+                        "server.cache_listen",
+                        "must be an address like 0.0.0.0:8081",
+                    );
+                } else if *listen == self.server.listen
+                    || self.server.metrics_listen.as_ref() == Some(listen)
+                {
+                    p.add(
+                        "server.cache_listen",
+                        "must differ from server.listen and server.metrics_listen",
+                    );
+                }
+                for (field, problem) in cache.problems() {
+                    p.add(format!("cache.{field}"), problem);
+                }
+            }
+            (Some(_), None) => p.add(
+                "server.cache_listen",
+                "is set but there is no cache: section (bucket, url)",
+            ),
+            (None, Some(_)) => p.add(
+                "cache",
+                "needs server.cache_listen, the address the cache service listens on",
+            ),
+            (None, None) => {}
+        }
     }
 }
 
@@ -1163,6 +1208,66 @@ mod tests {
             err.contains("aws.events_queue_url: must be an SQS queue URL"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_cache_needs_its_listener_and_names_each_bad_value() {
+        let with_cache = |server: &str, cache: &str| minimal() + server + cache;
+        let listen = "server:\n  cache_listen: 0.0.0.0:8081\n";
+        let section = "cache:\n  bucket: ci-cache\n  url: http://10.0.0.5:8081/\n";
+        let c = Config::parse(&with_cache(listen, section)).expect("valid");
+        let cache = c.cache.expect("cache");
+        assert_eq!(cache.url, "http://10.0.0.5:8081");
+        assert_eq!(cache.max_repo_size, crate::cache::DEFAULT_MAX_REPO_SIZE);
+        assert_eq!(cache.expiry, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(c.server.cache_listen.as_deref(), Some("0.0.0.0:8081"));
+
+        let err = Config::parse(&with_cache("", section))
+            .expect_err("no listener")
+            .to_string();
+        assert!(err.contains("cache: needs server.cache_listen"), "{err}");
+        let err = Config::parse(&with_cache(listen, ""))
+            .expect_err("no section")
+            .to_string();
+        assert!(
+            err.contains("server.cache_listen: is set but there is no cache"),
+            "{err}"
+        );
+
+        let bad = "cache:\n  bucket: Bad_Bucket\n  prefix: /abs\n  url: http://u:secretpw@h\n  \
+                   max_repo_size: 1KB\n  expiry: 10m\n";
+        let ConfigError::Invalid(problems) =
+            Config::parse(&with_cache(listen, bad)).expect_err("bad values")
+        else {
+            panic!("expected value problems");
+        };
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "cache.bucket",
+                "cache.prefix",
+                "cache.url",
+                "cache.max_repo_size",
+                "cache.expiry"
+            ]
+        );
+        assert!(!format!("{problems:?}").contains("secretpw"));
+        let err = Config::parse(&with_cache(
+            listen,
+            &section.replace("url:", "max_repo_size: lots\n  url:"),
+        ))
+        .expect_err("bad size")
+        .to_string();
+        assert!(
+            err.contains("cache.max_repo_size") && err.contains("not a size"),
+            "{err}"
+        );
+        let same = "server:\n  cache_listen: 0.0.0.0:8080\n";
+        let err = Config::parse(&with_cache(same, section))
+            .expect_err("same")
+            .to_string();
+        assert!(err.contains("server.cache_listen: must differ"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! That keeps every decision a table test, and makes `--dry-run` free.
 //!
 //! # Layout
+//! - [`cache`]: the actions cache: scoping, key matching, chunk assembly, eviction.
 //! - [`config`]: the configuration file, validated field by field.
 //! - [`ids`]: run ids, runner names and client tokens, all derived, never invented.
 //! - [`desired`]: desired runs (spec written by webhooks and operators, status by us).
@@ -19,6 +20,7 @@
 //! - [`workflow`]: workflow files as Gitea reads them, and whether a push triggers one.
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod config;
 pub mod desired;
 pub mod ids;
