@@ -11,6 +11,7 @@ pub mod schema;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use model::cache::{RunnerJob, RunnerRecord};
 use model::desired::{DesiredRun, JobState, RunStatus};
 use model::observed::DesiredView;
 use model::{RunId, Timestamp};
@@ -106,6 +107,35 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// When the write fails.
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Records the hash of `runner`'s cache credential (at launch), kept until `expires`.
+    /// The credential itself is never stored.
+    ///
+    /// # Errors
+    /// When the write fails.
+    async fn set_runner_credential(
+        &self,
+        runner: &str,
+        hash: &str,
+        expires: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Records the job `runner` started (an `in_progress` webhook), kept until `expires`.
+    ///
+    /// # Errors
+    /// When the write fails.
+    async fn set_runner_job(
+        &self,
+        runner: &str,
+        job: &RunnerJob,
+        expires: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// What is recorded about `runner`; `None` when nothing is.
+    ///
+    /// # Errors
+    /// When the row cannot be read or does not parse.
+    async fn runner_record(&self, runner: &str) -> Result<Option<RunnerRecord>, StoreError>;
 }
 
 /// The order of Gitea job states: a recorded state only ever moves forward

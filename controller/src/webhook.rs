@@ -474,6 +474,10 @@ struct WorkflowJobHook {
     repository: Option<RepoRef>,
 }
 
+/// How long a runner's record (its cache credential hash and job) is kept: longer than any
+/// runner lives.
+pub const RUNNER_RECORD_KEPT: Duration = Duration::from_secs(2 * 24 * 3600);
+
 async fn apply_workflow_job(
     state: &WebhookState,
     body: &[u8],
@@ -514,6 +518,11 @@ async fn apply_workflow_job(
         .counting
         .pick(action.unwrap_or(JobAction::Queued), run_attempt);
     let id = RunId::for_job(job.id, attempt);
+    let default_branch = hook
+        .repository
+        .as_ref()
+        .and_then(|r| r.default_branch.clone())
+        .filter(|b| !b.is_empty());
     let repo = hook
         .repository
         .and_then(|r| r.full_name)
@@ -541,6 +550,29 @@ async fn apply_workflow_job(
             runs: vec![id],
             created: usize::from(created),
         });
+    }
+    // The cache learns which job a runner of ours runs from here (wiki/Cache.md); written
+    // before the job state, which the cache checks second.
+    if let (
+        JobState::InProgress {
+            runner: Some(runner),
+        },
+        Some(repo),
+    ) = (&state_reported, &spec.repo)
+    {
+        if runner.starts_with("tq-") {
+            let record = model::cache::RunnerJob {
+                run: id.clone(),
+                job_id: job.id,
+                repo: repo.clone(),
+                branch: job.head_branch.clone().filter(|b| !b.is_empty()),
+                default_branch,
+                workflow_run: job.run_id,
+            };
+            store
+                .set_runner_job(runner, &record, at.plus(RUNNER_RECORD_KEPT))
+                .await?;
+        }
     }
     // A later state: record it, creating the run (with that state) if its queued event was
     // missed, so nothing is lost. The store never moves the state backwards.

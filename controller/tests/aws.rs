@@ -803,3 +803,35 @@ async fn the_store_init_command_sets_up_the_table_and_is_safe_to_run_again() {
     );
     assert!(out.contains("already set up"), "{out}");
 }
+
+#[tokio::test]
+async fn a_runner_record_holds_the_credential_hash_and_the_job_and_is_no_run() {
+    let store = store().await;
+    let runner = "tq-x-job-1-1-a1";
+    assert_eq!(store.runner_record(runner).await.expect("read"), None);
+    store
+        .set_runner_credential(runner, "ab12cd", t(10))
+        .await
+        .expect("credential");
+    let job = model::cache::RunnerJob {
+        run: RunId::for_job(1, 1),
+        job_id: 1,
+        repo: "acme/app".into(),
+        branch: Some("main".into()),
+        default_branch: Some("main".into()),
+        workflow_run: Some(3),
+    };
+    store
+        .set_runner_job(runner, &job, t(20))
+        .await
+        .expect("job");
+    let record = store
+        .runner_record(runner)
+        .await
+        .expect("read")
+        .expect("some");
+    assert_eq!(record.credential.as_deref(), Some("ab12cd"));
+    assert_eq!(record.job, Some(job));
+    let view = store.list_active().await.expect("list");
+    assert!(view.runs.is_empty() && view.invalid.is_empty(), "not a run");
+}

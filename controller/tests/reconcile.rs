@@ -40,7 +40,12 @@ fn config() -> Config {
 }
 
 fn rig() -> Rig {
-    let config = config();
+    rig_with(|_| {})
+}
+
+fn rig_with(edit: impl FnOnce(&mut Config)) -> Rig {
+    let mut config = config();
+    edit(&mut config);
     let store = Arc::new(FakeStore::new());
     let fleet = Arc::new(FakeFleet::new(&config.cluster_id, T0));
     let forge = Arc::new(FakeForge::new());
@@ -123,6 +128,44 @@ async fn a_pending_run_gets_a_registered_runner_and_a_tagged_instance() {
     let again = rig.pass().await;
     assert!(again.plan.is_empty(), "{:?}", again.plan.actions);
     assert_eq!(rig.fleet.count(FleetOp::Launch), 1);
+}
+
+#[tokio::test]
+async fn with_the_cache_configured_a_launch_records_the_runner_s_credential_hash_only() {
+    let rig = rig();
+    rig.store.put_row(job_run(1, &["go"]));
+    rig.forge.queue_job(go_job(1));
+    rig.pass().await;
+    let runner = "tq-test-job-1-1-a1";
+    assert_eq!(
+        rig.store.runner_record(runner).await.expect("read"),
+        None,
+        "no cache configured: no credential"
+    );
+
+    let rig = rig_with(|c| {
+        c.server.cache_listen = Some("0.0.0.0:8081".into());
+        c.cache = Some(
+            serde_json::from_value(serde_json::json!({
+                "bucket": "ci-cache",
+                "url": "http://10.0.0.5:8081",
+            }))
+            .expect("cache section"),
+        );
+    });
+    rig.store.put_row(job_run(1, &["go"]));
+    rig.forge.queue_job(go_job(1));
+    let report = rig.pass().await.report.expect("applied");
+    assert_eq!(report.failures(), 0, "{:?}", report.outcomes);
+    let record = rig
+        .store
+        .runner_record(runner)
+        .await
+        .expect("read")
+        .expect("recorded at launch");
+    let hash = record.credential.expect("a credential hash");
+    assert_eq!(hash.len(), 64, "a SHA-256, never the credential itself");
+    assert_eq!(record.job, None, "the job is the webhook's to record");
 }
 
 #[tokio::test]

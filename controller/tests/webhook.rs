@@ -166,6 +166,38 @@ async fn a_signed_queued_job_creates_one_run_and_wakes_the_loop() {
 }
 
 #[tokio::test]
+async fn an_in_progress_job_tells_the_cache_which_job_its_runner_runs() {
+    let r = start(DemandSource::Jobs, None).await;
+    let body = serde_json::json!({
+        "action": "in_progress",
+        "workflow_job": {
+            "id": 77, "run_id": 300, "run_attempt": 1, "name": "build",
+            "labels": ["go"], "status": "in_progress", "head_branch": "feature/x",
+            "runner_name": "tq-demo-job-5-1-a1",
+        },
+        "repository": {"full_name": "acme/web", "default_branch": "main"},
+    })
+    .to_string();
+    assert_eq!(r.send(Some("workflow_job"), &body, Sig::Gitea).await.0, 200);
+    let record = r
+        .store
+        .runner_record("tq-demo-job-5-1-a1")
+        .await
+        .expect("read")
+        .expect("recorded");
+    let job = record.job.expect("the job");
+    assert_eq!(job.run, RunId::for_job(77, 1));
+    assert_eq!(job.repo, "acme/web");
+    assert_eq!(job.branch.as_deref(), Some("feature/x"));
+    assert_eq!(job.default_branch.as_deref(), Some("main"));
+    assert_eq!(job.workflow_run, Some(300));
+    assert_eq!(
+        record.credential, None,
+        "the credential is the launch's to write"
+    );
+}
+
+#[tokio::test]
 async fn the_hub_sha256_signature_header_is_accepted_too() {
     let r = start(DemandSource::Jobs, None).await;
     let (status, _) = r
@@ -818,6 +850,29 @@ impl Store for SlowStore {
         l: &controller::store::Lease,
     ) -> Result<(), controller::store::StoreError> {
         self.0.release_lease(l).await
+    }
+
+    async fn set_runner_credential(
+        &self,
+        runner: &str,
+        hash: &str,
+        expires: model::Timestamp,
+    ) -> Result<(), controller::store::StoreError> {
+        self.0.set_runner_credential(runner, hash, expires).await
+    }
+    async fn set_runner_job(
+        &self,
+        runner: &str,
+        job: &model::cache::RunnerJob,
+        expires: model::Timestamp,
+    ) -> Result<(), controller::store::StoreError> {
+        self.0.set_runner_job(runner, job, expires).await
+    }
+    async fn runner_record(
+        &self,
+        runner: &str,
+    ) -> Result<Option<model::cache::RunnerRecord>, controller::store::StoreError> {
+        self.0.runner_record(runner).await
     }
 }
 

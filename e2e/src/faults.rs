@@ -382,4 +382,29 @@ impl Store for FaultyStore {
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.gated(self.inner.release_lease(lease)).await
     }
+
+    async fn set_runner_credential(
+        &self,
+        runner: &str,
+        hash: &str,
+        expires: model::Timestamp,
+    ) -> Result<(), controller::store::StoreError> {
+        self.gated(self.inner.set_runner_credential(runner, hash, expires))
+            .await
+    }
+    async fn set_runner_job(
+        &self,
+        runner: &str,
+        job: &model::cache::RunnerJob,
+        expires: model::Timestamp,
+    ) -> Result<(), controller::store::StoreError> {
+        self.gated(self.inner.set_runner_job(runner, job, expires))
+            .await
+    }
+    async fn runner_record(
+        &self,
+        runner: &str,
+    ) -> Result<Option<model::cache::RunnerRecord>, controller::store::StoreError> {
+        self.gated(self.inner.runner_record(runner)).await
+    }
 }

@@ -261,6 +261,50 @@ impl JobScope {
     }
 }
 
+/// The job a runner is running, as the `in_progress` webhook named it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerJob {
+    /// The run of that job (whose job state says whether it still runs on this runner).
+    pub run: crate::RunId,
+    /// Gitea's job id.
+    pub job_id: i64,
+    /// `owner/name`.
+    pub repo: String,
+    /// The branch the job runs for (`head_branch`), when it is a branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The repository's default branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_branch: Option<String>,
+    /// The workflow run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_run: Option<i64>,
+}
+
+impl RunnerJob {
+    /// The cache scope of this job.
+    #[must_use]
+    pub fn scope(&self) -> JobScope {
+        JobScope::of_job(
+            &self.repo,
+            self.branch.as_deref(),
+            self.default_branch.as_deref(),
+            self.workflow_run,
+            self.job_id,
+        )
+    }
+}
+
+/// What the run table holds about one runner, for the cache: its credential's hash (written
+/// at launch) and the job it started (written by the `in_progress` webhook).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunnerRecord {
+    /// [`token_hash`] of the runner's credential.
+    pub credential: Option<String>,
+    /// The job it runs.
+    pub job: Option<RunnerJob>,
+}
+
 /// One chunk of an entry: bytes `offset .. offset + len`, stored as one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chunk {

@@ -1090,6 +1090,7 @@ mod tests {
                     uuid: "3f2b6c1e-8a4d-4b9e-9c7f-1d2e3f4a5b6c".into(),
                     token: crate::secret::Secret::new("0123456789abcdef"),
                 },
+                cache_url: None,
             };
             assert!(crate::userdata::render(&input).is_err(), "{label:?}");
             let err = Config::parse(&text).expect_err(label).to_string();

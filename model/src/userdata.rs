@@ -92,6 +92,9 @@ pub struct UserDataInput {
     pub runner_name: RunnerName,
     /// How the runner gets its identity.
     pub registration: Registration,
+    /// The runner's `cache.external_server` URL (it holds the runner's cache credential), when
+    /// the cache service is configured; `None` leaves act_runner's cache off.
+    pub cache_url: Option<Secret>,
 }
 
 impl UserDataInput {
@@ -120,6 +123,7 @@ impl UserDataInput {
             max_lifetime: config.max_lifetime(pool),
             runner_name,
             registration,
+            cache_url: None,
         })
     }
 }
@@ -199,6 +203,18 @@ pub fn render(input: &UserDataInput) -> Result<Secret, RenderError> {
             "runner_name",
             "must be 1 to 255 characters with no spaces or control characters",
         ));
+    }
+    if let Some(url) = &input.cache_url {
+        let u = url.expose();
+        if !(u.starts_with("http://") || u.starts_with("https://"))
+            || !u.ends_with('/')
+            || u.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(invalid(
+                "cache_url",
+                "must be an http(s) URL ending with / and holding no spaces",
+            ));
+        }
     }
     let minutes = input.max_lifetime.as_secs() / 60;
     if minutes == 0 {
@@ -323,7 +339,17 @@ fn runner_config(input: &UserDataInput, host_labels: &[String], minutes: u64) ->
     for label in host_labels {
         yaml.push_str(&format!("    - {}\n", q(label)));
     }
-    yaml.push_str("cache:\n  enabled: false\n");
+    match &input.cache_url {
+        // act_runner hands `external_server` to jobs as ACTIONS_CACHE_URL instead of starting
+        // its own cache server; `v2: false` keeps gitea-runner v3.0 – v3.2 from pointing jobs'
+        // cache clients at the v2 API, which this service does not speak (wiki/Cache.md).
+        Some(url) => {
+            yaml.push_str("cache:\n  enabled: true\n");
+            yaml.push_str(&format!("  external_server: {}\n", q(url.expose())));
+            yaml.push_str("  v2: false\n");
+        }
+        None => yaml.push_str("cache:\n  enabled: false\n"),
+    }
     yaml.push_str("host:\n");
     yaml.push_str(&format!(
         "  workdir_parent: {}\n",
@@ -440,7 +466,37 @@ mod tests {
             max_lifetime: Duration::from_secs(6 * 3600),
             runner_name: RunnerName::observed("tq-prod-job-42-1-a1"),
             registration: preregistered(),
+            cache_url: None,
         }
+    }
+
+    #[test]
+    fn with_a_cache_url_the_runner_uses_the_service_instead_of_its_own() {
+        let cache_token = "ab".repeat(32);
+        let mut i = input();
+        let url =
+            crate::cache::runner_url("http://10.0.0.5:8081", "tq-prod-job-42-1-a1", &cache_token);
+        i.cache_url = Some(Secret::new(url.clone()));
+        let text = render(&i).expect("renders").expose().to_owned();
+        let yaml: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&value_of(&text, "TQ_CONFIG")).expect("config is YAML");
+        assert_eq!(yaml["cache"]["enabled"].as_bool(), Some(true));
+        assert_eq!(
+            yaml["cache"]["external_server"].as_str(),
+            Some(url.as_str())
+        );
+        assert_eq!(yaml["cache"]["v2"].as_bool(), Some(false));
+        let mut paths = Vec::new();
+        key_paths(&yaml, "", &mut paths);
+        for path in &paths {
+            assert!(ACCEPTED_KEYS.contains(&path.as_str()), "{path}");
+        }
+        i.cache_url = Some(Secret::new(format!("http://10.0.0.5:8081/x/{cache_token}")));
+        let err = render(&i).expect_err("no trailing slash").to_string();
+        assert!(
+            err.contains("cache_url") && !err.contains(&cache_token),
+            "{err}"
+        );
     }
 
     /// Reads back the value a rendered `VAR='…'` assignment gives `VAR`, undoing
@@ -529,7 +585,11 @@ mod tests {
     /// `cache.enabled` :39; `host.workdir_parent` :63; the sections :68-72), and gitea-runner keeps
     /// them unchanged through v3.3.0, where any other key stops it from starting.
     /// `runner.envs` is a free map of variable names.
-    const ACCEPTED_KEYS: [&str; 13] = [
+    /// `cache.external_server` is act_runner's since 0.2.x (commit 8920c4a
+    /// `internal/pkg/config/config.go:43`); `cache.v2` is gitea-runner's from v3.0.0
+    /// (`internal/pkg/config/config.go:77`), and older runners skip it, which is what it asks
+    /// of them anyway (they speak only the v1 cache API).
+    const ACCEPTED_KEYS: [&str; 15] = [
         "log",
         "log.level",
         "runner",
@@ -541,6 +601,8 @@ mod tests {
         "runner.labels",
         "cache",
         "cache.enabled",
+        "cache.external_server",
+        "cache.v2",
         "host",
         "host.workdir_parent",
     ];

@@ -13,6 +13,7 @@
 //! Credentials never reach a log line, an error or a metric label: requests are logged by
 //! runner name and repository only.
 
+pub mod access;
 pub mod blobs;
 pub mod sweep;
 
@@ -138,6 +139,12 @@ impl CacheService {
     #[must_use]
     pub fn blobs(&self) -> &Blobs {
         &self.0.blobs
+    }
+
+    /// Now, by the service's clock (milliseconds since the epoch).
+    #[must_use]
+    pub fn clock_now(&self) -> i64 {
+        self.0.clock.now().as_millis()
     }
 
     /// The key layout.

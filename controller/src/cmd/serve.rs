@@ -19,6 +19,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
+use crate::cache::CacheService;
 use crate::forge::Forge;
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
@@ -104,6 +105,7 @@ pub async fn serve(
         ),
         None => None,
     };
+    let cache = cache_service(&reconciler).await?;
     let wake = Arc::new(Notify::new());
     let spool = Arc::new(
         Spool::open(spool_dir).with_context(|| format!("cannot open the spool in {spool_dir}"))?,
@@ -158,6 +160,26 @@ pub async fn serve(
             }
         }
     };
+    let cache_served = {
+        let rx = stop_rx.clone();
+        async move {
+            match cache {
+                Some((listener, service, retention)) => {
+                    if let Ok(address) = listener.local_addr() {
+                        tracing::info!(%address, "serving the actions cache");
+                    }
+                    let sweeping = sweep_loop(service.clone(), retention, stopped(rx.clone()));
+                    let app = crate::cache::router(service);
+                    let (served, ()) = tokio::join!(
+                        crate::http::serve_streaming(listener, app, limits, stopped(rx)),
+                        sweeping
+                    );
+                    served
+                }
+                None => Ok(()),
+            }
+        }
+    };
     let replayer =
         webhook::run_spool_replayer(state, Duration::from_secs(10), stopped(stop_rx.clone()));
     let reconciler = Arc::new(reconciler);
@@ -172,12 +194,79 @@ pub async fn serve(
         ready.store(false, Ordering::SeqCst);
         let _ = stop_tx.send(true);
     };
-    let (served, metrics_served, (), (), ()) =
-        tokio::join!(server, metrics_server, replayer, looping, signal);
+    let (served, metrics_served, cache_result, (), (), ()) = tokio::join!(
+        server,
+        metrics_server,
+        cache_served,
+        replayer,
+        looping,
+        signal
+    );
     served.context("the HTTP server failed")?;
+    cache_result.context("the cache server failed")?;
     metrics_served.context("the metrics server failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The cache service when `server.cache_listen` and `cache:` are set: its bound listener,
+/// the service over S3 and the run table, and its retention.
+///
+/// # Errors
+/// When the listener cannot be bound.
+async fn cache_service(
+    reconciler: &Reconciler,
+) -> anyhow::Result<Option<(TcpListener, CacheService, model::cache::Retention)>> {
+    let config = &reconciler.config;
+    let (Some(address), Some(cache)) = (&config.server.cache_listen, &config.cache) else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (server.cache_listen)"))?;
+    let conf = crate::aws::sdk_config(config.aws.region.as_deref()).await;
+    let access =
+        crate::cache::access::StoreAccess::new(reconciler.store.clone(), &config.cluster_id);
+    let service = CacheService::new(
+        crate::cache::blobs::Blobs::from_conf(&conf, &cache.bucket),
+        Arc::new(access),
+        crate::cache::Settings::of(cache),
+        reconciler.metrics.clone(),
+        reconciler.clock.clone(),
+    );
+    Ok(Some((
+        listener,
+        service,
+        crate::cache::sweep::retention(cache),
+    )))
+}
+
+/// Sweeps the cache every [`crate::cache::sweep::SWEEP_EVERY`] until `stop` resolves.
+async fn sweep_loop(
+    service: CacheService,
+    retention: model::cache::Retention,
+    stop: impl Future<Output = ()>,
+) {
+    let sweeping = async {
+        loop {
+            tokio::time::sleep(crate::cache::sweep::SWEEP_EVERY).await;
+            let now = service.clock_now();
+            match crate::cache::sweep::sweep(&service, &retention, now).await {
+                Ok(report) => tracing::info!(
+                    removed = report.removed.len(),
+                    repositories = report.stats.repos.len(),
+                    "cache swept"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache sweep failed; nothing removed this time")
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = sweeping => {}
+        () = stop => {}
+    }
 }
 
 /// The health endpoints with `/metrics` beside them, or, when `metrics_apart`, the health

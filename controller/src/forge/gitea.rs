@@ -1182,6 +1182,9 @@ pub(crate) struct WorkflowJob {
     pub(crate) conclusion: Option<String>,
     #[serde(default)]
     pub(crate) runner_name: Option<String>,
+    /// The branch the job runs for; empty for a tag or pull request ref.
+    #[serde(default)]
+    pub(crate) head_branch: Option<String>,
     #[serde(default)]
     pub(crate) repository: Option<RepoRef>,
 }
@@ -1191,6 +1194,8 @@ pub(crate) struct WorkflowJob {
 pub(crate) struct RepoRef {
     #[serde(default)]
     pub(crate) full_name: Option<String>,
+    #[serde(default)]
+    pub(crate) default_branch: Option<String>,
 }
 
 impl WorkflowJob {

@@ -226,6 +226,43 @@ impl Reconciler {
         Ok(())
     }
 
+    /// When the cache service is configured: a fresh random credential for `runner`, its hash
+    /// recorded in the table, and the `cache.external_server` URL holding it. `None` (the
+    /// runner goes without the cache) when the hash cannot be recorded: a runner without a
+    /// cache is better than none.
+    async fn cache_credential(
+        &self,
+        runner: &model::RunnerName,
+        pool: &str,
+    ) -> Option<model::secret::Secret> {
+        let cache = self.config.cache.as_ref()?;
+        self.config.server.cache_listen.as_ref()?;
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        let expires = self
+            .clock
+            .now()
+            .plus(self.config.max_lifetime(pool))
+            .plus(crate::webhook::RUNNER_RECORD_KEPT);
+        let hash = model::cache::token_hash(&token);
+        match self
+            .timed(
+                self.store
+                    .set_runner_credential(runner.as_str(), &hash, expires),
+            )
+            .await
+        {
+            Ok(()) => Some(model::secret::Secret::new(model::cache::runner_url(
+                &cache.url,
+                runner.as_str(),
+                &token,
+            ))),
+            Err(e) => {
+                tracing::warn!(runner = %runner, error = %e, "cannot record the runner's cache credential; it runs without the cache");
+                None
+            }
+        }
+    }
+
     /// The crash-safe launch: claim, register, launch, record. A crash between any two steps
     /// is repaired by a later pass (a tagged instance is adopted; a stale claim is launched
     /// again with the same client token; an unused registration is deregistered).
@@ -267,8 +304,12 @@ impl Reconciler {
                 }
             }
         };
+        let cache_url = self.cache_credential(runner, pool).await;
         let rendered = UserDataInput::for_pool(&self.config, pool, runner.clone(), registration)
-            .and_then(|input| userdata::render(&input));
+            .and_then(|mut input| {
+                input.cache_url = cache_url;
+                userdata::render(&input)
+            });
         let (user_data, pool_config) = match (rendered, self.config.pools.get(pool)) {
             (Ok(user_data), Some(pool_config)) => (user_data, pool_config.clone()),
             (Err(e), _) => return Err(self.abandon_launch(run, e.to_string(), lease).await),

@@ -154,6 +154,33 @@ impl DynamoStore {
         classify(e, &self.table)
     }
 
+    /// Sets one attribute of a runner's item (creating it), with the item's expiry.
+    async fn set_runner_attr(
+        &self,
+        runner: &str,
+        name: &str,
+        value: AttributeValue,
+        expires: Timestamp,
+    ) -> Result<(), StoreError> {
+        let key = schema::runner_key(runner);
+        self.call("UpdateItem", || {
+            let req = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(schema::key(&key)))
+                .update_expression("SET #v = :v, #e = :e")
+                .expression_attribute_names("#v", name)
+                .expression_attribute_names("#e", schema::EXPIRES_AT)
+                .expression_attribute_values(":v", value.clone())
+                .expression_attribute_values(":e", AttributeValue::N(expires.as_secs().to_string()))
+                .send();
+            async move { req.await.map(|_| ()).map_err(|e| ApiError::from_sdk(&e)) }
+        })
+        .await
+        .map_err(|e| self.error(&e))
+    }
+
     async fn exists(&self, id: &RunId) -> Result<bool, StoreError> {
         let out = self
             .call("GetItem", || {
@@ -900,6 +927,55 @@ impl Store for DynamoStore {
             Err(e) if is_conditional(&e) => Ok(()),
             Err(e) => Err(self.error(&e)),
         }
+    }
+
+    async fn set_runner_credential(
+        &self,
+        runner: &str,
+        hash: &str,
+        expires: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.set_runner_attr(runner, schema::RUNNER_CREDENTIAL, s(hash), expires)
+            .await
+    }
+
+    async fn set_runner_job(
+        &self,
+        runner: &str,
+        job: &model::cache::RunnerJob,
+        expires: Timestamp,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(job).map_err(|e| StoreError::Other(e.to_string()))?;
+        self.set_runner_attr(runner, schema::RUNNER_JOB, s(json), expires)
+            .await
+    }
+
+    async fn runner_record(
+        &self,
+        runner: &str,
+    ) -> Result<Option<model::cache::RunnerRecord>, StoreError> {
+        let key = schema::runner_key(runner);
+        let out = self
+            .call("GetItem", || {
+                let req = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(schema::key(&key)))
+                    .consistent_read(true)
+                    .send();
+                async move { req.await.map_err(|e| ApiError::from_sdk(&e)) }
+            })
+            .await
+            .map_err(|e| self.error(&e))?;
+        out.item()
+            .map(|item| {
+                schema::decode_runner(item).map_err(|problem| StoreError::InvalidRow {
+                    key: key.clone(),
+                    problem,
+                })
+            })
+            .transpose()
     }
 }
 

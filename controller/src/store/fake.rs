@@ -38,6 +38,10 @@ pub enum StoreOp {
     RenewLease,
     /// [`Store::release_lease`].
     ReleaseLease,
+    /// [`Store::set_runner_credential`], [`Store::set_runner_job`].
+    SetRunner,
+    /// [`Store::runner_record`].
+    GetRunner,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +66,7 @@ struct LeaseRow {
 struct State {
     rows: BTreeMap<String, Row>,
     lease: Option<LeaseRow>,
+    runners: BTreeMap<String, model::cache::RunnerRecord>,
     unavailable: bool,
     next_faults: BTreeMap<StoreOp, VecDeque<StoreError>>,
     calls: Vec<StoreOp>,
@@ -95,6 +100,7 @@ impl FakeStore {
             state: Mutex::new(State {
                 rows: BTreeMap::new(),
                 lease: None,
+                runners: BTreeMap::new(),
                 unavailable: false,
                 next_faults: BTreeMap::new(),
                 calls: Vec::new(),
@@ -429,6 +435,36 @@ impl Store for FakeStore {
             }
         }
         Ok(())
+    }
+
+    async fn set_runner_credential(
+        &self,
+        runner: &str,
+        hash: &str,
+        _expires: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut s = self.enter(StoreOp::SetRunner)?;
+        s.runners.entry(runner.to_owned()).or_default().credential = Some(hash.to_owned());
+        Ok(())
+    }
+
+    async fn set_runner_job(
+        &self,
+        runner: &str,
+        job: &model::cache::RunnerJob,
+        _expires: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut s = self.enter(StoreOp::SetRunner)?;
+        s.runners.entry(runner.to_owned()).or_default().job = Some(job.clone());
+        Ok(())
+    }
+
+    async fn runner_record(
+        &self,
+        runner: &str,
+    ) -> Result<Option<model::cache::RunnerRecord>, StoreError> {
+        let s = self.enter(StoreOp::GetRunner)?;
+        Ok(s.runners.get(runner).cloned())
     }
 }
 

@@ -4,7 +4,9 @@
 //! operators) and status attributes (written only by the controller) are separate top-level
 //! attributes, so each writer's `UpdateItem` names only its own and never clobbers the other's.
 //! The lease is one more item under the reserved key [`LEASE_KEY`], which no run id can take
-//! (run ids are `a-z0-9-`).
+//! (run ids are `a-z0-9-`). Runner items under [`RUNNER_PREFIX`] hold what the actions cache
+//! needs about a runner (its credential's hash, the job it started); they carry no `active`
+//! attribute and expire through `expires_at`.
 //!
 //! | attribute | type | half | meaning |
 //! |---|---|---|---|
@@ -58,6 +60,38 @@ pub const FENCE: &str = "fence";
 pub const LEASE_UNTIL: &str = "lease_until";
 /// The status version attribute.
 pub const VERSION: &str = "version";
+
+/// The key prefix of runner items (`runner#<runner name>`): the cache credential's hash and
+/// the job the runner started. No run id can take it (run ids are `a-z0-9-`), and these items
+/// carry no `active` attribute, so the active index never lists them. They expire through the
+/// table's TTL.
+pub const RUNNER_PREFIX: &str = "runner#";
+/// A runner item's credential hash attribute (S).
+pub const RUNNER_CREDENTIAL: &str = "cache_credential";
+/// A runner item's job attribute (S, JSON of `model::cache::RunnerJob`).
+pub const RUNNER_JOB: &str = "runner_job";
+
+/// The key of `runner`'s item.
+#[must_use]
+pub fn runner_key(runner: &str) -> String {
+    format!("{RUNNER_PREFIX}{runner}")
+}
+
+/// Reads a runner item back.
+///
+/// # Errors
+/// A message naming the attribute that is malformed.
+pub fn decode_runner(item: &Item) -> Result<model::cache::RunnerRecord, String> {
+    let r = Reader(item);
+    let job = r
+        .opt_s(RUNNER_JOB)?
+        .map(|j| serde_json::from_str(&j).map_err(|e| format!("attribute `{RUNNER_JOB}`: {e}")))
+        .transpose()?;
+    Ok(model::cache::RunnerRecord {
+        credential: r.opt_s(RUNNER_CREDENTIAL)?,
+        job,
+    })
+}
 
 /// Spec attributes.
 pub const SPEC_ATTRS: &[&str] = &[
