@@ -56,6 +56,9 @@ pub struct Status {
     /// The local webhook spool on this host ([`Status::with_spool`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spool: Option<SpoolState>,
+    /// The actions cache per repository, as the last sweep counted it ([`Status::with_cache`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<model::cache::Stats>,
 }
 
 /// The local webhook spool: events waiting for the table and events set aside.
@@ -70,6 +73,13 @@ pub struct SpoolState {
 }
 
 impl Status {
+    /// Adds the cache statistics the last sweep wrote (`None` before the first sweep).
+    #[must_use]
+    pub fn with_cache(mut self, stats: Option<model::cache::Stats>) -> Status {
+        self.cache = stats;
+        self
+    }
+
     /// Adds the spool in `dir` (as seen from this host); events set aside are a problem.
     #[must_use]
     pub fn with_spool(mut self, dir: &std::path::Path) -> Status {
@@ -285,6 +295,22 @@ pub async fn observe(r: &Reconciler) -> Status {
     summarize(&observation, &policy, &plan, now)
 }
 
+/// The cache statistics in the bucket, when the cache is configured and they can be read
+/// (a failure to read them is logged, never fatal to `status`).
+async fn cache_stats(config: &model::config::Config) -> Option<model::cache::Stats> {
+    let cache = config.cache.as_ref()?;
+    let conf = crate::aws::sdk_config(config.aws.region.as_deref()).await;
+    let blobs = crate::cache::blobs::Blobs::from_conf(&conf, &cache.bucket);
+    let layout = model::cache::Layout::new(&cache.prefix);
+    match crate::cache::sweep::read_stats(&blobs, &layout).await {
+        Ok(stats) => stats,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the cache statistics");
+            None
+        }
+    }
+}
+
 /// Runs `status`.
 ///
 /// # Errors
@@ -297,9 +323,11 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let rt = crate::wiring::runtime()?;
     rt.block_on(async {
         let connected = crate::wiring::connect(config).await?;
+        let cache = cache_stats(&connected.reconciler.config).await;
         let status = observe(&connected.reconciler)
             .await
-            .with_spool(std::path::Path::new(&spool_dir));
+            .with_spool(std::path::Path::new(&spool_dir))
+            .with_cache(cache);
         match args.output {
             Output::Text => print!("{}", text(&status)),
             Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
@@ -491,6 +519,7 @@ pub fn summarize(obs: &Observation, policy: &Policy, plan: &Plan, now: Timestamp
         problems,
         planned,
         spool: None,
+        cache: None,
     }
 }
 
@@ -632,6 +661,27 @@ pub fn text(status: &Status) -> String {
             sp.dead_letter,
             crate::spool::DEAD_LETTER
         ));
+    }
+    if let Some(cache) = &status.cache {
+        line(format!(
+            "Cache (as of {}): {:<40} {:>8} {:>10} {:>9}",
+            model::Timestamp::from_millis(cache.updated_ms),
+            "REPOSITORY",
+            "ENTRIES",
+            "SIZE",
+            "HIT RATE"
+        ));
+        for (repo, u) in &cache.repos {
+            let rate = u
+                .hit_rate()
+                .map_or_else(|| "-".to_owned(), |r| format!("{r}%"));
+            line(format!(
+                "  {repo:<55} {:>8} {:>10} {:>9}",
+                u.entries,
+                model::cache::human_bytes(u.bytes),
+                format!("{rate} of {}", u.hits + u.misses)
+            ));
+        }
     }
     if status.problems.is_empty() {
         line("No problems.".into());
@@ -979,6 +1029,31 @@ mod tests {
         let json = serde_json::to_value(&s).expect("serializes");
         assert_eq!(json["healthy"], true);
         assert_eq!(json["pools"][0]["pool"], "docker");
+    }
+
+    #[test]
+    fn the_cache_shows_size_and_hit_rate_per_repository() {
+        let obs = observation(vec![], vec![], vec![]);
+        let mut stats = model::cache::Stats {
+            updated_ms: 1_764_000_000_000,
+            ..model::cache::Stats::default()
+        };
+        stats.repos.insert(
+            "acme/app".into(),
+            model::cache::RepoUsage {
+                entries: 3,
+                bytes: 1_500_000_000,
+                hits: 9,
+                misses: 3,
+            },
+        );
+        let s = status_of(&obs, at(10)).with_cache(Some(stats));
+        let t = text(&s);
+        assert!(t.contains("acme/app"), "{t}");
+        assert!(t.contains("1.5 GB") && t.contains("75% of 12"), "{t}");
+        let json = serde_json::to_value(&s).expect("json");
+        assert_eq!(json["cache"]["repos"]["acme/app"]["hits"], 9);
+        assert!(text(&status_of(&obs, at(10))).find("Cache").is_none());
     }
 
     #[test]
