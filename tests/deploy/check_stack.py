@@ -426,8 +426,14 @@ def check_network_and_cache(w, res, outputs, physical):
         (p.get("FromPort"), p.get("ToPort"), [r["CidrIp"] for r in p["IpRanges"]])
         for p in by_id[controller_sg]["IpPermissions"]
     ]
-    check(ingress == [(8080, 8080, ["10.0.0.0/8"])],
-          f"controller security group admits 8080 from WebhookSourceCidr only: {ingress}")
+    check(sorted(ingress) == [(8080, 8080, ["10.0.0.0/8"]), (8081, 8081, [])],
+          f"controller security group admits 8080 from WebhookSourceCidr and 8081 only: {ingress}")
+    cache_from = [
+        pair["GroupId"]
+        for p in by_id[controller_sg]["IpPermissions"] if p.get("FromPort") == 8081
+        for pair in p.get("UserIdGroupPairs", [])
+    ]
+    check(cache_from == [runner_sg], f"the cache port admits the runners only: {cache_from}")
     cache = outputs.get("CacheBucketName", "")
     check(bool(cache) and cache in [b["Name"] for b in w.s3.list_buckets()["Buckets"]],
           "cache bucket exists")

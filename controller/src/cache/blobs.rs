@@ -373,3 +373,25 @@ impl http_body::Body for CountingBody {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::IAM_ACTIONS;
+
+    #[test]
+    fn the_iam_policy_lists_every_s3_action() {
+        let policy =
+            crate::aws::doc::actions(&crate::aws::doc::json_block("cache-iam-policy-json"));
+        for action in IAM_ACTIONS {
+            assert!(
+                policy.iter().any(|a| a == action),
+                "{action} missing from the cache policy"
+            );
+        }
+        assert_eq!(
+            policy.len(),
+            IAM_ACTIONS.len(),
+            "the policy grants nothing the cache does not call"
+        );
+    }
+}
