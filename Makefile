@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all setup build test test-rust test-aws test-shell lint fmt clippy shellcheck demo bench bench-aws bench-webhook audit ami clean
+.PHONY: all setup build test test-rust test-aws test-shell lint fmt clippy shellcheck demo bench bench-aws bench-webhook bench-cache audit ami clean
 
 all: build
 
@@ -59,6 +59,11 @@ bench-aws: setup
 
 ## 1,000 signed webhooks at once on 127.0.0.1 (then redelivered, then spooled and replayed):
 ## time, latency and a check that each job is stored exactly once.
+## The actions cache on 127.0.0.1 against moto: upload and download throughput of a 1 GiB
+## entry and the process's peak memory while moving it (TINQS_CACHE_BENCH_MIB sets the size).
+bench-cache: setup
+	scripts/with-moto.sh $(CARGO) bench -p tinqs-ci --bench cache --profile dev
+
 bench-webhook:
 	$(CARGO) bench -p tinqs-ci --bench webhook --profile dev
 

@@ -8,6 +8,7 @@
 //!
 //! - [`blobs`]: the S3 calls, streaming chunk bodies both ways.
 //! - [`access`]: credentials and the job a runner runs, from the run table.
+//! - [`pattern`]: generated upload bodies for the tests and the benchmark.
 //! - [`sweep`]: expiry, abandoned uploads, and least-recently-used eviction per repository.
 //!
 //! Credentials never reach a log line, an error or a metric label: requests are logged by
@@ -15,6 +16,7 @@
 
 pub mod access;
 pub mod blobs;
+pub mod pattern;
 pub mod sweep;
 
 use std::collections::BTreeMap;
