@@ -231,7 +231,7 @@ pub struct ServerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
     /// When set, the actions cache service listens here (an address runners reach inside the
-    /// VPC, say `0.0.0.0:8081`); it needs the `cache:` section. Off when absent.
+    /// VPC, say `0.0.0.0:8081`); the cache is on only with the `cache:` section too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_listen: Option<String>,
     /// Most HTTP connections open at once (default 256); one more is closed on accept. With
@@ -751,10 +751,9 @@ impl Config {
                     p.add(format!("cache.{field}"), problem);
                 }
             }
-            (Some(_), None) => p.add(
-                "server.cache_listen",
-                "is set but there is no cache: section (bucket, url)",
-            ),
+            // The install template opens the listener whenever it creates the bucket; the
+            // cache stays off until the pools file adds its section.
+            (Some(_), None) => {}
             (None, Some(_)) => p.add(
                 "cache",
                 "needs server.cache_listen, the address the cache service listens on",
@@ -1227,13 +1226,8 @@ mod tests {
             .expect_err("no listener")
             .to_string();
         assert!(err.contains("cache: needs server.cache_listen"), "{err}");
-        let err = Config::parse(&with_cache(listen, ""))
-            .expect_err("no section")
-            .to_string();
-        assert!(
-            err.contains("server.cache_listen: is set but there is no cache"),
-            "{err}"
-        );
+        let off = Config::parse(&with_cache(listen, "")).expect("a listener alone is valid");
+        assert!(off.cache.is_none(), "and leaves the cache off");
 
         let bad = "cache:\n  bucket: Bad_Bucket\n  prefix: /abs\n  url: http://u:secretpw@h\n  \
                    max_repo_size: 1KB\n  expiry: 10m\n";
