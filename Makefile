@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all setup build test test-rust test-aws test-shell lint fmt clippy shellcheck demo bench bench-aws bench-webhook bench-cache audit ami clean
+.PHONY: all setup build test test-rust test-aws test-shell lint fmt clippy shellcheck demo bench bench-aws bench-webhook bench-cache sim audit ami clean
 
 all: build
 
@@ -66,6 +66,16 @@ bench-cache: setup
 
 bench-webhook:
 	$(CARGO) bench -p tinqs-ci --bench webhook --profile dev
+
+## The whole-world benchmark (wiki/Simulation.md): 10,000 jobs under the chaos profile (Spot
+## interruptions, boot failures, runners offline or stuck, lost webhooks, Gitea and DynamoDB
+## outages, 20 controller kills) through the real planner and executor in virtual time, then
+## the same under the baseline policies; fails unless nothing is lost, launched twice, killed
+## busy or foreign, and p95 wait is within boot + two resyncs. Writes target/sim.html.
+sim:
+	@mkdir -p target
+	$(CARGO) run -q --release -p tinqs-ci -- sim --config examples/sim.yaml --jobs 10000 \
+		--faults chaos --seed 1 --compare --gate --report target/sim.html
 
 audit:
 	@command -v cargo-audit >/dev/null || $(CARGO) install cargo-audit --locked

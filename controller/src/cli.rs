@@ -53,6 +53,8 @@ pub enum Command {
     Status(cmd::status::StatusArgs),
     /// Check configuration, secrets, AWS permissions, the table and Gitea; say how to fix each.
     Doctor(cmd::doctor::DoctorArgs),
+    /// Simulate a workload under faults in virtual time, through the real planner and executor.
+    Sim(cmd::sim::SimArgs),
 }
 
 /// `tinqs-ci config …`
@@ -97,6 +99,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Runs(command) => cmd::runs::run(&command),
         Command::Status(args) => cmd::status::run(&args),
         Command::Doctor(args) => cmd::doctor::run(&args),
+        Command::Sim(args) => cmd::sim::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -11,6 +11,7 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`quiet`]: keeping logs bounded (capped fields, log-on-change, rate-limited warnings).
 //! - [`reconcile`]: observe, plan, apply, and the loop.
+//! - [`sim`]: the whole world in virtual time (`tinqs-ci sim`), driving the real loop.
 //! - [`spool`]: the durable local spool of webhooks the table could not take.
 //! - [`telemetry`]: logging setup.
 //! - [`webhook`]: the Gitea webhook receiver (`POST /hooks/gitea`) and the spool replayer.
@@ -27,6 +28,7 @@ pub mod http;
 pub mod metrics;
 pub mod quiet;
 pub mod reconcile;
+pub mod sim;
 pub mod spool;
 pub mod store;
 pub mod telemetry;

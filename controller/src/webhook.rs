@@ -483,6 +483,49 @@ async fn apply_workflow_job(
     body: &[u8],
     at: Timestamp,
 ) -> Result<Applied, ApplyError> {
+    store_workflow_job(state.inner.store.as_ref(), state.inner.counting, body, at).await
+}
+
+/// Why [`record_workflow_job`] did not store an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RecordError {
+    /// What went wrong (never holding a secret).
+    pub message: String,
+    /// Whether the receiver would keep the event in its spool and replay it (the table was
+    /// away), as opposed to refusing it for good (malformed, over a limit).
+    pub retryable: bool,
+}
+
+/// Records one `workflow_job` event in `store` exactly as the receiver does once the
+/// signature checks out: the same decoding, limits, run id and writes. For the simulator
+/// (`tinqs-ci sim`), which delivers Gitea's events without HTTP. Returns whether the event
+/// was used (`false` for an action tinqs-ci ignores, such as `waiting`).
+///
+/// # Errors
+/// [`RecordError`], saying whether the receiver would spool the event for a later replay.
+pub async fn record_workflow_job(
+    store: &dyn Store,
+    counting: AttemptCounting,
+    body: &[u8],
+    at: Timestamp,
+) -> Result<bool, RecordError> {
+    match store_workflow_job(store, counting, body, at).await {
+        Ok(Applied::Stored { .. }) => Ok(true),
+        Ok(Applied::Ignored(_)) => Ok(false),
+        Err(e) => Err(RecordError {
+            message: e.to_string(),
+            retryable: e.retryable(),
+        }),
+    }
+}
+
+async fn store_workflow_job(
+    store: &dyn Store,
+    counting: AttemptCounting,
+    body: &[u8],
+    at: Timestamp,
+) -> Result<Applied, ApplyError> {
     let hook: WorkflowJobHook = parse(body)?;
     let job = hook.workflow_job;
     if job.id <= 0 {
@@ -513,10 +556,7 @@ async fn apply_workflow_job(
     // One Gitea job id can be run several times (a re-run resets the same row on Gitea
     // 1.24 – 1.26): the run is keyed on the job and its pick, so a re-run is a new run and a
     // redelivery the same one.
-    let attempt = state
-        .inner
-        .counting
-        .pick(action.unwrap_or(JobAction::Queued), run_attempt);
+    let attempt = counting.pick(action.unwrap_or(JobAction::Queued), run_attempt);
     let id = RunId::for_job(job.id, attempt);
     let default_branch = hook
         .repository
@@ -543,7 +583,6 @@ async fn apply_workflow_job(
     );
     limits::check_spec(&spec).map_err(ApplyError::Refused)?;
     limits::check_state(&state_reported).map_err(ApplyError::Refused)?;
-    let store = &state.inner.store;
     if state_reported == JobState::Queued {
         let created = store.create(&DesiredRun::new(id.clone(), spec)).await?;
         return Ok(Applied::Stored {

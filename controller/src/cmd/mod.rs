@@ -7,6 +7,7 @@ pub mod reconcile;
 pub mod render_user_data;
 pub mod runs;
 pub mod serve;
+pub mod sim;
 pub mod status;
 pub mod store;
 pub mod workflows;

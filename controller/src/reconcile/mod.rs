@@ -192,6 +192,18 @@ impl Reconciler {
     /// after a pass that could not observe everything. On shutdown the current pass finishes
     /// and the lease is released.
     pub async fn run(&self, wake: Arc<Notify>, shutdown: impl Future<Output = ()>) {
+        self.run_with(wake, shutdown, &mut SystemJitter).await;
+    }
+
+    /// [`Reconciler::run`], with the backoff jitter drawn from `hooks` and each pass shown to
+    /// it: the simulator (`tinqs-ci sim`) runs the real loop with a seeded jitter so a seed
+    /// always gives the same run, and counts passes and plan sizes.
+    pub async fn run_with(
+        &self,
+        wake: Arc<Notify>,
+        shutdown: impl Future<Output = ()>,
+        hooks: &mut dyn LoopHooks,
+    ) {
         tokio::pin!(shutdown);
         let mut lease: Option<Lease> = None;
         let mut failures: u32 = 0;
@@ -200,17 +212,21 @@ impl Reconciler {
             let wait = match &lease {
                 Some(l) => {
                     let outcome = self.pass(Mode::Apply, Some(l)).await;
+                    hooks.passed(&outcome);
                     if outcome.observation.is_complete() {
                         failures = 0;
                         outcome.plan.requeue_after
                     } else {
                         failures = failures.saturating_add(1);
-                        backoff(failures, self.config.timeouts.resync)
+                        backoff(failures, self.config.timeouts.resync, hooks)
                     }
                 }
                 None => self.config.timeouts.resync.min(self.limits.lease_ttl / 2),
             };
+            // Biased: when a wake-up and the timer are both ready, the same branch wins every
+            // time, so a run is reproducible (the simulator relies on it).
             tokio::select! {
+                biased;
                 () = &mut shutdown => break,
                 () = wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
@@ -263,12 +279,32 @@ impl Reconciler {
     }
 }
 
+/// What the loop takes from its surroundings besides the ports: the jitter of its backoff,
+/// and a look at each pass it applied.
+pub trait LoopHooks: Send {
+    /// A number drawn uniformly from `low..=high` (milliseconds of backoff).
+    fn jitter(&mut self, low: u64, high: u64) -> u64;
+
+    /// Called after each pass the loop applied.
+    fn passed(&mut self, _outcome: &PassOutcome) {}
+}
+
+/// The production hooks: jitter from the thread's random generator.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemJitter;
+
+impl LoopHooks for SystemJitter {
+    fn jitter(&mut self, low: u64, high: u64) -> u64 {
+        rand::rng().random_range(low..=high)
+    }
+}
+
 /// Exponential backoff with full jitter, from 1 s up to `cap`.
-fn backoff(failures: u32, cap: Duration) -> Duration {
+fn backoff(failures: u32, cap: Duration, hooks: &mut dyn LoopHooks) -> Duration {
     let exp = Duration::from_secs(1u64 << failures.min(6));
     let ceiling = exp.min(cap).max(Duration::from_millis(500));
     let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
+    Duration::from_millis(hooks.jitter(ms / 2, ms))
 }
 
 /// This process's name for the lease: host name and process id.
@@ -288,10 +324,10 @@ mod tests {
     fn backoff_grows_and_stays_under_the_cap() {
         let cap = Duration::from_secs(60);
         for failures in 1..20 {
-            let d = backoff(failures, cap);
+            let d = backoff(failures, cap, &mut SystemJitter);
             assert!(d <= cap, "{d:?}");
             assert!(d >= Duration::from_millis(250), "{d:?}");
         }
-        assert!(backoff(1, cap) <= Duration::from_secs(2));
+        assert!(backoff(1, cap, &mut SystemJitter) <= Duration::from_secs(2));
     }
 }
