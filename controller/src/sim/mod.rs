@@ -493,6 +493,17 @@ async fn simulate(spec: &SimSpec, policy: Policy) -> Result<Report, SimError> {
     let mut w = ctx.lock();
     w.close_books(end);
     let lost = w.waiting();
+    let failed: std::collections::BTreeSet<String> = table
+        .runs()
+        .into_iter()
+        .filter(|r| r.status.phase == model::Phase::Failed)
+        .map(|r| r.id.to_string())
+        .collect();
+    let gave_up = w
+        .waiting_runs()
+        .iter()
+        .filter(|id| failed.contains(id.as_str()))
+        .count() as u64;
     Ok(Report::from_stats(
         policy.name(),
         spec.seed,
@@ -500,6 +511,7 @@ async fn simulate(spec: &SimSpec, policy: Policy) -> Result<Report, SimError> {
         jobs.len() as u64,
         end,
         lost,
+        gave_up,
         &w.stats,
     ))
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use model::cache::{RunnerJob, RunnerRecord};
 use model::desired::{AttemptCounting, DesiredRun, JobAction, JobState, RunStatus};
 use model::observed::{DesiredView, ForgeRunner, Instance, JobFound, JobSeen, QueuedJob};
 use model::secret::Secret;
@@ -218,6 +219,33 @@ impl Store for SimStore {
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         self.enter("dynamodb:UpdateItem").await?;
         self.table.release_lease(lease).await
+    }
+
+    async fn set_runner_credential(
+        &self,
+        runner: &str,
+        hash: &str,
+        expires: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.enter("dynamodb:PutItem").await?;
+        self.table
+            .set_runner_credential(runner, hash, expires)
+            .await
+    }
+
+    async fn set_runner_job(
+        &self,
+        runner: &str,
+        job: &RunnerJob,
+        expires: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.enter("dynamodb:UpdateItem").await?;
+        self.table.set_runner_job(runner, job, expires).await
+    }
+
+    async fn runner_record(&self, runner: &str) -> Result<Option<RunnerRecord>, StoreError> {
+        self.enter("dynamodb:GetItem").await?;
+        self.table.runner_record(runner).await
     }
 }
 

@@ -28,6 +28,9 @@ pub struct Report {
     pub completed: u64,
     /// Jobs still waiting for a runner when the run ended: never started.
     pub lost: u64,
+    /// Of the lost jobs, those whose run the controller ended as failed (attempts used up)
+    /// while Gitea still wanted the job.
+    pub gave_up: u64,
     /// Launches while another live instance of the same run existed.
     pub double_launched: u64,
     /// Instances terminated or runners deleted by the controller while running a job.
@@ -158,6 +161,7 @@ impl Report {
         jobs: u64,
         virtual_ms: i64,
         lost: u64,
+        gave_up: u64,
         stats: &Stats,
     ) -> Self {
         let started = stats.waits.len() as u64;
@@ -173,6 +177,7 @@ impl Report {
             started,
             completed: stats.completed,
             lost,
+            gave_up,
             double_launched: stats.double_launched,
             busy_kills: stats.busy_kills,
             foreign_touched: stats.foreign_touched,
@@ -227,8 +232,8 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  started {} of {} wanted, completed {}, lost {}, double-launched {}, busy kills {}, foreign touched {}",
-            self.started, self.picks_wanted, self.completed, self.lost, self.double_launched, self.busy_kills, self.foreign_touched
+            "  started {} of {} wanted, completed {}, lost {} ({} given up after their attempts), double-launched {}, busy kills {}, foreign touched {}",
+            self.started, self.picks_wanted, self.completed, self.lost, self.gave_up, self.double_launched, self.busy_kills, self.foreign_touched
         );
         let _ = writeln!(
             s,

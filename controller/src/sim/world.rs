@@ -1070,6 +1070,15 @@ impl World {
     pub(crate) fn waiting(&self) -> u64 {
         self.queue.len() as u64
     }
+
+    /// The run ids (job and the pick it waits for) of the jobs still waiting.
+    pub(crate) fn waiting_runs(&self) -> Vec<model::RunId> {
+        self.queue
+            .iter()
+            .filter_map(|(_, id)| self.jobs.get(id))
+            .map(|j| model::RunId::for_job(j.id, j.attempt + 1))
+            .collect()
+    }
 }
 
 /// A `workflow_job` webhook body as Gitea sends it (the fields tinqs-ci reads).
