@@ -144,6 +144,7 @@ async fn run(full: bool) -> anyhow::Result<()> {
         volume_size_gb: 30,
         extra_labels: vec!["linux".into()],
         max_lifetime: None,
+        warm: None,
     };
     let fleet = Ec2Fleet::with_settings(
         SdkEc2::new(ec2.clone()),

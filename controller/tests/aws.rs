@@ -516,6 +516,7 @@ async fn ec2_rig(page_size: i32) -> Ec2Rig {
         volume_size_gb: 40,
         extra_labels: vec![],
         max_lifetime: None,
+        warm: None,
     };
     let settings = Ec2Settings {
         call: CallPolicy::fast(),

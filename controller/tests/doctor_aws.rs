@@ -102,6 +102,7 @@ async fn world(conf: &aws_config::SdkConfig) -> (aws_sdk_ec2::Client, Config) {
             volume_size_gb: 30,
             extra_labels: vec![],
             max_lifetime: None,
+            warm: None,
         },
     );
     (ec2, config)

@@ -314,6 +314,81 @@ pub struct PoolConfig {
     /// Overrides `timeouts.max_lifetime` for this pool.
     #[serde(default, with = "opt_duration")]
     pub max_lifetime: Option<Duration>,
+    /// Idle runners kept ready for this pool's jobs, so a job starts without waiting for a
+    /// machine to boot. None when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmConfig>,
+}
+
+/// A pool's warm runners: ordinary ephemeral runners launched ahead of demand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmConfig {
+    /// Idle, registered runners kept ready (at least 1, at most the pool's `max_instances`).
+    pub min_idle: u32,
+    /// Weekly windows in which `min_idle` applies, like `Mon-Fri 07:00-19:00 Europe/Berlin`
+    /// (see [`crate::schedule::Window`]); outside all of them it is 0. Empty: always.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule: Vec<String>,
+    /// A warm runner idle this long after its machine started is replaced by a fresh one
+    /// (new machine, current AMI); kept until its replacement is ready. None: kept up to the
+    /// pool's max lifetime.
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_idle_age: Option<Duration>,
+}
+
+impl WarmConfig {
+    /// The schedule's windows.
+    ///
+    /// # Errors
+    /// The first entry that is not a window, with its index.
+    pub fn windows(&self) -> Result<Vec<crate::schedule::Window>, (usize, String)> {
+        self.schedule
+            .iter()
+            .enumerate()
+            .map(|(i, w)| crate::schedule::Window::parse(w).map_err(|e| (i, e)))
+            .collect()
+    }
+
+    fn validate(&self, label: &str, pool: &PoolConfig, lifetime: Duration, p: &mut Problems) {
+        let at = |f: &str| format!("pools.{label}.warm.{f}");
+        if self.min_idle == 0 {
+            p.add(
+                at("min_idle"),
+                "must be at least 1 (leave `warm` out for no warm runners)",
+            );
+        } else if self.min_idle > pool.max_instances {
+            p.add(
+                at("min_idle"),
+                format!(
+                    "must not exceed pools.{label}.max_instances ({})",
+                    pool.max_instances
+                ),
+            );
+        }
+        for (i, w) in self.schedule.iter().enumerate() {
+            if let Err(e) = crate::schedule::Window::parse(w) {
+                p.add(format!("{}[{i}]", at("schedule")), e);
+            }
+        }
+        if let Some(age) = self.max_idle_age {
+            if age < Duration::from_secs(60) {
+                p.add(at("max_idle_age"), "must be at least 1m");
+            } else if age >= lifetime {
+                p.add(
+                    at("max_idle_age"),
+                    format!(
+                        "must be shorter than the pool's max lifetime ({})",
+                        crate::time::human(lifetime)
+                    ),
+                );
+            }
+        }
+    }
 }
 
 fn default_pool_max() -> u32 {
@@ -694,6 +769,9 @@ impl Config {
         }
         for (label, pool) in &self.pools {
             pool.validate(label, &self.foreign_labels, &mut p);
+            if let Some(warm) = &pool.warm {
+                warm.validate(label, pool, self.max_lifetime(label), &mut p);
+            }
         }
         for (i, label) in self.foreign_labels.iter().enumerate() {
             if label.trim().is_empty() {
@@ -1263,6 +1341,67 @@ mod tests {
             .expect_err("same")
             .to_string();
         assert!(err.contains("server.cache_listen: must differ"), "{err}");
+    }
+
+    #[test]
+    fn the_examples_warm_block_is_valid_once_uncommented() {
+        let text: Vec<String> = EXAMPLE
+            .lines()
+            .map(
+                |l| match (l.strip_prefix("    # warm:"), l.strip_prefix("    #   ")) {
+                    (Some(_), _) => "    warm:".to_owned(),
+                    (_, Some(rest)) if !rest.starts_with('#') => format!("      {rest}"),
+                    _ => l.to_owned(),
+                },
+            )
+            .collect();
+        let c = Config::parse(&text.join("\n")).expect("valid once uncommented");
+        let warm = c.pools["go"].warm.as_ref().expect("the block is there");
+        assert_eq!((warm.min_idle, warm.schedule.len()), (2, 1));
+    }
+
+    #[test]
+    fn warm_pools_parse_and_their_mistakes_are_named() {
+        let warm = "    warm:\n      min_idle: 2\n      schedule: ['Mon-Fri 07:00-19:00 Europe/Berlin']\n      max_idle_age: 2h\n";
+        let c = Config::parse(&(minimal() + warm)).expect("valid");
+        let w = c.pools["go"].warm.as_ref().expect("warm");
+        assert_eq!(w.min_idle, 2);
+        assert_eq!(w.max_idle_age, Some(Duration::from_secs(7200)));
+        let policy = crate::plan::Policy::from_config(&c, true);
+        let warm = policy.pools[0].warm.as_ref().expect("warm policy");
+        assert_eq!(warm.schedule.len(), 1);
+        // Thursday 2026-01-01 10:00 UTC is 11:00 in Berlin: inside; 20:00 UTC is outside.
+        let ten = crate::time::Timestamp::parse("2026-01-01T10:00:00Z").expect("time");
+        assert_eq!(warm.min_idle_at(ten), 2);
+        assert_eq!(
+            warm.min_idle_at(ten.plus(Duration::from_secs(10 * 3600))),
+            0
+        );
+
+        let bad = "    max_instances: 3\n    warm:\n      min_idle: 4\n      schedule: ['Mon-Fri 07:00-19:00 Mars/Olympus']\n      max_idle_age: 7h\n";
+        let ConfigError::Invalid(problems) = Config::parse(&(minimal() + bad)).expect_err("bad")
+        else {
+            panic!("expected value problems");
+        };
+        let found: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert_eq!(
+            found[0],
+            "pools.go.warm.min_idle: must not exceed pools.go.max_instances (3)"
+        );
+        assert!(
+            found[1].starts_with("pools.go.warm.schedule[0]: `Mars/Olympus` is not a time zone"),
+            "{found:#?}"
+        );
+        assert_eq!(
+            found[2],
+            "pools.go.warm.max_idle_age: must be shorter than the pool's max lifetime (6h)"
+        );
+        let typo = "    warm:\n      min_idel: 1\n";
+        let err = Config::parse(&(minimal() + typo))
+            .expect_err("typo")
+            .to_string();
+        assert!(err.contains("min_idel"), "{err}");
     }
 
     #[test]

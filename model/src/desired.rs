@@ -75,6 +75,9 @@ pub enum Origin {
     Push,
     /// An operator (`tinqs-ci runs add`, or a hand-written row).
     Operator,
+    /// The planner, keeping a pool's warm runners: a run with no job of its own whose
+    /// runner waits, registered and idle, for whichever job Gitea gives it.
+    Warm,
 }
 
 /// The job's state as Gitea reported it (webhooks; absent in push mode).
@@ -214,6 +217,10 @@ pub struct RunStatus {
     /// When the current attempt's runner was first seen online.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registered_at: Option<Timestamp>,
+    /// When the runner was first seen taking a job: for a warm run, the moment it stopped
+    /// being warm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_job_at: Option<Timestamp>,
     /// Since when the registered runner has been seen offline or missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline_since: Option<Timestamp>,
@@ -333,7 +340,30 @@ impl DesiredRun {
     }
 }
 
+impl DesiredRun {
+    /// Whether the planner made this run to keep a pool's warm runners.
+    #[must_use]
+    pub fn is_warm(&self) -> bool {
+        self.spec.origin == Origin::Warm
+    }
+}
+
 impl RunSpec {
+    /// A spec for a warm runner of `pool`, whose runners carry `labels`.
+    #[must_use]
+    pub fn for_warm(pool: &str, labels: Vec<String>, now: Timestamp) -> Self {
+        RunSpec {
+            labels,
+            pool: Some(pool.to_owned()),
+            repo: None,
+            job: None,
+            origin: Origin::Warm,
+            job_state: JobState::Queued,
+            cancel: false,
+            created_at: now,
+        }
+    }
+
     /// A spec for Gitea job `job` wanting `labels`, as a webhook or backfill creates it.
     #[must_use]
     pub fn for_job(
@@ -381,6 +411,11 @@ pub enum StatusChange {
     },
     /// The runner is back online.
     Online,
+    /// The runner was seen taking a job (recorded for warm runs).
+    TookJob {
+        /// When it was seen.
+        at: Timestamp,
+    },
     /// Start a new attempt (`Pending`, attempt number `attempt`).
     Requeue {
         /// The new attempt number.
@@ -421,6 +456,7 @@ impl RunStatus {
             }
             StatusChange::Offline { since } => s.offline_since = Some(*since),
             StatusChange::Online => s.offline_since = None,
+            StatusChange::TookJob { at } => s.took_job_at = Some(*at),
             StatusChange::Requeue { attempt } => {
                 s = RunStatus {
                     phase: Phase::Pending,
@@ -458,6 +494,7 @@ impl RunStatus {
             runner_id: None,
             launched_at: None,
             registered_at: None,
+            took_job_at: None,
             offline_since: None,
             finished_at: None,
             ..self.clone()

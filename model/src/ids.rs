@@ -50,6 +50,31 @@ impl RunId {
         RunId::parse(&format!("op-{name}"))
     }
 
+    /// The `n`th warm run of `pool` created at `now`: `warm-<pool>-<millis>-<n>`, where the
+    /// pool's label is lowered to `a-z0-9-` (and followed by a short hash of the label when
+    /// that changed it, so two labels never share ids). Creation time and index make it new
+    /// every time, while a pass planned twice at the same `now` names the same runs.
+    #[must_use]
+    pub fn for_warm(pool: &str, now: crate::time::Timestamp, n: u32) -> Self {
+        let mut slug: String = pool
+            .chars()
+            .map(|c| match c.to_ascii_lowercase() {
+                l @ ('a'..='z' | '0'..='9') => l,
+                _ => '-',
+            })
+            .take(40)
+            .collect();
+        if slug != pool {
+            let digest = hex::encode(Sha256::digest(pool.as_bytes()));
+            slug = format!("{}-{}", slug.trim_matches('-'), &digest[..6]);
+        }
+        RunId(format!(
+            "warm-{}-{}-{n}",
+            slug.trim_start_matches('-'),
+            now.as_millis()
+        ))
+    }
+
     /// Checks an id read from the table or typed by a person: 1 to 128 characters of
     /// `a-z`, `0-9` and `-`, starting with a letter or digit.
     ///

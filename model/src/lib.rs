@@ -10,6 +10,7 @@
 //! - [`ids`]: run ids, runner names and client tokens, all derived, never invented.
 //! - [`desired`]: desired runs (spec written by webhooks and operators, status by us).
 //! - [`observed`]: what was seen in EC2 and Gitea, and whether it was seen whole.
+//! - [`schedule`]: weekly time windows (warm pools), in a named time zone.
 //! - [`secret`]: a string that never prints.
 //! - [`tags`]: the EC2 ownership tag scheme.
 //! - [`text`]: outside text made safe to print (control characters escaped), and label words.
@@ -26,6 +27,7 @@ pub mod desired;
 pub mod ids;
 pub mod observed;
 pub mod plan;
+pub mod schedule;
 pub mod secret;
 pub mod tags;
 pub mod testing;

@@ -47,6 +47,32 @@ pub struct PoolPolicy {
     pub max_instances: u32,
     /// Hard lifetime of its instances.
     pub max_lifetime: Duration,
+    /// Its warm runners, when it keeps any.
+    pub warm: Option<WarmPolicy>,
+}
+
+/// What the planner needs of a pool's warm runners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmPolicy {
+    /// Idle runners kept ready inside the schedule.
+    pub min_idle: u32,
+    /// Windows in which `min_idle` applies; empty: always.
+    pub schedule: Vec<crate::schedule::Window>,
+    /// Age after which an idle warm runner is replaced.
+    pub max_idle_age: Option<Duration>,
+}
+
+impl WarmPolicy {
+    /// The warm runners wanted at `now`: `min_idle` inside a window (or with no schedule),
+    /// else 0.
+    #[must_use]
+    pub fn min_idle_at(&self, now: Timestamp) -> u32 {
+        if self.schedule.is_empty() || self.schedule.iter().any(|w| w.contains(now)) {
+            self.min_idle
+        } else {
+            0
+        }
+    }
 }
 
 impl Policy {
@@ -63,6 +89,13 @@ impl Policy {
                     labels: p.runner_labels(name),
                     max_instances: p.max_instances,
                     max_lifetime: config.max_lifetime(name),
+                    warm: p.warm.as_ref().map(|w| WarmPolicy {
+                        min_idle: w.min_idle,
+                        // Validated with the configuration: an entry that does not parse
+                        // was refused there.
+                        schedule: w.windows().unwrap_or_default(),
+                        max_idle_age: w.max_idle_age,
+                    }),
                 })
                 .collect(),
             foreign_labels: config.foreign_labels.iter().cloned().collect(),
@@ -285,6 +318,21 @@ pub enum Reason {
     JobNoLongerWaiting,
     /// An operator cancelled the run.
     Cancelled,
+    /// The pool keeps warm runners and has fewer than it wants.
+    WarmPool {
+        /// The pool.
+        pool: String,
+        /// The warm runners it wants now.
+        min_idle: u32,
+    },
+    /// The warm runner took a queued job: it no longer counts as warm.
+    WarmRunnerTookJob,
+    /// The warm runner idled past its maximum idle age and a fresh one is ready.
+    WarmAged {
+        /// The maximum idle age.
+        #[serde(with = "crate::time::duration_serde")]
+        max_idle_age: Duration,
+    },
     /// The run used every attempt.
     AttemptsExhausted {
         /// The attempt limit.
@@ -318,6 +366,9 @@ impl Reason {
             Reason::JobTakenElsewhere => "job-taken-elsewhere",
             Reason::JobNoLongerWaiting => "job-no-longer-waiting",
             Reason::Cancelled => "cancelled",
+            Reason::WarmPool { .. } => "warm-pool",
+            Reason::WarmRunnerTookJob => "warm-runner-took-job",
+            Reason::WarmAged { .. } => "warm-aged",
             Reason::AttemptsExhausted { .. } => "attempts-exhausted",
         }
     }
@@ -365,6 +416,17 @@ impl fmt::Display for Reason {
             Reason::JobTakenElsewhere => f.write_str("job was taken by another runner"),
             Reason::JobNoLongerWaiting => f.write_str("the job no longer waits for a runner"),
             Reason::Cancelled => f.write_str("cancelled by an operator"),
+            Reason::WarmPool { pool, min_idle } => write!(
+                f,
+                "pool {pool} keeps {min_idle} warm runner{} ready",
+                if *min_idle == 1 { "" } else { "s" }
+            ),
+            Reason::WarmRunnerTookJob => f.write_str("the warm runner took a queued job"),
+            Reason::WarmAged { max_idle_age } => write!(
+                f,
+                "warm runner idle past its max idle age {}; a fresh one replaces it",
+                human(*max_idle_age)
+            ),
             Reason::AttemptsExhausted { attempts } => {
                 write!(f, "gave up after {attempts} attempts")
             }
@@ -396,6 +458,8 @@ mod rules;
 mod tests;
 #[cfg(test)]
 mod tests_retire;
+#[cfg(test)]
+mod tests_warm;
 
 /// Plans one pass: compares `desired` runs with what was `observed` under `policy` at `now`.
 ///
@@ -534,6 +598,7 @@ impl fmt::Display for StatusChange {
             }
             StatusChange::Offline { since } => write!(f, "offline since {since}"),
             StatusChange::Online => f.write_str("online again"),
+            StatusChange::TookJob { at } => write!(f, "took a job at {at}"),
             StatusChange::Requeue { attempt } => write!(f, "pending for attempt {attempt}"),
             StatusChange::Finish {
                 phase,

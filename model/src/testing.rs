@@ -39,6 +39,7 @@ pub fn policy() -> Policy {
             .collect(),
         max_instances: 10,
         max_lifetime: Duration::from_secs(6 * 3600),
+        warm: None,
     };
     Policy {
         cluster: CLUSTER.to_owned(),
@@ -71,6 +72,33 @@ pub fn job_run(job: i64, labels: &[&str]) -> DesiredRun {
         T0,
     );
     DesiredRun::new(RunId::for_job(job, 1), spec)
+}
+
+/// `policy` with warm runners in pool `pool`: `min_idle` kept always (no schedule), with an
+/// optional max idle age.
+#[must_use]
+pub fn with_warm(
+    mut policy: Policy,
+    pool: &str,
+    min_idle: u32,
+    max_idle_age: Option<Duration>,
+) -> Policy {
+    for p in policy.pools.iter_mut().filter(|p| p.name == pool) {
+        p.warm = Some(crate::plan::WarmPolicy {
+            min_idle,
+            schedule: Vec::new(),
+            max_idle_age,
+        });
+    }
+    policy
+}
+
+/// A warm run of pool `pool` (labels as [`policy`] gives them), number `n`, created at
+/// `created`.
+#[must_use]
+pub fn warm_run(pool: &str, n: u32, created: Timestamp) -> DesiredRun {
+    let spec = RunSpec::for_warm(pool, vec![pool.to_owned(), "linux".to_owned()], created);
+    DesiredRun::new(RunId::for_warm(pool, created, n), spec)
 }
 
 /// The runner name of `run`'s current attempt.

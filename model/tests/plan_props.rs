@@ -586,3 +586,72 @@ proptest! {
         }
     }
 }
+
+/// `policy` with warm runners in `go` and `docker` (0: none), and per-pool caps.
+fn warm_policy(go: u32, docker: u32, go_cap: u32, docker_cap: u32, cap: u32) -> model::Policy {
+    let mut p = policy();
+    for (pool, min_idle, max) in [("go", go, go_cap), ("docker", docker, docker_cap)] {
+        if min_idle > 0 {
+            p = with_warm(p, pool, min_idle, Some(Duration::from_secs(3600)));
+        }
+        for q in p.pools.iter_mut().filter(|q| q.name == pool) {
+            q.max_instances = max;
+        }
+    }
+    p.safety.max_instances = cap;
+    p
+}
+
+/// Live instances of ours per pool (pool tag), and in all.
+fn live_per_pool(w: &World) -> (std::collections::BTreeMap<String, u32>, u32) {
+    let mut per = std::collections::BTreeMap::new();
+    let mut all = 0;
+    for i in w
+        .instances
+        .iter()
+        .filter(|i| i.is_ours(CLUSTER) && i.state.is_live())
+    {
+        all += 1;
+        *per.entry(i.pool().unwrap_or_default().to_owned())
+            .or_insert(0) += 1;
+    }
+    (per, all)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn warm_runners_never_take_a_pool_or_the_fleet_past_its_cap(
+        w in world_strategy(),
+        (go, docker) in (0u32..4, 0u32..4),
+        (go_cap, docker_cap, cap) in (1u32..6, 1u32..6, 1u32..10),
+    ) {
+        let p = warm_policy(go.min(go_cap), docker.min(docker_cap), go_cap, docker_cap, cap);
+        let mut w = w;
+        // Over several passes (runners coming online between them), every pass's launches
+        // fit the caps.
+        for pass in 0..4u64 {
+            let plan = w.plan(&p);
+            let (live, all) = live_per_pool(&w);
+            let mut launched: std::collections::BTreeMap<&str, u32> = Default::default();
+            for a in &plan.actions {
+                if let Action::Launch { pool, .. } = a {
+                    *launched.entry(pool.as_str()).or_insert(0) += 1;
+                }
+            }
+            let total: u32 = launched.values().sum();
+            prop_assert!(total == 0 || all + total <= cap, "pass {}: {} live + {} > {}", pass, all, total, cap);
+            for (pool, n) in &launched {
+                let max = if *pool == "go" { go_cap } else { docker_cap };
+                let had = live.get(*pool).copied().unwrap_or(0);
+                prop_assert!(had + n <= max, "pass {}: pool {} {} live + {} > {}", pass, pool, had, n, max);
+            }
+            w.apply(&plan);
+            w.now = w.now.plus(Duration::from_secs(30));
+            for r in &mut w.runners {
+                r.online = true;
+            }
+        }
+    }
+}

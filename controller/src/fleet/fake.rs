@@ -485,6 +485,7 @@ mod tests {
             volume_size_gb: 30,
             extra_labels: vec![],
             max_lifetime: None,
+            warm: None,
         }
     }
 

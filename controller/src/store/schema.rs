@@ -16,7 +16,7 @@
 //! | `repo` | S | spec | `owner/name` (optional) |
 //! | `job_id`, `job_attempt`, `job_run_id` | N | spec | the Gitea job (optional) |
 //! | `job_name` | S | spec | the job's name (optional) |
-//! | `origin` | S | spec | `webhook`, `backfill`, `push`, `operator` |
+//! | `origin` | S | spec | `webhook`, `backfill`, `push`, `operator`, `warm` |
 //! | `job_state` | S | spec | `queued`, `in-progress`, `completed` |
 //! | `job_detail` | S | spec | runner of an in-progress job, conclusion of a completed one |
 //! | `cancel` | BOOL | spec | the operator's cancel flag |
@@ -25,7 +25,7 @@
 //! | `attempt` | N | status | current attempt, from 1 |
 //! | `instance_id`, `runner_name`, `last_error`, `outcome` | S | status | optional |
 //! | `runner_id` | N | status | optional |
-//! | `claimed_at`, `launched_at`, `registered_at`, `offline_since`, `finished_at` | S | status | RFC 3339, optional |
+//! | `claimed_at`, `launched_at`, `registered_at`, `took_job_at`, `offline_since`, `finished_at` | S | status | RFC 3339, optional |
 //! | `version` | N | status | bumped by every status write |
 //! | `active` | S | status | `"1"` while the phase is not final; absent after (sparse index key) |
 //! | `expires_at` | N | status | TTL, epoch seconds: set when the phase becomes final |
@@ -119,6 +119,7 @@ pub const STATUS_ATTRS: &[&str] = &[
     "claimed_at",
     "launched_at",
     "registered_at",
+    "took_job_at",
     "offline_since",
     "finished_at",
     "last_error",
@@ -158,6 +159,7 @@ fn origin_name(o: Origin) -> &'static str {
         Origin::Backfill => "backfill",
         Origin::Push => "push",
         Origin::Operator => "operator",
+        Origin::Warm => "warm",
     }
 }
 
@@ -220,6 +222,7 @@ pub fn status_attrs(status: &RunStatus, expires_at: Option<i64>) -> Item {
         ("claimed_at", status.claimed_at),
         ("launched_at", status.launched_at),
         ("registered_at", status.registered_at),
+        ("took_job_at", status.took_job_at),
         ("offline_since", status.offline_since),
         ("finished_at", status.finished_at),
     ] {
@@ -331,9 +334,10 @@ pub fn decode(item: &Item) -> Result<DesiredRun, String> {
         "backfill" => Origin::Backfill,
         "push" => Origin::Push,
         "operator" => Origin::Operator,
+        "warm" => Origin::Warm,
         other => {
             return Err(format!(
-                "attribute `origin`: `{other}` is not webhook, backfill, push or operator"
+                "attribute `origin`: `{other}` is not webhook, backfill, push, operator or warm"
             ))
         }
     };
@@ -375,6 +379,7 @@ pub fn decode(item: &Item) -> Result<DesiredRun, String> {
         claimed_at: r.opt_time("claimed_at")?,
         launched_at: r.opt_time("launched_at")?,
         registered_at: r.opt_time("registered_at")?,
+        took_job_at: r.opt_time("took_job_at")?,
         offline_since: r.opt_time("offline_since")?,
         finished_at: r.opt_time("finished_at")?,
         last_error: r.opt_s("last_error")?,
@@ -425,6 +430,7 @@ mod tests {
             claimed_at: Some(Timestamp::from_millis(1_764_200_001_000)),
             launched_at: Some(Timestamp::from_millis(1_764_200_002_000)),
             registered_at: Some(Timestamp::from_millis(1_764_200_003_000)),
+            took_job_at: Some(Timestamp::from_millis(1_764_200_004_000)),
             offline_since: None,
             finished_at: None,
             last_error: Some("first try: no capacity".into()),

@@ -172,7 +172,10 @@ impl<'a> Index<'a> {
         let mut in_progress_on = HashSet::new();
         for run in &idx.runs {
             match idx.job_view(run) {
-                JobView::Queued { confirmed } if confirmed || queue == QueueView::Unavailable => {
+                // A warm run has no job: its runner is supply, never demand.
+                JobView::Queued { confirmed }
+                    if (confirmed || queue == QueueView::Unavailable) && !run.is_warm() =>
+                {
                     let since = waiting.entry(label_set(&run.spec.labels)).or_insert(None);
                     let created = run.spec.created_at;
                     *since = Some(since.map_or(created, |s| s.min(created)));

@@ -24,6 +24,8 @@ use crate::desired::{DesiredRun, JobRef, Origin, Phase, RunSpec};
 use crate::observed::{DesiredView, ForgeRunner, Instance, Observed};
 use crate::time::Timestamp;
 
+mod warm;
+
 /// How long after recording a launch an instance may still be missing from EC2's list
 /// (DescribeInstances is eventually consistent) before the run counts as lost.
 pub const EC2_LIST_LAG: Duration = Duration::from_secs(60);
@@ -154,6 +156,12 @@ struct Pass<'a> {
     /// Pending runs that want a launch, decided after every run was looked at (so the
     /// spares are known).
     wanting: Vec<(&'a DesiredRun, Reason)>,
+    /// Pending warm runs, launched after every job's run (jobs come first under the caps).
+    warm_wanting: Vec<&'a DesiredRun>,
+    /// Online, idle warm runners, ranked per pool once every run was looked at.
+    warm_ready: Vec<WarmReady<'a>>,
+    /// Warm runs whose runner was matched with a waiting job this pass: no longer warm.
+    warm_taken: HashSet<&'a str>,
     next_deadline: Option<Timestamp>,
     follow_up: bool,
 }
@@ -162,6 +170,17 @@ struct Pass<'a> {
 struct Spare<'a> {
     runner: &'a ForgeRunner,
     taken: bool,
+    /// The warm run it belongs to, for a warm runner.
+    warm: Option<&'a DesiredRun>,
+}
+
+/// A warm runner that is online and idle: kept, used, or retired once its pool's are ranked.
+struct WarmReady<'a> {
+    run: &'a DesiredRun,
+    instance: &'a Instance,
+    runner: &'a ForgeRunner,
+    /// When it was first seen online: its idle age counts from here.
+    since: Timestamp,
 }
 
 impl<'a> Pass<'a> {
@@ -215,6 +234,9 @@ impl<'a> Pass<'a> {
             handled_runners: HashSet::with_capacity(observed.runners.items().len()),
             spares: Vec::new(),
             wanting: Vec::new(),
+            warm_wanting: Vec::new(),
+            warm_ready: Vec::new(),
+            warm_taken: HashSet::new(),
             next_deadline: None,
             follow_up: false,
         }
@@ -235,7 +257,9 @@ impl<'a> Pass<'a> {
             self.run_rules(run);
         }
         self.orphans();
+        self.warm_idle();
         self.launch_wanting();
+        self.warm_top_up();
         self.ghosts();
         self.finish()
     }
@@ -421,6 +445,7 @@ impl<'a> Pass<'a> {
             self.spares.push(Spare {
                 runner: r,
                 taken: false,
+                warm: None,
             });
             return;
         }
@@ -457,7 +482,11 @@ impl<'a> Pass<'a> {
             JobView::Done | JobView::Queued { .. } => {}
         }
         if self.clear_registrations(run, runners, &Reason::Ghost) {
-            self.wanting.push((run, Reason::NoRunner));
+            if run.is_warm() {
+                self.warm_wanting.push(run);
+            } else {
+                self.wanting.push((run, Reason::NoRunner));
+            }
         }
     }
 
@@ -567,6 +596,9 @@ impl<'a> Pass<'a> {
             self.deregister(r, Some(run), reason.clone());
         }
         self.terminate(i, Some(run), reason.clone());
+        if run.is_warm() && run.status.took_job_at.is_none() {
+            return self.end(run, Phase::Done, reason); // an idle warm runner's natural end
+        }
         self.fail(run, reason.to_string(), reason);
     }
 
@@ -599,10 +631,23 @@ impl<'a> Pass<'a> {
             }
         };
         if self.idx.is_busy(r) {
+            if run.is_warm() && run.status.took_job_at.is_none() {
+                let change = StatusChange::TookJob { at: self.now };
+                self.status(run, change, Reason::WarmRunnerTookJob);
+            }
             return;
         }
         if let Some(stuck) = self.stuck(run, r) {
             return self.retire_and_decide(run, name, i, runners, stuck);
+        }
+        if run.is_warm() && !r.disabled && run.status.took_job_at.is_none() {
+            // Kept, used or retired once its pool's warm runners are ranked.
+            return self.warm_ready.push(WarmReady {
+                run,
+                instance: i,
+                runner: r,
+                since: registered_at,
+            });
         }
         // Rule "idle": online, not busy, past the idle timeout, and nothing queued could use it.
         let timeout = self.policy.timeouts.idle;
@@ -757,6 +802,9 @@ impl<'a> Pass<'a> {
     /// another runner ends the run; a job whose state is unknown this pass is looked at
     /// again next pass.
     fn after_loss(&mut self, run: &'a DesiredRun, name: &str, cause: Reason) {
+        if run.is_warm() {
+            return self.warm_over(run, name, cause);
+        }
         let still_waiting = match self.idx.job_view(run) {
             JobView::Done => {
                 return self.end(run, Phase::Done, Reason::JobFinished);
@@ -840,6 +888,9 @@ impl<'a> Pass<'a> {
             from.insert(labels, found.map_or(self.spares.len(), |k| k + 1));
             if let Some(spare) = found.map(|k| &mut self.spares[k]) {
                 spare.taken = true;
+                if let Some(warm) = spare.warm {
+                    self.warm_taken.insert(warm.id.as_str());
+                }
                 let name = spare.runner.name.clone();
                 self.follow_up = true;
                 self.out.deferred.push(Deferred {
@@ -918,6 +969,7 @@ impl<'a> Pass<'a> {
                     None => self.spares.push(Spare {
                         runner: r,
                         taken: false,
+                        warm: None,
                     }),
                 }
                 continue;
@@ -1053,17 +1105,22 @@ impl<'a> Pass<'a> {
 
     /// Plans a launch of `attempt` for `run` within the budget and caps.
     fn launch(&mut self, run: &'a DesiredRun, attempt: u32, reason: Reason) {
-        let Ok(pool) = self.choose_pool(run) else {
+        self.launch_spec(&run.id, &run.spec, attempt, reason);
+    }
+
+    /// Plans a launch of `attempt` for the run `id` with `spec` within the budget and caps.
+    fn launch_spec(&mut self, id: &crate::RunId, spec: &RunSpec, attempt: u32, reason: Reason) {
+        let Some(pool) = self.policy.pool_for(spec) else {
             self.out.unschedulable.push(Unschedulable {
-                run: run.id.clone(),
-                labels: run.spec.labels.clone(),
+                run: id.clone(),
+                labels: spec.labels.clone(),
             });
             return;
         };
         if !self.fleet_ok {
             return;
         }
-        let runner = crate::RunnerName::new(&self.policy.cluster, &run.id, attempt);
+        let runner = crate::RunnerName::new(&self.policy.cluster, id, attempt);
         let safety = &self.policy.safety;
         let in_pool = self
             .live_by_pool
@@ -1097,7 +1154,7 @@ impl<'a> Pass<'a> {
         self.live_total += 1;
         *self.live_by_pool.entry(pool.name.as_str()).or_default() += 1;
         self.out.actions.push(Action::Launch {
-            run: run.id.clone(),
+            run: id.clone(),
             attempt,
             runner,
             pool: pool.name.clone(),

@@ -341,6 +341,7 @@ fn pool(market: Market) -> PoolConfig {
         volume_size_gb: 40,
         extra_labels: vec![],
         max_lifetime: None,
+        warm: None,
     }
 }
 
