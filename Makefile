@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all setup build test test-rust test-aws test-shell lint fmt clippy shellcheck demo bench bench-aws bench-webhook bench-cache sim audit ami clean
+.PHONY: all setup build test test-rust test-aws test-shell lint fmt clippy shellcheck demo bench bench-aws bench-webhook bench-cache sim fuzz audit ami clean
 
 all: build
 
@@ -76,6 +76,14 @@ sim:
 	@mkdir -p target
 	$(CARGO) run -q --release -p tinqs-ci -- sim --config examples/sim.yaml --jobs 10000 \
 		--faults chaos --seed 1 --compare --gate --report target/sim.html
+
+## Structured fuzzing of the configuration, workflow and webhook parsers (valid documents
+## broken by model/src/fuzz.rs): 100,000 cases per property, with what each case ended in.
+## `make test` runs the same properties with 256 cases; TINQS_FUZZ_CASES=N changes the count.
+FUZZ_CASES ?= 100000
+fuzz:
+	TINQS_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test -q -p tinqs-model --test fuzz_inputs -- --nocapture
+	TINQS_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test -q -p tinqs-ci --test webhook_fuzz -- --nocapture
 
 audit:
 	@command -v cargo-audit >/dev/null || $(CARGO) install cargo-audit --locked

@@ -597,9 +597,41 @@ pub enum ConfigError {
     /// The YAML does not fit the schema (unknown field, wrong type, missing field).
     #[error("{0}")]
     Syntax(String),
-    /// The YAML fits the schema but values are wrong.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    /// The YAML fits the schema but values are wrong. Printed, the first
+    /// [`MAX_PROBLEMS_SHOWN`] and a count of the rest (a list of 5,000 wrong instance types
+    /// helps no one), long values not repeated; the list itself holds them all.
+    #[error("{}", problems_text(.0))]
     Invalid(Vec<Problem>),
+}
+
+/// How many problems a [`ConfigError::Invalid`] prints.
+pub const MAX_PROBLEMS_SHOWN: usize = 20;
+
+/// A field path cut to 48 characters when over 64: it holds keys from the file (pool
+/// labels), which can be long too.
+fn short_field(field: &str) -> String {
+    let n = field.chars().count();
+    if n > 64 {
+        let head: String = field.chars().take(48).collect();
+        format!("{head}… ({n} characters)")
+    } else {
+        field.to_owned()
+    }
+}
+
+fn problems_text(problems: &[Problem]) -> String {
+    let mut lines: Vec<String> = problems
+        .iter()
+        .take(MAX_PROBLEMS_SHOWN)
+        .map(|p| crate::text::hide_values(&format!("{}: {}", short_field(&p.field), p.problem)))
+        .collect();
+    if problems.len() > MAX_PROBLEMS_SHOWN {
+        lines.push(format!(
+            "… and {} more problems",
+            problems.len() - MAX_PROBLEMS_SHOWN
+        ));
+    }
+    lines.join("\n")
 }
 
 /// One invalid value.
@@ -688,7 +720,16 @@ impl Config {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         check_shape(text)?;
         let config: Config = serde_yaml_ng::from_str(text).map_err(|e| {
+            // serde quotes the offending value; it may be long, or a secret in the wrong place.
+            // Its message starts with the field's path, which holds keys from the file.
             let msg = e.to_string();
+            let msg = match msg.split_once(": ") {
+                Some((path, rest)) if !path.contains(' ') => {
+                    format!("{}: {rest}", short_field(path))
+                }
+                _ => msg,
+            };
+            let msg = crate::text::hide_values(&msg);
             // NOTE: a secret written literally is the mistake we most want to explain.
             if msg.contains("unknown field `token`")
                 || msg.contains("unknown field `webhook_secret`")
@@ -1263,6 +1304,58 @@ mod tests {
         let text = minimal() + "server:\n  listen: 0.0.0.0:8080\n  metrics_listen: 0.0.0.0:8080\n";
         let err = Config::parse(&text).expect_err("same address").to_string();
         assert!(err.contains("server.metrics_listen: must differ"), "{err}");
+    }
+
+    #[test]
+    fn a_long_list_of_problems_is_cut_short_when_printed() {
+        // Found by fuzzing: 5,000 wrong instance types printed 5,000 lines.
+        let types = vec!["go"; 5000].join(", ");
+        let text = minimal().replace("[c7a.large]", &format!("[{types}]"));
+        let err = Config::parse(&text).expect_err("not instance types");
+        let ConfigError::Invalid(problems) = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(problems.len(), 5000);
+        let shown = err.to_string();
+        assert_eq!(shown.lines().count(), MAX_PROBLEMS_SHOWN + 1, "{shown}");
+        assert!(shown.starts_with("pools.go.instance_types[0]: `go` is not an instance type"));
+        assert!(shown.ends_with("… and 4980 more problems"), "{shown}");
+    }
+
+    #[test]
+    fn a_value_in_the_wrong_place_is_not_repeated_in_the_error() {
+        // Found by fuzzing (model/tests/fuzz_inputs.rs): serde's messages quoted the whole
+        // value, so a 70 KB string came back as a 70 KB error, and a token pasted under the
+        // wrong key would have reached the log.
+        let token = "ghp_0123456789abcdef0123456789abcdef01234567";
+        for text in [
+            minimal().replace(
+                "  url: https://git.example.com",
+                &format!("  url: x\n  demand: {token}"),
+            ),
+            minimal().replace(
+                "  url: https://git.example.com",
+                &format!("  url: x\n  scope: {token}"),
+            ),
+            minimal().replace(
+                "ami: ami-1",
+                &format!("ami: ami-1\n    max_instances: {token}"),
+            ),
+            minimal().replace(
+                "cluster_id: prod",
+                &format!("cluster_id: prod\naws: {token}"),
+            ),
+            minimal().replace(
+                "cluster_id: prod",
+                &format!("cluster_id: prod\naws: {}", "x".repeat(70_000)),
+            ),
+        ] {
+            let err = Config::parse(&text)
+                .expect_err("wrong type or value")
+                .to_string();
+            assert!(!err.contains(token) && err.len() < 300, "{err}");
+            assert!(err.contains("not shown"), "{err}");
+        }
     }
 
     #[test]

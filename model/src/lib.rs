@@ -15,6 +15,7 @@
 //! - [`tags`]: the EC2 ownership tag scheme.
 //! - [`text`]: outside text made safe to print (control characters escaped), and label words.
 //! - [`plan`]: the planner: `plan(desired, observed, policy, now) -> Plan`.
+//! - [`fuzz`]: structured-but-wrong inputs for fuzzing the parsers.
 //! - [`testing`]: builders and a world model for tests and benchmarks.
 //! - [`time`]: timestamps and duration parsing.
 //! - [`userdata`]: the boot script (EC2 user-data) of a runner instance.
@@ -24,6 +25,7 @@
 pub mod cache;
 pub mod config;
 pub mod desired;
+pub mod fuzz;
 pub mod ids;
 pub mod observed;
 pub mod plan;

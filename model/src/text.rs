@@ -45,9 +45,95 @@ pub fn label_problem(value: &str) -> Option<&'static str> {
     bad.then_some("must be one word with no spaces, commas, colons or control characters")
 }
 
+/// Quoted values longer than this many characters are not repeated in an error.
+pub const MAX_QUOTED_CHARS: usize = 24;
+
+/// A parser's error `message` (serde's wording) made fit to print and log: a value quoted
+/// after `invalid type: string` is replaced by its length (the field and the expected type
+/// say what is wrong, and a secret pasted into the wrong field must not reach a log), any
+/// other value quoted in backticks or double quotes and longer than [`MAX_QUOTED_CHARS`] is
+/// replaced by its length, and control characters are escaped. Field names and the short
+/// lists of what was expected stay.
+#[must_use]
+pub fn hide_values(message: &str) -> String {
+    const STRING: &str = "invalid type: string ";
+    let mut out = String::with_capacity(message.len().min(512));
+    let mut rest = message;
+    while let Some(open) = rest.find(['`', '"']) {
+        let quote = rest[open..].chars().next().unwrap_or('"');
+        let after = &rest[open + 1..];
+        let Some(len) = quoted_len(after, quote) else {
+            break;
+        };
+        let inner = &after[..len];
+        let before = &rest[..open];
+        out.push_str(before);
+        let chars = inner.chars().count();
+        if quote == '"' && before.ends_with(STRING) {
+            out.truncate(out.len() - STRING.len());
+            out.push_str(&format!(
+                "invalid type: a string of {chars} characters (not shown)"
+            ));
+        } else if chars > MAX_QUOTED_CHARS {
+            out.push_str(&format!("a value of {chars} characters (not shown)"));
+        } else {
+            out.push(quote);
+            out.push_str(inner);
+            out.push(quote);
+        }
+        rest = &after[len + 1..];
+    }
+    out.push_str(rest);
+    escape_control(&out).into_owned()
+}
+
+/// The byte length of a quoted value up to its closing `quote` (a backslash escapes the next
+/// character inside double quotes, as Rust's debug format writes them); `None` if unclosed.
+fn quoted_len(text: &str, quote: char) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' && quote == '"' {
+            escaped = true;
+        } else if c == quote {
+            return Some(i);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_in_errors_are_hidden_when_long_or_of_the_wrong_type() {
+        let token = "ghp_0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(
+            hide_values(&format!(
+                "gitea: invalid type: string \"{token}\", expected struct GiteaConfig at line 2"
+            )),
+            "gitea: invalid type: a string of 44 characters (not shown), expected struct GiteaConfig at line 2"
+        );
+        assert_eq!(
+            hide_values("x: invalid type: string \"a\\\"b\", expected u32"),
+            "x: invalid type: a string of 4 characters (not shown), expected u32"
+        );
+        assert_eq!(
+            hide_values(&format!("gitea.demand: unknown variant `{token}`, expected `jobs` or `push`")),
+            "gitea.demand: unknown variant a value of 44 characters (not shown), expected `jobs` or `push`"
+        );
+        assert_eq!(
+            hide_values("unknown field `tokn`, expected one of `url`, `token_env`"),
+            "unknown field `tokn`, expected one of `url`, `token_env`"
+        );
+        assert_eq!(
+            hide_values("unclosed `quote\u{1b}"),
+            "unclosed `quote\\u{1b}"
+        );
+        assert_eq!(hide_values("é \"ü\" `😀`"), "é \"ü\" `😀`");
+    }
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {

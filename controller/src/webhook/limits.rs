@@ -9,7 +9,7 @@
 //! | job name | 255 | Gitea's: `action_run_job.name` is `VARCHAR(255)` (go-gitea/gitea, commit 01a3d629d20d, `models/actions/run_job.go` line 31) |
 //! | runner name (in-progress events) | 255 | Gitea's: `action_runner.name` is `VARCHAR(255)` (go-gitea/gitea, commit 04813dd7d80c, `models/actions/runner.go` line 29) |
 //! | labels (`runs-on`) | 64 labels of 255 each | ours: Gitea keeps `runs_on` and a runner's labels as unbounded JSON `TEXT` (same files) |
-//! | repository `owner/name` | 255 | ours (Gitea's owner and repository names are far shorter) |
+//! | repository `owner/name` | 255 | ours (Gitea's owner and repository names are far shorter); in push mode also exactly `owner/name` of letters, digits, `-`, `_` and `.` (not `.` or `..`), since it becomes part of Gitea API paths ([`check_repo`]) |
 //! | conclusion | 64 | ours |
 //!
 //! At the limits a run's item stays under 70 KB, far below DynamoDB's 400 KB.
@@ -63,6 +63,27 @@ pub fn check_spec(spec: &RunSpec) -> Result<(), String> {
     check_state(&spec.job_state)
 }
 
+/// Whether `repo` can be named in a Gitea API path: at most [`MAX_REPO_CHARS`], exactly one
+/// `/` between an owner and a name of ASCII letters, digits, `-`, `_` and `.`, neither of
+/// them `.` or `..` (ours: nothing in it can change the path it is put in).
+///
+/// # Errors
+/// A short reason; the value itself is never echoed.
+pub fn check_repo(repo: &str) -> Result<(), String> {
+    at_most("the repository name", repo, MAX_REPO_CHARS)?;
+    let part = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    match repo.split_once('/') {
+        Some((owner, name)) if part(owner) && part(name) => Ok(()),
+        _ => Err("the repository is not `owner/name` of letters, digits, '-', '_' and '.'".into()),
+    }
+}
+
 /// Whether a reported job state can be stored.
 ///
 /// # Errors
@@ -98,6 +119,35 @@ mod tests {
             Origin::Webhook,
             Timestamp::EPOCH,
         )
+    }
+
+    #[test]
+    fn a_repository_named_in_a_gitea_path_is_owner_slash_name() {
+        // Found by fuzzing push bodies: any full_name went into Gitea's API paths.
+        for ok in ["acme/web", "a-b_c.d/x.y", "A1/b2"] {
+            assert_eq!(check_repo(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "acme",
+            "/web",
+            "acme/",
+            "acme/web/x",
+            "../web",
+            "acme/..",
+            "acme/.",
+            "acme/we b",
+            "acme/w%2e",
+            "acme/w?x",
+            "acme/w#x",
+            "acme/wé",
+            "acme/w\u{1b}",
+        ] {
+            let err = check_repo(bad).expect_err(bad);
+            assert!(err.contains("not `owner/name`"), "{bad}: {err}");
+        }
+        let long = format!("acme/{}", "r".repeat(MAX_REPO_CHARS));
+        assert!(check_repo(&long).expect_err("long").contains("at most 255"));
     }
 
     #[test]

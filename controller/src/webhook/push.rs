@@ -64,6 +64,17 @@ pub(super) async fn apply_push(
             "push payload has no `after` commit".into(),
         ));
     }
+    super::limits::check_repo(&repo).map_err(ApplyError::Refused)?;
+    // Checked before the commit is named to Gitea or in an answer (found by fuzzing: any
+    // string was passed on to Gitea and repeated in the 422).
+    for (field, value) in [("after", &push.after), ("before", &push.before)] {
+        let absent_before = value.is_empty() && field == "before";
+        if !absent_before && !is_commit_id(value) {
+            return Err(ApplyError::Malformed(format!(
+                "push payload's `{field}` is not a commit id (40 or 64 hexadecimal characters)"
+            )));
+        }
+    }
     if is_zero_sha(&push.after) {
         return Ok(Applied::Ignored("push deletes the ref"));
     }
@@ -211,4 +222,9 @@ pub(super) async fn apply_push(
         return Ok(Applied::Ignored("no workflow triggered"));
     }
     Ok(Applied::Stored { runs, created })
+}
+
+/// A Git object id: SHA-1 (40) or SHA-256 (64, Gitea 1.22+ repositories) in hexadecimal.
+fn is_commit_id(value: &str) -> bool {
+    matches!(value.len(), 40 | 64) && value.bytes().all(|b| b.is_ascii_hexdigit())
 }
