@@ -57,6 +57,9 @@ const CONFIG_KEYS: &[&str] = &[
     "idle",
     "resync",
     "max_attempts",
+    "cache",
+    "cache_listen",
+    "bucket",
 ];
 
 const WORKFLOWS: &[&str] = &[
