@@ -3,7 +3,8 @@
 //! (the median of several passes, after one untimed pass), and `plan <N>/<n>: <ratio> x`, the
 //! time for ten times the runs as a multiple, so growth worse than n log n (about x13) shows
 //! at a glance. With `--json <path>`, also writes the figures there as a JSON list of
-//! `{"name", "value", "unit"}`.
+//! `{"name", "value", "unit"}`. With `--digest`, also prints a SHA-256 of each size's plan
+//! (as JSON), so a change meant only to make planning faster can show it plans the same.
 //!
 //! Run with `make bench` (or `cargo bench -p tinqs-model --bench plan`).
 
@@ -92,9 +93,12 @@ const PASSES: usize = 5;
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut json = None;
+    let mut digest = false;
     while let Some(arg) = args.next() {
         if arg == "--json" {
             json = args.next();
+        } else if arg == "--digest" {
+            digest = true;
         }
     }
     let mut p = policy();
@@ -120,6 +124,11 @@ fn main() {
             !warm.actions.is_empty(),
             "the benchmark world must give the planner work"
         );
+        if digest {
+            use sha2::Digest;
+            let text = serde_json::to_vec(&warm).expect("a plan serialises");
+            println!("digest {n}: {}", hex::encode(sha2::Sha256::digest(&text)));
+        }
         drop(warm);
         let mut times: Vec<f64> = (0..PASSES)
             .map(|_| {
