@@ -44,12 +44,19 @@ shellcheck: setup
 demo: setup
 	scripts/demo.sh
 
-## Planning cost, one line per figure (`plan <N>: <ms> ms`, median of 5 passes, and
-## `plan <N>/<n>: <ratio> x`), also written as JSON to target/bench.json. The other benches
-## are the targets below.
+## Every performance figure, one line each (`<name>: <value> <unit>`), also written as JSON to
+## target/bench.json (wiki/Performance.md says what each measures and its goal): planning
+## (`plan <N>`, median of 5 passes), then the controller's figures over the in-memory ports
+## (`webhook ingest`, `webhook to launch`, `pass 10000`) and `rss` in a process of its own.
+## The controller is built in the `bench-fast` profile (release, but the AWS SDK crates
+## unoptimised): from the dev-seeded target its first build took 9.5 min of CPU (23.5 min on
+## the shared 2-core machine), later runs reuse it and take about 2 min (measured: 2 min 2 s).
 bench:
 	@mkdir -p target
+	@rm -f target/bench.json
 	@$(CARGO) bench -q -p tinqs-model --bench plan -- --json $(CURDIR)/target/bench.json
+	@$(CARGO) bench -q -p tinqs-ci --profile bench-fast --bench figures -- --json $(CURDIR)/target/bench.json
+	@$(CARGO) bench -q -p tinqs-ci --profile bench-fast --bench rss -- --json $(CURDIR)/target/bench.json
 
 ## Listing and planning over 5,000 instances and 5,000 runs against moto: API calls and time
 ## per pass (about 20 min, nearly all of it moto). Dev profile: the AWS SDK is already built

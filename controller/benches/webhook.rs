@@ -12,26 +12,16 @@ use std::time::{Duration, Instant};
 use controller::spool::Spool;
 use controller::store::fake::FakeStore;
 use controller::store::Store;
-use controller::webhook::{self, replay_spool_once, sign, WebhookState};
+use controller::webhook::{self, replay_spool_once, WebhookState};
 use model::config::DemandSource;
 use model::secret::Secret;
 use tokio::sync::Notify;
 
+#[path = "support/ports.rs"]
+mod ports;
+
 const DELIVERIES: i64 = 1_000;
 const SECRET: &str = "bench-webhook-secret";
-
-fn body(job: i64) -> String {
-    serde_json::json!({
-        "action": "queued",
-        "workflow_job": {
-            "id": job, "run_id": job / 4 + 1, "run_attempt": 1, "name": format!("job {job}"),
-            "labels": ["go", "linux"], "status": "queued",
-            "url": format!("http://gitea.test/api/v1/repos/acme/web/actions/jobs/{job}"),
-        },
-        "repository": { "full_name": "acme/web" },
-    })
-    .to_string()
-}
 
 /// Sends jobs `first..first + DELIVERIES` at once; returns the statuses and latencies.
 async fn round(
@@ -44,20 +34,14 @@ async fn round(
         let http = http.clone();
         let url = url.to_owned();
         async move {
-            let payload = body(job);
-            let signature = sign(&Secret::new(SECRET), payload.as_bytes());
-            let t = Instant::now();
-            let status = http
-                .post(url)
-                .header("content-type", "application/json")
-                .header("X-Gitea-Event", "workflow_job")
-                .header("X-Gitea-Delivery", format!("bench-{job}"))
-                .header("X-Gitea-Signature", signature)
-                .body(payload)
-                .send()
-                .await
-                .map_or(0, |r| r.status().as_u16());
-            (status, t.elapsed())
+            ports::deliver(
+                &http,
+                &url,
+                SECRET,
+                job,
+                ports::queued_body(job, "acme/web"),
+            )
+            .await
         }
     });
     let results = futures::future::join_all(sends).await;

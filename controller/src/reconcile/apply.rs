@@ -2,7 +2,7 @@
 //! with bounded concurrency, a timeout on every call, and one result per action. One failed
 //! action never stops the others.
 //!
-//! Order: new runs are created first; then each run's actions run in plan order (disable, or
+//! Order: new runs are created first (several at once); then each run's actions run in plan order (disable, or
 //! deregister then terminate, then the status change and the launch of the next attempt),
 //! stopping at the first that fails; different runs concurrently. Actions on instances and
 //! runners no run claims run concurrently too.
@@ -62,27 +62,27 @@ impl Reconciler {
         let mut by_id: BTreeMap<RunId, DesiredRun> =
             runs.iter().map(|r| (r.id.clone(), r.clone())).collect();
 
-        // Phase 1: create backfilled runs (idempotent; an existing row is read back).
-        for action in &plan.actions {
-            if let Action::CreateRun { run, spec, .. } = action {
-                let row = DesiredRun::new(run.clone(), spec.clone());
-                let result = match self.timed(self.store.create(&row)).await {
-                    Ok(true) => {
-                        by_id.insert(run.clone(), row);
-                        Ok(())
-                    }
-                    Ok(false) => match self.timed(self.store.get(run)).await {
-                        Ok(Some(existing)) => {
-                            by_id.insert(run.clone(), existing);
-                            Ok(())
-                        }
-                        Ok(None) => Err(format!("run {run} vanished right after it was created")),
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                };
-                report.outcomes.push(self.record(action, result));
-            }
+        // Phase 1: create backfilled runs (idempotent; an existing row is read back), several
+        // at once: a burst of jobs backfilled together must not cost a round trip each in turn.
+        let to_create: Vec<Action> = plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::CreateRun { .. }))
+            .cloned()
+            .collect();
+        let creates: Vec<(Action, Result<DesiredRun, String>)> = stream::iter(to_create)
+            .map(|action: Action| async move {
+                let result = self.create_run(&action).await;
+                (action, result)
+            })
+            .buffered(self.limits.concurrency.max(1))
+            .collect()
+            .await;
+        for (action, result) in creates {
+            let result = result.map(|row| {
+                by_id.insert(row.id.clone(), row);
+            });
+            report.outcomes.push(self.record(&action, result));
         }
 
         // Phase 2: group the rest by run; unclaimed actions are groups of one.
@@ -131,6 +131,22 @@ impl Reconciler {
             .await;
         report.outcomes.extend(results.into_iter().flatten());
         report
+    }
+
+    /// Creates the row of a backfilled run; returns the row as the table holds it (the one
+    /// just written, or the one another writer made first).
+    async fn create_run(&self, action: &Action) -> Result<DesiredRun, String> {
+        let Action::CreateRun { run, spec, .. } = action else {
+            return Err(format!("not a run to create: {action}"));
+        };
+        let row = DesiredRun::new(run.clone(), spec.clone());
+        if self.timed(self.store.create(&row)).await? {
+            return Ok(row);
+        }
+        match self.timed(self.store.get(run)).await? {
+            Some(existing) => Ok(existing),
+            None => Err(format!("run {run} vanished right after it was created")),
+        }
     }
 
     async fn apply_group(&self, group: RunGroup, lease: &Lease) -> Vec<Outcome> {

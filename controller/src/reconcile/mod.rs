@@ -50,7 +50,9 @@ impl Features {
 /// Bounds on one pass's work.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Actions applied at once.
+    /// Calls (a run's actions, reads of single runners, jobs or rows) made at once. Enough for
+    /// a burst of launches to go out together (each launch is four calls in turn), so a job
+    /// does not wait for the launches ahead of it; the per-pass budgets still bound how many.
     pub concurrency: usize,
     /// Timeout of every store, fleet and forge call.
     pub call_timeout: Duration,
@@ -63,7 +65,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            concurrency: 8,
+            concurrency: 32,
             call_timeout: Duration::from_secs(20),
             launch_timeout: Duration::from_secs(90),
             lease_ttl: Duration::from_secs(60),

@@ -163,8 +163,9 @@ impl Reconciler {
             .await
     }
 
-    /// For queued jobs with no active run, reads their row one by one: a run that ended
-    /// (failed after its attempts, say) must not be backfilled again.
+    /// For queued jobs with no active run, reads their row (several at once, up to the
+    /// concurrency limit: a burst of new jobs must not cost one round trip each in turn): a
+    /// run that ended (failed after its attempts, say) must not be backfilled again.
     async fn note_finished(&self, desired: &mut DesiredView, jobs: &Seen<model::QueuedJob>) {
         let active: HashSet<String> = desired
             .runs
@@ -172,20 +173,28 @@ impl Reconciler {
             .map(|r| r.id.to_string())
             .chain(desired.invalid.iter().map(|r| r.key.clone()))
             .collect();
-        for job in jobs.items() {
-            let id = job.run_id();
-            if active.contains(id.as_str()) {
-                continue;
-            }
-            match self.timed(self.store.get(&id)).await {
-                Ok(Some(run)) if run.status.phase.is_final() => desired.finished.push(id),
-                Ok(_) => {}
-                Err(e) => {
-                    // Unknown: treat as not ended; creating the run again is idempotent.
-                    tracing::debug!(run = %id, error = %e, "could not read the row of a queued job");
+        let unknown: Vec<model::RunId> = jobs
+            .items()
+            .iter()
+            .map(model::QueuedJob::run_id)
+            .filter(|id| !active.contains(id.as_str()))
+            .collect();
+        let finished: Vec<Option<model::RunId>> = futures::stream::iter(unknown)
+            .map(|id| async move {
+                match self.timed(self.store.get(&id)).await {
+                    Ok(Some(run)) if run.status.phase.is_final() => Some(id),
+                    Ok(_) => None,
+                    Err(e) => {
+                        // Unknown: treat as not ended; creating the run again is idempotent.
+                        tracing::debug!(run = %id, error = %e, "could not read the row of a queued job");
+                        None
+                    }
                 }
-            }
-        }
+            })
+            .buffered(self.limits.concurrency.max(1))
+            .collect()
+            .await;
+        desired.finished.extend(finished.into_iter().flatten());
     }
 }
 
