@@ -430,7 +430,12 @@ async fn without_disable_a_runner_that_took_a_job_since_the_plan_is_neither_dere
     };
     rig.forge.set_busy(id, true);
     let lease = rig.r.acquire().await.expect("lease");
-    let report = rig.r.apply(&plan, std::slice::from_ref(&run), &lease).await;
+    let view = model::DesiredView {
+        runs: vec![run.clone()],
+        complete: true,
+        ..model::DesiredView::default()
+    };
+    let report = rig.r.apply(&plan, &view, &lease).await;
     rig.r.release(&lease).await;
     assert_eq!(report.failures(), 2, "{:?}", report.outcomes);
     assert!(rig.forge.runner(id).is_some(), "still registered");
@@ -445,7 +450,7 @@ async fn without_disable_a_runner_that_took_a_job_since_the_plan_is_neither_dere
     // Still as seen: both go ahead.
     rig.forge.set_busy(id, false);
     let lease = rig.r.acquire().await.expect("lease");
-    let report = rig.r.apply(&plan, &[run], &lease).await;
+    let report = rig.r.apply(&plan, &view, &lease).await;
     rig.r.release(&lease).await;
     assert_eq!(report.failures(), 0, "{:?}", report.outcomes);
     assert!(rig.forge.runner(id).is_none());

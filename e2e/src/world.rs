@@ -76,6 +76,7 @@ impl Settings {
                 max_lifetime: Duration::from_secs(3600),
                 orphan_min_age: Duration::from_secs(5),
                 resync: Duration::from_secs(1),
+                retry_failed: Duration::from_secs(20),
             },
             max_attempts: 3,
             lease_ttl: Duration::from_secs(8),
@@ -101,6 +102,7 @@ impl Settings {
                 max_lifetime: Duration::from_secs(3600),
                 orphan_min_age: Duration::from_secs(10),
                 resync: Duration::from_secs(2),
+                retry_failed: Duration::from_secs(60),
             },
             max_attempts: 3,
             lease_ttl: Duration::from_secs(15),
@@ -545,7 +547,7 @@ impl World {
              server:\n  listen: 127.0.0.1:0\n  spool_dir: {spool}\n\
              pools:\n  go:\n{go}  docker:\n{docker}\
              foreign_labels: [host]\n\
-             timeouts:\n  launch: {launch}\n  registration: {registration}\n  idle: {idle}\n  offline_grace: {grace}\n  stuck: {stuck}\n  max_lifetime: {lifetime}\n  orphan_min_age: {orphan}\n  resync: {resync}\n\
+             timeouts:\n  launch: {launch}\n  registration: {registration}\n  idle: {idle}\n  offline_grace: {grace}\n  stuck: {stuck}\n  max_lifetime: {lifetime}\n  orphan_min_age: {orphan}\n  resync: {resync}\n  retry_failed: {retry}\n\
              safety:\n  max_launches_per_pass: 20\n  max_terminations_per_pass: 20\n  max_instances: 20\n  max_attempts: {attempts}\n",
             cluster = self.cluster,
             url = self.sim.base_url(),
@@ -561,6 +563,7 @@ impl World {
             lifetime = d(t.max_lifetime),
             orphan = d(t.orphan_min_age),
             resync = d(t.resync),
+            retry = d(t.retry_failed),
             attempts = self.settings.max_attempts,
         );
         Config::parse(&yaml)

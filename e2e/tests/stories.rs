@@ -94,7 +94,8 @@ async fn a_missed_webhook_is_recovered_by_backfill() {
 }
 
 #[tokio::test]
-async fn a_runner_that_never_registers_is_retried_then_the_run_fails_after_the_attempt_limit() {
+async fn a_runner_that_never_registers_is_retried_the_run_fails_then_tries_again_while_the_job_waits(
+) {
     let mut settings = Settings::fast();
     settings.max_attempts = 2;
     let (world, _g) = world("neverreg", settings).await;
@@ -102,20 +103,24 @@ async fn a_runner_that_never_registers_is_retried_then_the_run_fails_after_the_a
         .start_controller(ControllerOptions::named("ctl-a"))
         .await);
     let job = ok(world.enqueue("build", &["go"], Duration::from_secs(1)));
-    world.script(&job, None, BootFault::NeverStarts);
+    // The first two machines never start; a third would.
+    world.script(&job, Some(1), BootFault::NeverStarts);
+    world.script(&job, Some(2), BootFault::NeverStarts);
     let run = ok(world.run_final(&run_of(&job), SETTLE).await);
     assert_eq!(run.status.phase, Phase::Failed, "{run:?}");
     assert_eq!(run.status.attempt, 2);
     let error = run.status.last_error.clone().unwrap_or_default();
     assert!(error.contains("never registered"), "{error}");
 
+    // The retry may already have launched a third machine: look at the first two.
     let machines = world.booter.machines_of(&run_of(&job));
+    let machines: Vec<_> = machines.iter().filter(|m| m.attempt <= Some(2)).collect();
     assert_eq!(
         machines.iter().map(|m| m.attempt).collect::<Vec<_>>(),
         vec![Some(1), Some(2)],
         "one instance per attempt"
     );
-    for m in &machines {
+    for m in machines {
         ok(world.terminated(&m.instance, SETTLE).await);
         let why = world
             .events
@@ -133,12 +138,22 @@ async fn a_runner_that_never_registers_is_retried_then_the_run_fails_after_the_a
             our_runners(&world).is_empty().then_some(())
         })
         .await);
-    // The job still waits in Gitea; a failed run is not backfilled or launched again.
-    ok(ctl.fleet.wait_passes(4, SETTLE).await);
-    assert_eq!(ctl.fleet.launches().len(), 2);
+    // The job still waits in Gitea, which never gives up on a queued job: after
+    // `timeouts.retry_failed` the run gets one more attempt, and the job runs.
+    ok(world.job_completed(job.id, SETTLE).await);
+    let run = ok(world.run_final(&run_of(&job), SETTLE).await);
+    assert_eq!(run.status.phase, Phase::Done, "{run:?}");
+    assert_eq!(run.status.attempt, 3);
+    assert_eq!(ctl.actions("update-status", Some("retry-failed")), 1);
     assert_eq!(
-        world.sim.job(job.id).map(|j| j.status),
-        Some(JobPhase::Queued)
+        world
+            .booter
+            .machines_of(&run_of(&job))
+            .iter()
+            .map(|m| m.attempt)
+            .collect::<Vec<_>>(),
+        vec![Some(1), Some(2), Some(3)],
+        "one instance per attempt, one more after the rest"
     );
     ok(ctl.stop().await);
     world.shutdown().await;

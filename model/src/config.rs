@@ -448,6 +448,11 @@ pub struct Timeouts {
     /// Longest wait between two passes (default 60s).
     #[serde(serialize_with = "duration_serde::serialize")]
     pub resync: Duration,
+    /// How long a run failed after its attempts rests before it tries once more, while
+    /// Gitea still lists its job as queued (default 10m). Gitea never gives up on a queued
+    /// job, so neither may the controller; this bounds what a job that cannot start costs.
+    #[serde(serialize_with = "duration_serde::serialize")]
+    pub retry_failed: Duration,
 }
 
 /// Timeouts as written: durations as text, converted with the field's name in any error.
@@ -462,6 +467,7 @@ struct RawTimeouts {
     max_lifetime: Option<String>,
     orphan_min_age: Option<String>,
     resync: Option<String>,
+    retry_failed: Option<String>,
 }
 
 impl TryFrom<RawTimeouts> for Timeouts {
@@ -485,6 +491,7 @@ impl TryFrom<RawTimeouts> for Timeouts {
             max_lifetime: read("max_lifetime", raw.max_lifetime, d.max_lifetime)?,
             orphan_min_age: read("orphan_min_age", raw.orphan_min_age, d.orphan_min_age)?,
             resync: read("resync", raw.resync, d.resync)?,
+            retry_failed: read("retry_failed", raw.retry_failed, d.retry_failed)?,
         })
     }
 }
@@ -500,6 +507,7 @@ impl Default for Timeouts {
             max_lifetime: Duration::from_secs(6 * 3600),
             orphan_min_age: Duration::from_secs(5 * 60),
             resync: Duration::from_secs(60),
+            retry_failed: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -1047,6 +1055,7 @@ impl Timeouts {
             ("timeouts.max_lifetime", self.max_lifetime),
             ("timeouts.orphan_min_age", self.orphan_min_age),
             ("timeouts.resync", self.resync),
+            ("timeouts.retry_failed", self.retry_failed),
         ] {
             if d.is_zero() {
                 p.add(field, "must be longer than zero");

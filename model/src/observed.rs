@@ -67,9 +67,10 @@ pub struct DesiredView {
     /// and runners are left alone: we cannot know what they want.
     pub invalid: Vec<InvalidRow>,
     /// Runs that ended although Gitea still lists their job as queued (read one by one for
-    /// such jobs only), so backfill does not create them again.
+    /// such jobs only): backfill does not create them again, and one failed after its
+    /// attempts tries once more after `timeouts.retry_failed`.
     #[serde(default)]
-    pub finished: Vec<RunId>,
+    pub finished: Vec<DesiredRun>,
     /// Whether every page of the active index was read.
     pub complete: bool,
 }

@@ -338,6 +338,12 @@ pub enum Reason {
         /// The attempt limit.
         attempts: u32,
     },
+    /// A run failed after its attempts rested and its job still waits in Gitea.
+    RetryFailed {
+        /// The rest (`timeouts.retry_failed`).
+        #[serde(with = "crate::time::duration_serde")]
+        after: Duration,
+    },
 }
 
 impl Reason {
@@ -370,6 +376,7 @@ impl Reason {
             Reason::WarmRunnerTookJob => "warm-runner-took-job",
             Reason::WarmAged { .. } => "warm-aged",
             Reason::AttemptsExhausted { .. } => "attempts-exhausted",
+            Reason::RetryFailed { .. } => "retry-failed",
         }
     }
 }
@@ -430,6 +437,11 @@ impl fmt::Display for Reason {
             Reason::AttemptsExhausted { attempts } => {
                 write!(f, "gave up after {attempts} attempts")
             }
+            Reason::RetryFailed { after } => write!(
+                f,
+                "failed {} ago and Gitea still queues its job: one more attempt",
+                human(*after)
+            ),
         }
     }
 }

@@ -74,6 +74,14 @@ pub fn job_run(job: i64, labels: &[&str]) -> DesiredRun {
     DesiredRun::new(RunId::for_job(job, 1), spec)
 }
 
+/// `run` ended in `phase` at `at`, as the table keeps it.
+#[must_use]
+pub fn ended(mut run: DesiredRun, phase: Phase, at: Timestamp) -> DesiredRun {
+    run.status.phase = phase;
+    run.status.finished_at = Some(at);
+    run
+}
+
 /// `policy` with warm runners in pool `pool`: `min_idle` kept always (no schedule), with an
 /// optional max idle age.
 #[must_use]
@@ -302,18 +310,25 @@ impl World {
                 Action::UpdateStatus { run, change, .. } => {
                     if let Some(row) = self.desired.runs.iter_mut().find(|r| &r.id == run) {
                         row.status = row.status.apply(change, now);
+                    } else if let Some(k) = self.desired.finished.iter().position(|r| &r.id == run)
+                    {
+                        // A run tried once more: it is active again.
+                        let mut row = self.desired.finished.remove(k);
+                        row.status = row.status.apply(change, now);
+                        self.desired.runs.push(row);
                     }
                 }
             }
         }
         // Final runs leave the active index; the controller's observe step still reports
         // those whose job Gitea lists as queued, so backfill does not bring them back.
-        let ended = self
+        let ended: Vec<DesiredRun> = self
             .desired
             .runs
             .iter()
             .filter(|r| r.status.phase.is_final())
-            .map(|r| r.id.clone());
+            .cloned()
+            .collect();
         self.desired.finished.extend(ended);
         self.desired.runs.retain(|r| !r.status.phase.is_final());
     }

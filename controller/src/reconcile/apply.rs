@@ -55,12 +55,17 @@ impl Reconciler {
     pub async fn apply(
         &self,
         plan: &model::Plan,
-        runs: &[DesiredRun],
+        desired: &model::DesiredView,
         lease: &Lease,
     ) -> ApplyReport {
         let mut report = ApplyReport::default();
-        let mut by_id: BTreeMap<RunId, DesiredRun> =
-            runs.iter().map(|r| (r.id.clone(), r.clone())).collect();
+        // Ended runs too: one failed after its attempts may be tried again.
+        let mut by_id: BTreeMap<RunId, DesiredRun> = desired
+            .runs
+            .iter()
+            .chain(&desired.finished)
+            .map(|r| (r.id.clone(), r.clone()))
+            .collect();
 
         // Phase 1: create backfilled runs (idempotent; an existing row is read back), several
         // at once: a burst of jobs backfilled together must not cost a round trip each in turn.

@@ -154,7 +154,7 @@ impl Reconciler {
         }
         let report = match (mode, lease) {
             (Mode::Apply, Some(lease)) if !plan.is_empty() => {
-                Some(self.apply(&plan, &observation.desired.runs, lease).await)
+                Some(self.apply(&plan, &observation.desired, lease).await)
             }
             (Mode::Apply, _) => Some(ApplyReport::default()),
             (Mode::DryRun, _) => None,

@@ -179,10 +179,10 @@ impl Reconciler {
             .map(model::QueuedJob::run_id)
             .filter(|id| !active.contains(id.as_str()))
             .collect();
-        let finished: Vec<Option<model::RunId>> = futures::stream::iter(unknown)
+        let finished: Vec<Option<model::DesiredRun>> = futures::stream::iter(unknown)
             .map(|id| async move {
                 match self.timed(self.store.get(&id)).await {
-                    Ok(Some(run)) if run.status.phase.is_final() => Some(id),
+                    Ok(Some(run)) if run.status.phase.is_final() => Some(run),
                     Ok(_) => None,
                     Err(e) => {
                         // Unknown: treat as not ended; creating the run again is idempotent.

@@ -60,7 +60,7 @@ pub fn backfill(
         .iter()
         .map(|r| r.id.as_str())
         .chain(desired.invalid.iter().map(|r| r.key.as_str()))
-        .chain(desired.finished.iter().map(crate::RunId::as_str))
+        .chain(desired.finished.iter().map(|r| r.id.as_str()))
     {
         if let Some(k) = known.get_mut(key) {
             *k = true;
@@ -137,6 +137,8 @@ struct Pass<'a> {
     now: Timestamp,
     idx: &'a Index<'a>,
     backfilled: &'a [DesiredRun],
+    /// Ended runs whose job Gitea still lists as queued.
+    finished: &'a [DesiredRun],
     /// Every source complete: destructive actions and absence-based conclusions allowed.
     destroy_ok: bool,
     /// The EC2 list is complete: launches allowed (caps can be counted).
@@ -153,9 +155,9 @@ struct Pass<'a> {
     /// Idle runners kept for queued work although their own run is over; each stands in for
     /// one launch.
     spares: Vec<Spare<'a>>,
-    /// Pending runs that want a launch, decided after every run was looked at (so the
-    /// spares are known).
-    wanting: Vec<(&'a DesiredRun, Reason)>,
+    /// Pending runs that want a launch of an attempt, decided after every run was looked
+    /// at (so the spares are known).
+    wanting: Vec<(&'a DesiredRun, u32, Reason)>,
     /// Pending warm runs, launched after every job's run (jobs come first under the caps).
     warm_wanting: Vec<&'a DesiredRun>,
     /// Online, idle warm runners, ranked per pool once every run was looked at.
@@ -222,6 +224,7 @@ impl<'a> Pass<'a> {
             now,
             idx,
             backfilled,
+            finished: &desired.finished,
             destroy_ok,
             fleet_ok,
             forge_ok,
@@ -256,6 +259,7 @@ impl<'a> Pass<'a> {
         for &run in &idx.runs {
             self.run_rules(run);
         }
+        self.retry_failed();
         self.orphans();
         self.warm_idle();
         self.launch_wanting();
@@ -485,7 +489,8 @@ impl<'a> Pass<'a> {
             if run.is_warm() {
                 self.warm_wanting.push(run);
             } else {
-                self.wanting.push((run, Reason::NoRunner));
+                self.wanting
+                    .push((run, run.status.attempt.max(1), Reason::NoRunner));
             }
         }
     }
@@ -859,6 +864,32 @@ impl<'a> Pass<'a> {
         self.launch(run, attempt + 1, cause);
     }
 
+    /// Rule "try again": Gitea never gives up on a queued job, so neither does the
+    /// controller. A run failed after its attempts whose job Gitea still lists as queued
+    /// rests `timeouts.retry_failed`, then gets one more attempt (and fails again if that
+    /// one is lost too): a job that cannot start costs one attempt per rest, never waits
+    /// forever. Cancelled runs stay cancelled.
+    fn retry_failed(&mut self) {
+        let after = self.policy.timeouts.retry_failed;
+        for run in self.finished {
+            if run.status.phase != Phase::Failed || run.spec.cancel || run.is_warm() {
+                continue;
+            }
+            if !matches!(self.idx.job_view(run), JobView::Queued { confirmed: true }) {
+                continue;
+            }
+            let rested = run.status.finished_at.map_or(self.now, |t| t.plus(after));
+            if rested > self.now {
+                self.deadline(rested);
+                continue;
+            }
+            let attempt = run.status.attempt.max(1) + 1;
+            let reason = Reason::RetryFailed { after };
+            self.status(run, StatusChange::Requeue { attempt }, reason.clone());
+            self.wanting.push((run, attempt, reason));
+        }
+    }
+
     // ---- launches that spares stand in for ------------------------------------------------
 
     /// Launches for pending runs, oldest first, unless an idle runner kept for queued work
@@ -869,9 +900,9 @@ impl<'a> Pass<'a> {
         // it is both free and fitting (spares are only ever taken here), so each spare is
         // looked at once per label list rather than once per run.
         let mut from: HashMap<&[String], usize> = HashMap::new();
-        for (run, reason) in wanting {
+        for (run, attempt, reason) in wanting {
             if self.choose_pool(run).is_err() {
-                self.launch(run, run.status.attempt.max(1), reason); // reports it unschedulable
+                self.launch(run, attempt, reason); // reports it unschedulable
                 continue;
             }
             let labels = run.spec.labels.as_slice();
@@ -896,17 +927,13 @@ impl<'a> Pass<'a> {
                 self.out.deferred.push(Deferred {
                     what: format!(
                         "launch {}",
-                        crate::RunnerName::new(
-                            &self.policy.cluster,
-                            &run.id,
-                            run.status.attempt.max(1)
-                        )
+                        crate::RunnerName::new(&self.policy.cluster, &run.id, attempt)
                     ),
                     limit: format!("idle runner {name} can take a queued job with these labels"),
                 });
                 continue;
             }
-            self.launch(run, run.status.attempt.max(1), reason);
+            self.launch(run, attempt, reason);
         }
     }
 

@@ -116,7 +116,9 @@ fn backfills_a_queued_job_that_has_no_run_and_launches_for_it() {
 #[test]
 fn does_not_backfill_a_run_that_already_ended() {
     let mut w = World::new(vec![], vec![], vec![], vec![queued(7, &["go"])], at(0));
-    w.desired.finished.push(RunId::for_job(7, 1));
+    w.desired
+        .finished
+        .push(ended(job_run(7, &["go"]), Phase::Done, at(0)));
     assert!(w.plan(&policy()).is_empty());
 }
 
@@ -281,6 +283,92 @@ fn fails_a_run_after_its_last_attempt() {
             "mark run job-1-1 failed (never registered within 10m; gave up after 3 attempts): gave up after 3 attempts",
         ]
     );
+}
+
+/// A run failed after its three attempts at `failed_at`, its job still queued in Gitea.
+fn given_up(failed_at: Timestamp) -> World {
+    let mut r = ended(go_run(1), Phase::Failed, failed_at);
+    r.status.attempt = 3;
+    let mut w = World::new(vec![], vec![], vec![], vec![queued(1, &["go"])], failed_at);
+    w.desired.finished.push(r);
+    w
+}
+
+#[test]
+fn a_run_failed_after_its_attempts_rests_then_tries_once_more_while_its_job_waits() {
+    let mut w = given_up(at(0));
+    let plan = w.plan(&policy());
+    assert!(plan.is_empty(), "{plan:?}");
+    w.now = at(10 * MIN - 20);
+    assert_eq!(
+        w.plan(&policy()).requeue_after,
+        Duration::from_secs(20),
+        "the loop wakes when the rest is over"
+    );
+    w.now = at(10 * MIN);
+    let plan = w.plan(&policy());
+    assert_eq!(
+        kinds(&plan),
+        vec![
+            "mark run job-1-1 pending for attempt 4: failed 10m ago and Gitea still queues its job: one more attempt",
+            "launch tq-test-job-1-1-a4 (run job-1-1, attempt 4) in pool go: failed 10m ago and Gitea still queues its job: one more attempt",
+        ]
+    );
+    w.apply(&plan);
+    assert_eq!(w.desired.runs.len(), 1, "the run is active again");
+    assert!(w.desired.finished.is_empty());
+}
+
+#[test]
+fn a_retried_run_that_is_lost_again_fails_at_once_and_rests_again() {
+    let mut w = given_up(at(0));
+    w.now = at(10 * MIN);
+    let plan = w.plan(&policy());
+    w.apply(&plan);
+    // Its machine never registers: the attempt is lost, and there are no attempts left.
+    w.now = at(21 * MIN);
+    let plan = w.plan(&policy());
+    assert!(
+        kinds(&plan)
+            .iter()
+            .any(|k| k.starts_with("mark run job-1-1 failed")),
+        "{plan:?}"
+    );
+    w.apply(&plan);
+    assert_eq!(w.desired.finished.len(), 1);
+    w.now = at(22 * MIN);
+    let plan = w.plan(&policy());
+    assert!(
+        !kinds(&plan).iter().any(|k| k.starts_with("launch")),
+        "one attempt per rest: {plan:?}"
+    );
+}
+
+#[test]
+fn only_failed_runs_whose_job_gitea_still_queues_are_tried_again() {
+    // Cancelled by an operator: stays cancelled.
+    let mut w = given_up(at(0));
+    w.desired.finished[0].spec.cancel = true;
+    w.now = at(60 * MIN);
+    assert!(w.plan(&policy()).is_empty());
+    // Done: nothing to do.
+    let mut w = given_up(at(0));
+    w.desired.finished[0].status.phase = Phase::Done;
+    w.now = at(60 * MIN);
+    assert!(w.plan(&policy()).is_empty());
+    // The queued list is partial: whether the job waits is not known.
+    let mut w = given_up(at(0));
+    w.now = at(60 * MIN);
+    let mut observed = w.observed();
+    observed.queued_jobs = Seen::Unavailable;
+    assert!(crate::plan(&w.desired, &observed, &policy(), w.now).is_empty());
+    // Gitea queues a later pick (the job was re-run): that pick has a run of its own.
+    let mut w = given_up(at(0));
+    w.jobs[0].attempt = 1;
+    w.now = at(60 * MIN);
+    assert!(!kinds(&w.plan(&policy()))
+        .iter()
+        .any(|k| k.contains("job-1-1")));
 }
 
 fn idle_world(

@@ -60,7 +60,9 @@ fn a_re_run_of_a_finished_job_gets_a_run_of_its_own() {
     let mut job = queued(1, &["go"]);
     job.attempt = 1;
     let mut w = World::new(vec![], vec![], vec![], vec![job], at(0));
-    w.desired.finished.push(RunId::for_job(1, 1));
+    w.desired
+        .finished
+        .push(ended(job_run(1, &["go"]), Phase::Done, at(0)));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
@@ -357,7 +359,7 @@ fn an_orphan_with_a_runner_is_disabled_before_it_is_terminated() {
     let (mut r, i, g) = online_run(1, &["go"]);
     r.status.phase = Phase::Done;
     let mut w = World::new(vec![], vec![i], vec![g.clone()], vec![], at(10 * MIN));
-    w.desired.finished.push(r.id.clone());
+    w.desired.finished.push(r.clone());
     assert_eq!(
         kinds(&w.plan(&disabling())),
         vec!["disable runner tq-test-job-1-1-a1 (#101): orphan: no live run wants it (older than 5m)"]
