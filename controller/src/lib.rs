@@ -26,6 +26,7 @@ pub mod fleet;
 pub mod forge;
 pub mod http;
 pub mod metrics;
+pub mod notices;
 pub mod quiet;
 pub mod reconcile;
 pub mod sim;

@@ -12,6 +12,7 @@ use crate::fleet::ec2::{Ec2Fleet, SdkEc2};
 use crate::forge::gitea::GiteaForge;
 use crate::forge::ForgeVersion;
 use crate::metrics::Metrics;
+use crate::notices::{NoticeBook, NoticeReceiver, SqsQueue};
 use crate::reconcile::{holder_name, Features, Limits, Reconciler};
 use crate::store::dynamo::DynamoStore;
 
@@ -51,6 +52,9 @@ pub struct Connected {
     pub forge: Arc<GiteaForge>,
     /// The Gitea version seen at start-up.
     pub version: ForgeVersion,
+    /// The receiver of EC2's notices, when `aws.events_queue_url` is set; it records into
+    /// the reconciler's book.
+    pub notices: Option<NoticeReceiver>,
 }
 
 /// Connects to DynamoDB, EC2 and Gitea (checking the Gitea version against the
@@ -68,6 +72,11 @@ pub async fn connect(config: Config) -> anyhow::Result<Connected> {
         .with_context(|| format!("cannot use Gitea at {}", config.gitea.url))?;
     let forge = Arc::new(forge);
     let features = Features::from_forge(&config, features);
+    let book = NoticeBook::default();
+    let notices = config.aws.events_queue_url.as_deref().map(|url| {
+        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&conf), url);
+        NoticeReceiver::new(Arc::new(queue), book.clone())
+    });
     let reconciler = Reconciler {
         store,
         fleet,
@@ -78,11 +87,13 @@ pub async fn connect(config: Config) -> anyhow::Result<Connected> {
         limits: Limits::default(),
         metrics: Metrics::new(),
         holder: holder_name(),
+        notices: book,
     };
     Ok(Connected {
         reconciler,
         forge,
         version,
+        notices,
     })
 }
 

@@ -836,3 +836,102 @@ async fn a_runner_record_holds_the_credential_hash_and_the_job_and_is_no_run() {
     let view = store.list_active().await.expect("list");
     assert!(view.runs.is_empty() && view.invalid.is_empty(), "not a run");
 }
+
+// ---- EC2's notices over SQS ------------------------------------------------------------
+
+fn ec2_event(detail_type: &str, instance: &str) -> String {
+    // The shape EventBridge delivers (EC2 user guide, "Spot Instance interruption notices").
+    format!(
+        r#"{{"version":"0","id":"{}","detail-type":"{detail_type}","source":"aws.ec2","account":"123456789012","time":"2026-12-04T14:00:00Z","region":"us-east-1","resources":["arn:aws:ec2:us-east-1:123456789012:instance/{instance}"],"detail":{{"instance-id":"{instance}","instance-action":"terminate"}}}}"#,
+        uuid::Uuid::new_v4()
+    )
+}
+
+#[tokio::test]
+async fn notices_are_received_from_sqs_recorded_once_and_deleted() {
+    use controller::notices::{NoticeBook, NoticeReceiver, SqsQueue};
+    let sqs = aws_sdk_sqs::Client::new(&conf().await);
+    let url = sqs
+        .create_queue()
+        .queue_name(unique("tinqs-events"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("url")
+        .to_owned();
+    let warning = ec2_event(model::notice::INTERRUPTION_WARNING, "i-0123456789abcdef0");
+    for body in [
+        warning.clone(),
+        warning.replace("\"id\":\"", "\"id\":\"again-"), // redelivered by EventBridge
+        ec2_event(
+            model::notice::REBALANCE_RECOMMENDATION,
+            "i-0fedcba9876543210",
+        ),
+        ec2_event(
+            "EC2 Instance State-change Notification",
+            "i-0123456789abcdef0",
+        ),
+        "garbage".to_owned(),
+    ] {
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
+    }
+    let queue = SqsQueue::new(sqs.clone(), &url);
+    assert_eq!(queue.depth().await, Ok(5));
+    let book = NoticeBook::default();
+    let receiver = NoticeReceiver::new(std::sync::Arc::new(queue), book.clone());
+    let got = receiver.drain().await.expect("drain");
+    assert_eq!(
+        (
+            got.messages,
+            got.new,
+            got.duplicates,
+            got.ignored,
+            got.malformed
+        ),
+        (5, 2, 1, 1, 1)
+    );
+    let mut seen: Vec<(String, model::notice::NoticeKind)> = book
+        .snapshot()
+        .into_iter()
+        .map(|n| (n.instance.to_string(), n.kind))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "i-0123456789abcdef0".to_owned(),
+                model::notice::NoticeKind::InterruptionWarning
+            ),
+            (
+                "i-0fedcba9876543210".to_owned(),
+                model::notice::NoticeKind::RebalanceRecommendation
+            ),
+        ]
+    );
+    let queue = SqsQueue::new(sqs, &url);
+    assert_eq!(queue.depth().await, Ok(0), "every message was deleted");
+}
+
+#[tokio::test]
+async fn a_missing_events_queue_is_an_error_naming_sqs() {
+    use controller::notices::{NoticeBook, NoticeReceiver, SqsQueue};
+    let sqs = aws_sdk_sqs::Client::new(&conf().await);
+    let url = format!(
+        "{}/123456789012/{}",
+        std::env::var("TINQS_TEST_MOTO_URL").unwrap_or_default(),
+        unique("absent")
+    );
+    let receiver = NoticeReceiver::new(
+        std::sync::Arc::new(SqsQueue::new(sqs, &url)),
+        NoticeBook::default(),
+    );
+    let e = receiver.drain().await.expect_err("no such queue");
+    assert!(e.starts_with("SQS"), "{e}");
+}

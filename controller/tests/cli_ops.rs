@@ -75,6 +75,7 @@ fn rig(now: model::Timestamp) -> Rig {
         },
         metrics: Metrics::new(),
         holder: "status-test".into(),
+        notices: controller::notices::NoticeBook::default(),
     };
     Rig {
         store,

@@ -66,6 +66,7 @@ fn rig_with(edit: impl FnOnce(&mut Config)) -> Rig {
         },
         metrics: Metrics::new(),
         holder: "test-controller".into(),
+        notices: controller::notices::NoticeBook::default(),
     };
     Rig {
         store,

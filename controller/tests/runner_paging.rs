@@ -131,6 +131,7 @@ async fn no_live_runner_is_removed_when_a_paged_listing_skips_it() {
         },
         metrics: Metrics::new(),
         holder: "paging-test".into(),
+        notices: controller::notices::NoticeBook::default(),
     };
 
     for round in 0..3 {

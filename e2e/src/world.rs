@@ -254,6 +254,8 @@ pub struct ControllerOptions {
     pub receive_webhooks: bool,
     /// Read Gitea's queued-jobs list (backfill). Off, only webhooks (and the spool) create runs.
     pub backfill: bool,
+    /// Receive EC2's notices from this SQS queue (in moto), as `aws.events_queue_url` does.
+    pub events_queue_url: Option<String>,
 }
 
 impl ControllerOptions {
@@ -264,6 +266,7 @@ impl ControllerOptions {
             holder: holder.to_owned(),
             receive_webhooks: true,
             backfill: true,
+            events_queue_url: None,
         }
     }
 }
@@ -410,6 +413,8 @@ pub struct World {
     pub ec2: aws_sdk_ec2::Client,
     /// Where the pools launch.
     pub network: Network,
+    /// SQS (moto), for EC2's notices.
+    pub sqs: aws_sdk_sqs::Client,
     dynamo: aws_sdk_dynamodb::Client,
     secret: String,
     spool: tempfile::TempDir,
@@ -461,6 +466,7 @@ impl World {
         let conf = controller::aws::sdk_config(Some("us-east-1")).await;
         let ec2 = aws_sdk_ec2::Client::new(&conf);
         let dynamo = aws_sdk_dynamodb::Client::new(&conf);
+        let sqs = aws_sdk_sqs::Client::new(&conf);
         let store = Arc::new(DynamoStore::with_policy(
             dynamo.clone(),
             &table,
@@ -517,6 +523,7 @@ impl World {
             store,
             ec2,
             network,
+            sqs,
             dynamo,
             secret,
             spool,
@@ -637,22 +644,37 @@ impl World {
             },
             metrics: metrics.clone(),
             holder: options.holder.clone(),
+            notices: controller::notices::NoticeBook::default(),
         };
+        let receiver = options.events_queue_url.as_deref().map(|url| {
+            let queue = controller::notices::SqsQueue::new(self.sqs.clone(), url);
+            controller::notices::NoticeReceiver::new(Arc::new(queue), reconciler.notices.clone())
+        });
         let (stop, stopped) = oneshot::channel::<()>();
         let secret = Secret::new(self.secret.clone());
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            controller::cmd::serve::serve(
+            let serving = controller::cmd::serve::serve(
                 reconciler,
                 Some(forge),
                 secret,
                 &spool_dir,
                 listener,
                 shutdown,
-            )
-            .await
+            );
+            match receiver {
+                // As `serve` runs it: beside the loop, until the controller stops.
+                Some(receiver) => {
+                    tokio::pin!(serving);
+                    tokio::select! {
+                        result = &mut serving => result,
+                        () = receiver.run(std::future::pending()) => Ok(()),
+                    }
+                }
+                None => serving.await,
+            }
         });
         let c = Controller {
             holder: options.holder.clone(),
@@ -781,6 +803,62 @@ impl World {
             .get(run)
             .await
             .with_context(|| format!("cannot read run {run}"))
+    }
+
+    /// Creates this world's events queue in moto (what the deployment's EventBridge rule
+    /// feeds); its URL.
+    ///
+    /// # Errors
+    /// When moto refuses.
+    pub async fn events_queue(&self) -> anyhow::Result<String> {
+        let out = self
+            .sqs
+            .create_queue()
+            .queue_name(format!("{}-events", self.cluster))
+            .send()
+            .await
+            .context("cannot create the events queue in moto")?;
+        out.queue_url()
+            .map(str::to_owned)
+            .context("moto returned no queue URL")
+    }
+
+    /// Puts on `queue` the event EventBridge delivers for EC2's notice `detail_type` about
+    /// `instance` (shape: the EC2 user guide, "Spot Instance interruption notices").
+    ///
+    /// # Errors
+    /// When moto refuses.
+    pub async fn send_ec2_notice(
+        &self,
+        queue: &str,
+        detail_type: &str,
+        instance: &str,
+    ) -> anyhow::Result<()> {
+        let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        let body = serde_json::json!({
+            "version": "0",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "detail-type": detail_type,
+            "source": "aws.ec2",
+            "account": "123456789012",
+            "time": time.to_string(),
+            "region": "us-east-1",
+            "resources": [format!("arn:aws:ec2:us-east-1:123456789012:instance/{instance}")],
+            "detail": {"instance-id": instance, "instance-action": "terminate"},
+        });
+        self.sqs
+            .send_message()
+            .queue_url(queue)
+            .message_body(body.to_string())
+            .send()
+            .await
+            .context("cannot send the notice to the events queue")?;
+        self.events.push(
+            Source::Story,
+            "ec2",
+            format!("EC2 sends \"{detail_type}\" for {instance}"),
+        );
+        Ok(())
     }
 
     /// Our instances (by cluster tag), in every state, as moto describes them.

@@ -375,6 +375,54 @@ async fn a_spot_interruption_before_the_job_is_requeued_and_the_job_completes() 
 }
 
 #[tokio::test]
+async fn an_idle_runner_on_a_machine_ec2_warns_about_is_retired_at_once_and_the_job_runs_elsewhere()
+{
+    let mut settings = Settings::fast();
+    // Only the warning can explain a replacement: the stuck rule waits far longer.
+    settings.timeouts.stuck = Duration::from_secs(600);
+    let (world, _g) = world("warned", settings).await;
+    let queue = ok(world.events_queue().await);
+    let mut options = ControllerOptions::named("ctl-a");
+    options.events_queue_url = Some(queue.clone());
+    let ctl = ok(world.start_controller(options).await);
+    let job = ok(world.enqueue("build", &["go"], Duration::from_secs(1)));
+    // The first runner comes online but does not take the job (yet).
+    world.script(&job, Some(1), BootFault::Stuck);
+    let run = run_of(&job);
+    let first = ok(world
+        .wait_until("the first runner is online", SETTLE, || async {
+            world
+                .run(&run)
+                .await
+                .ok()
+                .flatten()
+                .filter(|r| r.status.registered_at.is_some())
+                .and_then(|r| r.status.instance_id)
+        })
+        .await);
+    ok(world
+        .send_ec2_notice(&queue, model::notice::INTERRUPTION_WARNING, first.as_str())
+        .await);
+    let done = ok(world.job_completed(job.id, SETTLE).await);
+    assert_eq!(done.conclusion, Some(Conclusion::Success));
+    let finished = ok(world.run_final(&run, SETTLE).await);
+    assert_eq!(finished.status.phase, Phase::Done, "{finished:?}");
+    assert_eq!(
+        finished.status.attempt, 2,
+        "the job ran on a second machine"
+    );
+    ok(world.terminated(first.as_str(), SETTLE).await);
+    let why = world
+        .events
+        .termination_reason(first.as_str())
+        .unwrap_or_default();
+    assert!(why.contains("Spot interruption warning"), "{why}");
+    assert_eq!(ctl.actions("launch", Some("interruption-warning")), 1);
+    ok(ctl.stop().await);
+    world.shutdown().await;
+}
+
+#[tokio::test]
 async fn an_operator_cancel_removes_the_instance_and_runner_and_cancels_the_run() {
     let (world, _g) = world("cancel", Settings::fast()).await;
     let ctl = ok(world

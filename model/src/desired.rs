@@ -221,6 +221,10 @@ pub struct RunStatus {
     /// being warm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub took_job_at: Option<Timestamp>,
+    /// When EC2 warned that the current attempt's instance is at risk (a Spot interruption
+    /// warning or a rebalance recommendation) while its runner was busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warned_at: Option<Timestamp>,
     /// Since when the registered runner has been seen offline or missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline_since: Option<Timestamp>,
@@ -416,6 +420,11 @@ pub enum StatusChange {
         /// When it was seen.
         at: Timestamp,
     },
+    /// EC2 warned about the instance while its runner was busy.
+    Warned {
+        /// When EC2 emitted the notice.
+        at: Timestamp,
+    },
     /// Start a new attempt (`Pending`, attempt number `attempt`).
     Requeue {
         /// The new attempt number.
@@ -457,6 +466,7 @@ impl RunStatus {
             StatusChange::Offline { since } => s.offline_since = Some(*since),
             StatusChange::Online => s.offline_since = None,
             StatusChange::TookJob { at } => s.took_job_at = Some(*at),
+            StatusChange::Warned { at } => s.warned_at = Some(*at),
             StatusChange::Requeue { attempt } => {
                 s = RunStatus {
                     phase: Phase::Pending,
@@ -495,6 +505,7 @@ impl RunStatus {
             launched_at: None,
             registered_at: None,
             took_job_at: None,
+            warned_at: None,
             offline_since: None,
             finished_at: None,
             ..self.clone()

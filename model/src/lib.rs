@@ -27,6 +27,7 @@ pub mod config;
 pub mod desired;
 pub mod fuzz;
 pub mod ids;
+pub mod notice;
 pub mod observed;
 pub mod plan;
 pub mod schedule;

@@ -98,6 +98,10 @@ pub struct Observed {
     /// concluded about this pass.
     #[serde(default)]
     pub jobs_read: Vec<JobSeen>,
+    /// EC2's advance notices (Spot interruption warnings, rebalance recommendations) about
+    /// instances, as received; empty where no events queue is configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<crate::notice::Notice>,
 }
 
 /// An EC2 instance as listed.

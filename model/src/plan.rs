@@ -338,6 +338,12 @@ pub enum Reason {
         /// The attempt limit.
         attempts: u32,
     },
+    /// EC2 sent an advance notice about the instance (a Spot interruption warning or a
+    /// rebalance recommendation) while its runner was not busy.
+    Notice {
+        /// Which notice.
+        kind: crate::notice::NoticeKind,
+    },
     /// A run failed after its attempts rested and its job still waits in Gitea.
     RetryFailed {
         /// The rest (`timeouts.retry_failed`).
@@ -377,6 +383,12 @@ impl Reason {
             Reason::WarmAged { .. } => "warm-aged",
             Reason::AttemptsExhausted { .. } => "attempts-exhausted",
             Reason::RetryFailed { .. } => "retry-failed",
+            Reason::Notice {
+                kind: crate::notice::NoticeKind::InterruptionWarning,
+            } => "interruption-warning",
+            Reason::Notice {
+                kind: crate::notice::NoticeKind::RebalanceRecommendation,
+            } => "rebalance-recommendation",
         }
     }
 }
@@ -437,6 +449,7 @@ impl fmt::Display for Reason {
             Reason::AttemptsExhausted { attempts } => {
                 write!(f, "gave up after {attempts} attempts")
             }
+            Reason::Notice { kind } => write!(f, "EC2 {kind} for its instance"),
             Reason::RetryFailed { after } => write!(
                 f,
                 "failed {} ago and Gitea still queues its job: one more attempt",
@@ -468,6 +481,8 @@ mod index;
 mod rules;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_notice;
 #[cfg(test)]
 mod tests_retire;
 #[cfg(test)]
@@ -612,6 +627,7 @@ impl fmt::Display for StatusChange {
             StatusChange::Online => f.write_str("online again"),
             StatusChange::TookJob { at } => write!(f, "took a job at {at}"),
             StatusChange::Requeue { attempt } => write!(f, "pending for attempt {attempt}"),
+            StatusChange::Warned { at } => write!(f, "warned by EC2 at {at}"),
             StatusChange::Finish {
                 phase,
                 error: Some(e),

@@ -203,6 +203,8 @@ pub struct World {
     pub jobs: Vec<QueuedJob>,
     /// Jobs read one by one.
     pub reads: Vec<JobSeen>,
+    /// EC2's advance notices.
+    pub notices: Vec<crate::notice::Notice>,
     /// Now.
     pub now: Timestamp,
     next_id: u64,
@@ -229,6 +231,7 @@ impl World {
             runners,
             jobs,
             reads: Vec::new(),
+            notices: Vec::new(),
             now,
             next_id: 0,
         }
@@ -248,6 +251,7 @@ impl World {
                 items: self.jobs.clone(),
             },
             jobs_read: self.reads.clone(),
+            notices: self.notices.clone(),
         }
     }
 

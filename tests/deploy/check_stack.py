@@ -371,9 +371,10 @@ def check_iam(w, outputs, physical, queue_arn):
         same_statement(
             statements.get("SpotWarningQueue", {}),
             {"Sid": "SpotWarningQueue", "Effect": "Allow",
-             "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage"], "Resource": queue_arn},
+             "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+             "Resource": queue_arn},
         ),
-        "controller may receive and delete on the warning queue, nothing else there",
+        "controller may receive, delete and count on the warning queue, nothing else there",
     )
     arn = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter"
     secrets = statements.get("ReadSecretsAtStart", {})
@@ -547,7 +548,7 @@ def check_controller(w, res, outputs, physical, queue_url):
         check(w.token not in out and w.secret not in out, "doctor's output holds no secret")
         lines = doctor.stdout.splitlines()
         for name in ("config", "aws credentials", "dynamodb table", "dynamodb TTL", "dynamodb read",
-                     "gitea version", "gitea token: list runners"):
+                     "gitea version", "gitea token: list runners", "events queue"):
             check(any(l.startswith("ok") and f" {name}:" in l for l in lines), f"doctor: {name} ok")
         # A terminate dry run needs a live instance of the cluster; there is none yet.
         skipped = [l for l in lines if l.startswith("skipped")

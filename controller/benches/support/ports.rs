@@ -64,6 +64,7 @@ pub fn reconciler(
         limits: Limits::default(),
         metrics: Metrics::new(),
         holder: "bench".into(),
+        notices: controller::notices::NoticeBook::default(),
     }
 }
 

@@ -38,6 +38,7 @@ use crate::aws::ApiError;
 use crate::fleet::ec2::{map_instance, run_input, Ec2Api, SdkEc2};
 use crate::fleet::{offerings, LaunchRequest};
 use crate::forge::{Forge, ForgeError, ForgeVersion};
+use crate::notices::SqsQueue;
 use crate::store::schema;
 
 /// How long any one probe may take.
@@ -687,7 +688,29 @@ pub async fn check_aws(conf: &aws_config::SdkConfig, config: &Config) -> Vec<Che
     }
     out.extend(check_ec2(&SdkEc2::from_conf(conf), config).await);
     out.extend(check_table(&aws_sdk_dynamodb::Client::new(conf), &config.store.table).await);
+    if let Some(url) = &config.aws.events_queue_url {
+        out.push(check_events_queue(&SqsQueue::new(aws_sdk_sqs::Client::new(conf), url)).await);
+    }
     out
+}
+
+/// The events queue (`aws.events_queue_url`) can be read: EC2's notices reach the loop.
+pub async fn check_events_queue(queue: &SqsQueue) -> Check {
+    const NAME: &str = "events queue";
+    match tokio::time::timeout(std::time::Duration::from_secs(10), queue.depth()).await {
+        Ok(Ok(n)) => Check::ok(NAME, format!("readable, {n} message(s) waiting")),
+        Ok(Err(e)) => Check::problem(
+            NAME,
+            e,
+            "check aws.events_queue_url and that the controller may call sqs:ReceiveMessage, \
+             sqs:DeleteMessage and sqs:GetQueueAttributes on it (the SpotWarningQueue statement in DevOps-Reference)",
+        ),
+        Err(_) => Check::problem(
+            NAME,
+            "SQS did not answer within 10s",
+            "check the network path to SQS and aws.region",
+        ),
+    }
 }
 
 /// The SDK's credential chain yields credentials (never printed), and a region is set.

@@ -41,6 +41,13 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<ExitCode> {
     let rt = crate::wiring::runtime()?;
     rt.block_on(async {
         let connected = crate::wiring::connect(config).await?;
+        if let Some(receiver) = &connected.notices {
+            // The notices waiting now are this pass's; a queue that cannot be read makes
+            // none (the rules reading EC2's own state still hold).
+            if let Err(e) = receiver.drain().await {
+                tracing::warn!(error = %e, "cannot read the events queue; planning without EC2 notices");
+            }
+        }
         once(&connected.reconciler, args).await
     })
 }

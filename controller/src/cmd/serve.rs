@@ -57,6 +57,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(version = %format!("{}.{}.{}", connected.version.major, connected.version.minor, connected.version.patch), "connected to Gitea");
         let listener = TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         tracing::info!(address = %listen, "serving webhooks at /hooks/gitea, metrics at /metrics");
+        if let Some(receiver) = connected.notices {
+            tracing::info!("receiving EC2's Spot interruption warnings and rebalance recommendations");
+            // Only records into the loop's book; stops with the process.
+            tokio::spawn(receiver.run(std::future::pending()));
+        }
         let forge: Arc<dyn Forge> = connected.forge;
         serve(connected.reconciler, Some(forge), secret, &spool_dir, listener, shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)

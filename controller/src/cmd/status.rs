@@ -735,6 +735,7 @@ mod tests {
                 runners: Seen::Complete { items: runners },
                 queued_jobs: Seen::Complete { items: queued_jobs },
                 jobs_read: vec![],
+                notices: vec![],
             },
             errors: vec![],
         }

@@ -113,6 +113,8 @@ pub struct Reconciler {
     pub metrics: Metrics,
     /// This controller's name in the lease (host and process id).
     pub holder: String,
+    /// EC2's advance notices received so far (empty without `aws.events_queue_url`).
+    pub notices: crate::notices::NoticeBook,
 }
 
 impl Reconciler {
@@ -231,6 +233,7 @@ impl Reconciler {
                 biased;
                 () = &mut shutdown => break,
                 () = wake.notified() => {}
+                () = self.notices.changed() => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }

@@ -84,6 +84,9 @@ impl Reconciler {
             _ => Vec::new(),
         };
         self.note_finished(&mut desired, &queued_jobs).await;
+        if let Seen::Complete { items } = &instances {
+            self.notices.forget_absent(items);
+        }
         Observation {
             desired,
             observed: Observed {
@@ -91,6 +94,7 @@ impl Reconciler {
                 runners,
                 queued_jobs,
                 jobs_read,
+                notices: self.notices.snapshot(),
             },
             errors,
         }

@@ -239,6 +239,7 @@ impl Plant {
             limits: Limits::default(),
             metrics: Metrics::new(),
             holder: format!("sim-controller-{ctl}/{generation}"),
+            notices: crate::notices::NoticeBook::default(),
         };
         let wake = Arc::clone(&ctx.wakes[ctl]);
         let mut hooks = SimHooks {

@@ -25,7 +25,7 @@
 //! | `attempt` | N | status | current attempt, from 1 |
 //! | `instance_id`, `runner_name`, `last_error`, `outcome` | S | status | optional |
 //! | `runner_id` | N | status | optional |
-//! | `claimed_at`, `launched_at`, `registered_at`, `took_job_at`, `offline_since`, `finished_at` | S | status | RFC 3339, optional |
+//! | `claimed_at`, `launched_at`, `registered_at`, `took_job_at`, `warned_at`, `offline_since`, `finished_at` | S | status | RFC 3339, optional |
 //! | `version` | N | status | bumped by every status write |
 //! | `active` | S | status | `"1"` while the phase is not final; absent after (sparse index key) |
 //! | `expires_at` | N | status | TTL, epoch seconds: set when the phase becomes final |
@@ -120,6 +120,7 @@ pub const STATUS_ATTRS: &[&str] = &[
     "launched_at",
     "registered_at",
     "took_job_at",
+    "warned_at",
     "offline_since",
     "finished_at",
     "last_error",
@@ -223,6 +224,7 @@ pub fn status_attrs(status: &RunStatus, expires_at: Option<i64>) -> Item {
         ("launched_at", status.launched_at),
         ("registered_at", status.registered_at),
         ("took_job_at", status.took_job_at),
+        ("warned_at", status.warned_at),
         ("offline_since", status.offline_since),
         ("finished_at", status.finished_at),
     ] {
@@ -380,6 +382,7 @@ pub fn decode(item: &Item) -> Result<DesiredRun, String> {
         launched_at: r.opt_time("launched_at")?,
         registered_at: r.opt_time("registered_at")?,
         took_job_at: r.opt_time("took_job_at")?,
+        warned_at: r.opt_time("warned_at")?,
         offline_since: r.opt_time("offline_since")?,
         finished_at: r.opt_time("finished_at")?,
         last_error: r.opt_s("last_error")?,
@@ -431,6 +434,7 @@ mod tests {
             launched_at: Some(Timestamp::from_millis(1_764_200_002_000)),
             registered_at: Some(Timestamp::from_millis(1_764_200_003_000)),
             took_job_at: Some(Timestamp::from_millis(1_764_200_004_000)),
+            warned_at: Some(Timestamp::from_millis(1_764_200_004_500)),
             offline_since: None,
             finished_at: None,
             last_error: Some("first try: no capacity".into()),

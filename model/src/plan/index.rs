@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::desired::{DesiredRun, JobState};
+use crate::notice::Notice;
 use crate::observed::{DesiredView, ForgeRunner, Instance, JobSeen, Observed, Seen};
 use crate::time::Timestamp;
 
@@ -54,6 +55,9 @@ pub(super) struct Index<'a> {
     pub in_progress_on: HashSet<&'a str>,
     /// Keys of rows that did not parse.
     pub invalid: HashSet<&'a str>,
+    /// EC2's advance notices by instance id: an interruption warning over a rebalance
+    /// recommendation, the earliest of a kind.
+    pub notices: HashMap<&'a str, &'a Notice>,
 }
 
 impl<'a> Index<'a> {
@@ -149,7 +153,14 @@ impl<'a> Index<'a> {
             waiting: BTreeMap::new(),
             in_progress_on: HashSet::new(),
             invalid: desired.invalid.iter().map(|r| r.key.as_str()).collect(),
+            notices: HashMap::new(),
         };
+        for n in &observed.notices {
+            let slot = idx.notices.entry(n.instance.as_str()).or_insert(n);
+            if (n.kind, n.at) < (slot.kind, slot.at) {
+                *slot = n;
+            }
+        }
 
         // Demand: the label sets of queued jobs, each with the oldest run of ours waiting on
         // such a job. Without a queued list (Gitea 1.24, push mode), the runs' own states.
@@ -257,6 +268,11 @@ impl<'a> Index<'a> {
             Some(Some(JobState::Completed { .. })) => JobView::Done,
             Some(None) | None => JobView::Unknown,
         }
+    }
+
+    /// EC2's advance notice about instance `i`, if any.
+    pub(super) fn notice(&self, i: &Instance) -> Option<&'a Notice> {
+        self.notices.get(i.id.as_str()).copied()
     }
 
     /// Whether a runner is (or may be) running a job: Gitea says busy, or it is online and a

@@ -21,6 +21,7 @@ use std::time::Duration;
 use super::index::{Index, JobView};
 use super::{Action, Deferred, Plan, Policy, PoolPolicy, Reason, StatusChange, Unschedulable};
 use crate::desired::{DesiredRun, JobRef, Origin, Phase, RunSpec};
+use crate::notice::NoticeKind;
 use crate::observed::{DesiredView, ForgeRunner, Instance, Observed};
 use crate::time::Timestamp;
 
@@ -423,6 +424,13 @@ impl<'a> Pass<'a> {
         if runners.iter().any(|r| self.idx.is_busy(r)) {
             return; // it took a job: it ends by itself when the job is done
         }
+        if self.idx.notice(i).is_some() {
+            // Warned by EC2: not kept for queued work it may not finish.
+            if self.retire(Some(run), i, runners, &reason) {
+                self.end(run, phase, reason);
+            }
+            return;
+        }
         let wanted = runners
             .iter()
             .any(|r| !r.online && !r.disabled && self.idx.has_demand_for(&r.labels));
@@ -581,6 +589,19 @@ impl<'a> Pass<'a> {
         self.deadline(i.launched_at.plus(self.lifetime_of(i)));
         if !self.forge_ok {
             return;
+        }
+        if let Some(notice) = self.idx.notice(i) {
+            // Rule "warned": EC2 will reclaim the machine (or may soon). A runner that is
+            // not busy must not take a job it cannot finish: retire it (disabled first) and
+            // let the run go on elsewhere. A busy one runs on; its run notes the warning.
+            if !runners.iter().any(|r| self.idx.is_busy(r)) {
+                let reason = Reason::Notice { kind: notice.kind };
+                return self.retire_and_decide(run, name, i, runners, reason);
+            }
+            if run.status.warned_at.is_none() {
+                let change = StatusChange::Warned { at: notice.at };
+                self.status(run, change, Reason::Notice { kind: notice.kind });
+            }
         }
         match runners.iter().find(|r| r.online) {
             Some(r) => self.online(run, name, i, r, runners),
@@ -821,7 +842,12 @@ impl<'a> Pass<'a> {
                 // The machine died under the job. Gitea fails a job whose runner vanished
                 // (zombie task cron) and does not queue it again: a re-run in Gitea queues it
                 // as a new pick, which gets a run of its own.
-                let error = format!("{cause} while running the job; re-run it in Gitea");
+                let warned = run
+                    .status
+                    .warned_at
+                    .map(|t| format!(" (EC2 warned at {t})"))
+                    .unwrap_or_default();
+                let error = format!("{cause} while running the job{warned}; re-run it in Gitea");
                 return self.fail(run, error, cause);
             }
             JobView::Taken { runner: Some(on) } if on == name => {
@@ -837,7 +863,8 @@ impl<'a> Pass<'a> {
             JobView::Queued { confirmed: false } => {
                 // Without a whole queued list, a job can only have been taken if the runner
                 // registered; after a Spot reclaim, a new attempt is the safe side.
-                cause == Reason::SpotInterruption || run.status.registered_at.is_none()
+                matches!(cause, Reason::SpotInterruption | Reason::Notice { .. })
+                    || run.status.registered_at.is_none()
             }
         };
         if !still_waiting {
@@ -977,6 +1004,16 @@ impl<'a> Pass<'a> {
             if self.idx.is_busy_name(name) {
                 self.deadline(i.launched_at.plus(limit));
                 continue;
+            }
+            if let Some(notice) = self.idx.notice(i) {
+                // Warned by EC2: never kept as a spare. Reclaimed within two minutes
+                // anyway, an interrupted one need not wait out the minimum age either.
+                if notice.kind == NoticeKind::InterruptionWarning
+                    || i.launched_at.plus(min_age) <= self.now
+                {
+                    self.retire(None, i, runners, &Reason::Notice { kind: notice.kind });
+                    continue;
+                }
             }
             if i.launched_at.plus(min_age) > self.now {
                 self.deadline(i.launched_at.plus(min_age));
