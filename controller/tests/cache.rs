@@ -42,6 +42,8 @@ fn token(n: u8) -> String {
 struct Runners {
     jobs: Mutex<HashMap<String, (String, JobScope)>>,
     ended: Mutex<Vec<String>>,
+    /// Runners whose job is not known yet (their `in_progress` webhook is late).
+    waiting: Mutex<Vec<String>>,
 }
 
 impl Runners {
@@ -58,6 +60,15 @@ impl Access for Runners {
     async fn resolve(&self, runner: &str, token: &str) -> Result<JobScope, Denied> {
         if self.ended.lock().expect("lock").iter().any(|r| r == runner) {
             return Err(Denied::Ended);
+        }
+        if self
+            .waiting
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|r| r == runner)
+        {
+            return Err(Denied::NoJob("no in_progress webhook yet".into()));
         }
         match self.jobs.lock().expect("lock").get(runner) {
             Some((t, scope)) if t == token => Ok(scope.clone()),
@@ -681,4 +692,33 @@ async fn a_large_entry_streams_through_with_memory_bounded() {
         SIZE >> 20,
         CHUNK >> 20
     );
+}
+
+#[tokio::test]
+async fn a_runner_whose_job_is_not_known_yet_is_asked_to_retry_not_refused() {
+    let cache = start(model::cache::DEFAULT_MAX_REPO_SIZE).await;
+    let runner = "tq-t-job-9-1-a1";
+    cache
+        .runners
+        .waiting
+        .lock()
+        .expect("lock")
+        .push(runner.into());
+    let url = model::cache::runner_url(&cache.base, runner, &token(9));
+    let resp = cache
+        .http
+        .get(format!(
+            "{url}_apis/artifactcache/cache?keys=deps-1&version=v"
+        ))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 503, "actions/cache retries a 503");
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    assert!(!resp.text().await.expect("text").contains(&token(9)));
 }

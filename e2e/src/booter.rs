@@ -404,6 +404,9 @@ impl Shared {
             .as_deref()
             .and_then(model::userdata::runner_file_from_script)
             .map(|text| RunnerFile::from_json(&text));
+        let cache_url = script
+            .as_deref()
+            .and_then(model::userdata::cache_server_from_script);
         let file = match file {
             None => {
                 self.events.push(
@@ -427,7 +430,8 @@ impl Shared {
             .base_url(self.sim_url.clone())
             .boot_delay(settings.boot_delay)
             .fetch_interval(settings.fetch_interval)
-            .report_interval(settings.report_interval);
+            .report_interval(settings.report_interval)
+            .cache_url(cache_url);
         match fault {
             Some(BootFault::SpotInterruptedBeforeStart) => {
                 self.events.push(

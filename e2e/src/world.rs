@@ -256,6 +256,9 @@ pub struct ControllerOptions {
     pub backfill: bool,
     /// Receive EC2's notices from this SQS queue (in moto), as `aws.events_queue_url` does.
     pub events_queue_url: Option<String>,
+    /// Serve the actions cache (on a loopback port, entries in a moto S3 bucket of this
+    /// world), so runners get a `cache.external_server`.
+    pub cache: bool,
 }
 
 impl ControllerOptions {
@@ -267,6 +270,7 @@ impl ControllerOptions {
             receive_webhooks: true,
             backfill: true,
             events_queue_url: None,
+            cache: false,
         }
     }
 }
@@ -415,6 +419,8 @@ pub struct World {
     pub network: Network,
     /// SQS (moto), for EC2's notices.
     pub sqs: aws_sdk_sqs::Client,
+    /// S3 (moto), for the actions cache.
+    pub s3: aws_sdk_s3::Client,
     dynamo: aws_sdk_dynamodb::Client,
     secret: String,
     spool: tempfile::TempDir,
@@ -467,6 +473,12 @@ impl World {
         let ec2 = aws_sdk_ec2::Client::new(&conf);
         let dynamo = aws_sdk_dynamodb::Client::new(&conf);
         let sqs = aws_sdk_sqs::Client::new(&conf);
+        // Path-style, as the cache service addresses moto.
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&conf)
+                .force_path_style(true)
+                .build(),
+        );
         let store = Arc::new(DynamoStore::with_policy(
             dynamo.clone(),
             &table,
@@ -524,6 +536,7 @@ impl World {
             ec2,
             network,
             sqs,
+            s3,
             dynamo,
             secret,
             spool,
@@ -588,7 +601,24 @@ impl World {
     /// # Errors
     /// When Gitea cannot be reached at start-up or the listener cannot bind.
     pub async fn start_controller(&self, options: ControllerOptions) -> anyhow::Result<Controller> {
-        let config = self.config()?;
+        let mut config = self.config()?;
+        if options.cache {
+            let bucket = format!("{}-cache", self.cluster);
+            // Creating it again (a second controller) is refused by moto as owned already.
+            let _ = self.s3.create_bucket().bucket(&bucket).send().await;
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .context("cannot find a free port for the cache service")?
+                .port();
+            config.server.cache_listen = Some(format!("127.0.0.1:{port}"));
+            config.cache = Some(model::cache::CacheConfig {
+                bucket,
+                prefix: String::new(),
+                url: format!("http://127.0.0.1:{port}"),
+                max_repo_size: model::cache::DEFAULT_MAX_REPO_SIZE,
+                expiry: model::cache::DEFAULT_EXPIRY,
+            });
+        }
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("cannot bind the controller's listener")?;

@@ -423,6 +423,47 @@ async fn an_idle_runner_on_a_machine_ec2_warns_about_is_retired_at_once_and_the_
 }
 
 #[tokio::test]
+async fn job_two_restores_on_another_machine_what_job_one_saved_in_the_cache() {
+    let (world, _g) = world("cache", Settings::fast()).await;
+    let mut options = ControllerOptions::named("ctl-a");
+    options.cache = true;
+    let ctl = ok(world.start_controller(options).await);
+    let spec = |name: &str| {
+        gitea_sim::JobSpec::new(e2e::REPO, name, &["go"])
+            .duration(Duration::from_secs(1))
+            .cache("go-mod-4f2a", 256 * 1024)
+    };
+    let first = ok(world.enqueue_spec(spec("build")));
+    let done = ok(world.job_completed(first.id, SETTLE).await);
+    assert_eq!(done.conclusion, Some(Conclusion::Success));
+    assert_eq!(
+        done.log,
+        vec!["Cache saved with key: go-mod-4f2a (262144 bytes)".to_owned()],
+        "a miss, then the entry saved"
+    );
+    let second = ok(world.enqueue_spec(spec("test")));
+    let done = ok(world.job_completed(second.id, SETTLE).await);
+    assert_eq!(
+        done.log,
+        vec!["Cache restored from key: go-mod-4f2a (262144 bytes)".to_owned()],
+        "a hit"
+    );
+    let machine = |job: &gitea_sim::JobView| {
+        world
+            .booter
+            .machines_of(&run_of(job))
+            .into_iter()
+            .map(|m| m.instance)
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (machine(&first), machine(&second));
+    assert_eq!((a.len(), b.len()), (1, 1), "{a:?} {b:?}");
+    assert_ne!(a, b, "the second job ran on another machine");
+    ok(ctl.stop().await);
+    world.shutdown().await;
+}
+
+#[tokio::test]
 async fn an_operator_cancel_removes_the_instance_and_runner_and_cancels_the_run() {
     let (world, _g) = world("cancel", Settings::fast()).await;
     let ctl = ok(world

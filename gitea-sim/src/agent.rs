@@ -196,6 +196,8 @@ pub struct AgentConfig {
     pub fault: AgentFault,
     /// Timeout of each call.
     pub request_timeout: Duration,
+    /// The config's `cache.external_server` (`ACTIONS_CACHE_URL` for the job's cache step).
+    pub cache_url: Option<String>,
 }
 
 impl AgentConfig {
@@ -233,7 +235,15 @@ impl AgentConfig {
             version: "sim-agent/0.1".to_owned(),
             fault: AgentFault::None,
             request_timeout: Duration::from_secs(10),
+            cache_url: None,
         }
+    }
+
+    /// Sets the cache service a job's cache step talks to.
+    #[must_use]
+    pub fn cache_url(mut self, url: Option<String>) -> Self {
+        self.cache_url = url;
+        self
     }
 
     /// Talks to `url` instead (e.g. when the `.runner` address is not reachable from here).
@@ -653,6 +663,21 @@ async fn run(
         _ => Conclusion::Success,
     };
     let _ = state.send(AgentState::Running { task_id, job_id });
+    if let Some(step) = ctx
+        .get("sim_cache")
+        .cloned()
+        .and_then(|v| serde_json::from_value::<crate::types::CacheStep>(v).ok())
+    {
+        let line = match &cfg.cache_url {
+            Some(url) => crate::cache_step::run(&client.http, url, &step).await,
+            None => "Warning: no cache service (ACTIONS_CACHE_URL is not set)".to_owned(),
+        };
+        let rows =
+            json!({"taskId": task_id.to_string(), "index": "0", "rows": [{"content": line}]});
+        if let Err(e) = client.call("UpdateLog", rows).await {
+            tracing::debug!(runner_id, task_id, error = %e, "log upload failed");
+        }
+    }
 
     let offline_after = match cfg.fault {
         AgentFault::OfflineMidJob { after_ms } => Some(Duration::from_millis(after_ms)),

@@ -33,6 +33,7 @@
 
 pub mod agent;
 mod api;
+mod cache_step;
 pub mod clock;
 pub mod config;
 mod control;
@@ -57,7 +58,7 @@ pub use git::ZERO_SHA;
 pub use server::{SimHandle, SimStartError, Simulator};
 pub use state::SimError;
 pub use types::{
-    CommitSpec, Conclusion, Delivery, FileChange, JobPhase, JobSpec, JobView, PushResult, PushSpec,
-    RunnerSpec, RunnerView,
+    CacheStep, CommitSpec, Conclusion, Delivery, FileChange, JobPhase, JobSpec, JobView,
+    PushResult, PushSpec, RunnerSpec, RunnerView,
 };
 pub use webhook::sign;

@@ -10,7 +10,7 @@
 //! `Register`, `Declare` and `UpdateLog` follow Gitea's messages. `FetchTask`'s task and
 //! `UpdateTask`'s state use act_runner's field names (`id`, `result` as `RESULT_*`,
 //! `tasksVersion`) with simulator-specific entries in the task `context`:
-//! `sim_job_id`, `sim_duration_ms`, `sim_result`.
+//! `sim_job_id`, `sim_duration_ms`, `sim_result`, `sim_cache`.
 
 use std::sync::Arc;
 
@@ -242,6 +242,7 @@ fn task_msg(t: &TaskOut, base: &str) -> Value {
             "sim_job_id": job.id,
             "sim_duration_ms": job.duration_ms,
             "sim_result": job.planned.as_str(),
+            "sim_cache": job.cache,
         },
     })
 }
@@ -266,12 +267,23 @@ fn update_task(shared: &Shared, id: i64, req: &Value) -> Result<Value, RpcError>
 fn update_log(shared: &Shared, id: i64, req: &Value) -> Result<Value, RpcError> {
     let task_id = i(req, "taskId", "task_id")?;
     let index = i(req, "index", "index")?.unwrap_or(0);
-    let rows = req
+    let rows: Vec<String> = req
         .get("rows")
         .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    shared.with(|st, now| st.update_log(id, task_id, now))?;
-    let ack = index + i64::try_from(rows).unwrap_or(0);
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    r.get("content")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let count = rows.len();
+    shared.with(|st, now| st.update_log(id, task_id, rows, now))?;
+    let ack = index + i64::try_from(count).unwrap_or(0);
     Ok(if ack == 0 {
         json!({})
     } else {

@@ -228,6 +228,9 @@ pub(crate) struct JobRec {
     pub head_branch: String,
     pub duration_ms: u64,
     pub planned: Conclusion,
+    pub cache: Option<crate::types::CacheStep>,
+    /// `UpdateLog` rows of its task, in order.
+    pub log: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -702,6 +705,7 @@ impl State {
             head_branch: job.head_branch.clone(),
             head_sha: job.head_sha.clone(),
             duration_ms: job.duration_ms,
+            log: job.log.clone(),
         }
     }
 
@@ -798,6 +802,8 @@ impl State {
                 head_branch: spec.head_branch.clone(),
                 duration_ms: spec.duration_ms,
                 planned: spec.result,
+                cache: spec.cache.clone(),
+                log: Vec::new(),
             },
         );
         if status == St::Waiting {
@@ -1135,11 +1141,13 @@ impl State {
         &mut self,
         runner_id: i64,
         task_id: Option<i64>,
+        rows: Vec<String>,
         now: i64,
     ) -> Result<(), RpcError> {
         if let Some(r) = self.runners.get_mut(&runner_id) {
             r.last_active = now;
         }
+        let mut job_id = None;
         if let Some(task) = task_id.and_then(|t| self.tasks.get_mut(&t)) {
             if task.runner_id != runner_id {
                 // go-gitea/gitea v1.26.4 routers/api/actions/runner/runner.go:262-264.
@@ -1148,6 +1156,11 @@ impl State {
             if !task.done {
                 task.last_update = now;
             }
+            job_id = Some(task.job_id);
+        }
+        // Gitea appends the rows to the task's log (runner.go:251-303, `actions.WriteLogs`).
+        if let Some(job) = job_id.and_then(|j| self.jobs.get_mut(&j)) {
+            job.log.extend(rows);
         }
         Ok(())
     }

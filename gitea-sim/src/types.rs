@@ -127,6 +127,20 @@ pub struct JobSpec {
     /// Add the job to an existing run of the same repository instead of a new run.
     #[serde(default)]
     pub run_id: Option<i64>,
+    /// A step using the actions cache (as `actions/cache` does): restore `key`, or on a miss
+    /// save an entry of `size` bytes under it. Played by the agent against the runner's
+    /// `cache.external_server`; what happened is written to the job's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheStep>,
+}
+
+/// A job step that restores or saves one cache entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheStep {
+    /// The entry's key.
+    pub key: String,
+    /// The bytes to save on a miss.
+    pub size: u64,
 }
 
 fn default_duration_ms() -> u64 {
@@ -151,7 +165,18 @@ impl JobSpec {
             head_sha: None,
             blocked: false,
             run_id: None,
+            cache: None,
         }
+    }
+
+    /// Adds a cache step: restore `key`, or save `size` bytes under it on a miss.
+    #[must_use]
+    pub fn cache(mut self, key: impl Into<String>, size: u64) -> Self {
+        self.cache = Some(CacheStep {
+            key: key.into(),
+            size,
+        });
+        self
     }
 
     /// Sets how long the job runs.
@@ -222,6 +247,9 @@ pub struct JobView {
     pub head_sha: String,
     /// Planned duration in milliseconds.
     pub duration_ms: u64,
+    /// The log lines its runner wrote (`UpdateLog` rows), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
 }
 
 /// A runner as the simulator holds it.

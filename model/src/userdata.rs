@@ -374,6 +374,18 @@ pub fn runner_file_from_script(script: &str) -> Option<String> {
     assigned_value(script, "TQ_RUNNER_FILE").filter(|v| !v.is_empty())
 }
 
+/// The runner config's `cache.external_server` a rendered boot script carries (in
+/// `TQ_CONFIG`); `None` when the cache is off. For tools that play the instance's part.
+#[must_use]
+pub fn cache_server_from_script(script: &str) -> Option<String> {
+    let config = assigned_value(script, "TQ_CONFIG")?;
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&config).ok()?;
+    yaml.get("cache")?
+        .get("external_server")?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// The value of a `VAR='…'` line as [`render`] writes it (single-quoted, each `'` written as
 /// `'\''`), undoing the quoting; `None` when there is no such line or it is not quoted that way.
 fn assigned_value(script: &str, var: &str) -> Option<String> {
@@ -491,6 +503,15 @@ mod tests {
         for path in &paths {
             assert!(ACCEPTED_KEYS.contains(&path.as_str()), "{path}");
         }
+        assert_eq!(
+            cache_server_from_script(&text).as_deref(),
+            Some(url.as_str())
+        );
+        assert_eq!(
+            cache_server_from_script(render(&input()).expect("renders").expose()),
+            None,
+            "no cache, no server"
+        );
         i.cache_url = Some(Secret::new(format!("http://10.0.0.5:8081/x/{cache_token}")));
         let err = render(&i).expect_err("no trailing slash").to_string();
         assert!(

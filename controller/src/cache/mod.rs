@@ -241,11 +241,21 @@ async fn scope_of(service: &CacheService, runner: &str, token: &str) -> Result<J
     service.0.access.resolve(runner, token).await.map_err(|d| {
         service.0.metrics.cache_refused(d.label());
         tracing::info!(runner = %crate::quiet::cap(runner, 200), reason = %d, "cache request refused");
-        let status = match d {
-            Denied::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::FORBIDDEN,
-        };
-        error(status, d.to_string())
+        match d {
+            // Not known yet is not a no: the `in_progress` webhook naming the runner's job
+            // may be moments away. A 503 is what `actions/cache` retries (once, 5 s later:
+            // actions/toolkit packages/cache/src/internal/requestUtils.ts, constants.ts).
+            Denied::NoJob(_) => {
+                let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, d.to_string());
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("5"),
+                );
+                resp
+            }
+            Denied::Unavailable(_) => error(StatusCode::SERVICE_UNAVAILABLE, d.to_string()),
+            Denied::Credential | Denied::Ended => error(StatusCode::FORBIDDEN, d.to_string()),
+        }
     })
 }
 
