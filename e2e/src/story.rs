@@ -1,10 +1,11 @@
 //! The demo (`make demo`, binary `tinqs-demo`): one scripted story through the whole loop,
 //! narrated as it happens, then the final status and a one-line summary.
 //!
-//! Seven jobs across the pools `go` and `docker`. Among them: a runner that never registers
+//! Ten jobs across the pools `go` and `docker`. Among them: a runner that never registers
 //! (retried), a machine that dies mid-job (its runner goes offline), a Spot interruption before
-//! a runner starts (requeued), a job whose webhook is lost (backfilled); besides them, an
-//! instance tagged as ours for a run that does not exist (an orphan) and someone else's
+//! a runner starts (requeued), a job whose webhook is lost (backfilled), two jobs sharing a
+//! cache entry on two machines, a machine EC2 warns it will reclaim (replaced); besides them,
+//! an instance tagged as ours for a run that does not exist (an orphan) and someone else's
 //! instance without our tag (never touched).
 
 use std::collections::BTreeMap;
@@ -44,6 +45,10 @@ pub struct Summary {
     pub interruptions: u64,
     /// Runs created from Gitea's queued-jobs list (a webhook was lost, or not there yet).
     pub backfilled: u64,
+    /// Jobs that restored a cache entry another job saved.
+    pub cache_hits: usize,
+    /// Runs moved off a machine EC2 warned about.
+    pub warnings: u64,
 }
 
 impl std::fmt::Display for Summary {
@@ -57,7 +62,7 @@ impl std::fmt::Display for Summary {
         };
         write!(
             f,
-            "demo: {} jobs run ({} succeeded, {} failed), {} jobs lost, {} and {} removed, {} requeued, {} backfilled from Gitea's queue",
+            "demo: {} jobs run ({} succeeded, {} failed), {} jobs lost, {} and {} removed, {} requeued, {} backfilled from Gitea's queue, {} on another machine, {} heeded",
             self.completed,
             self.succeeded,
             self.failed,
@@ -66,6 +71,12 @@ impl std::fmt::Display for Summary {
             plural(self.orphans, "orphan", "orphans"),
             plural(self.interruptions, "Spot interruption", "Spot interruptions"),
             plural(self.backfilled, "run", "runs"),
+            plural(
+                u64::try_from(self.cache_hits).unwrap_or(u64::MAX),
+                "cache hit",
+                "cache hits"
+            ),
+            plural(self.warnings, "Spot warning", "Spot warnings"),
         )
     }
 }
@@ -76,7 +87,11 @@ impl std::fmt::Display for Summary {
 /// # Errors
 /// When the story does not converge within [`CONVERGE_WITHIN`] (saying what is still
 /// missing), or something of the harness fails.
-pub async fn run(world: &World, ctl: &Controller) -> anyhow::Result<Summary> {
+pub async fn run(
+    world: &World,
+    ctl: &Controller,
+    events_queue: Option<&str>,
+) -> anyhow::Result<Summary> {
     let ev = &world.events;
     let say = |text: &str| ev.push(Source::Story, "act", text.to_owned());
     let t = world.settings.timeouts;
@@ -147,6 +162,57 @@ pub async fn run(world: &World, ctl: &Controller) -> anyhow::Result<Summary> {
     scene(world, &act4).await?;
     jobs.extend(act4);
 
+    say("Act 5: a cache that outlives the machine. Two jobs use the same cache key, one after the other, each on a fresh machine.");
+    let cached = |name: &str| {
+        gitea_sim::JobSpec::new(crate::world::REPO, name, &["go"])
+            .duration(d(2))
+            .cache("go-mod-9c1e", 512 * 1024)
+    };
+    let warm_up = world.enqueue_spec(cached("deps"))?;
+    scene(world, std::slice::from_ref(&warm_up)).await?;
+    let reuse = world.enqueue_spec(cached("vet"))?;
+    scene(world, std::slice::from_ref(&reuse)).await?;
+    for job in [&warm_up, &reuse] {
+        let log = world.sim.job(job.id).map(|j| j.log).unwrap_or_default();
+        say(&format!(
+            "  job {} `{}` on its own machine: {}",
+            job.id,
+            job.name,
+            log.first().map_or("(no cache step ran)", String::as_str)
+        ));
+    }
+    jobs.extend([warm_up, reuse]);
+
+    if let Some(queue) = events_queue {
+        say("Act 6: EC2 warns that it will take a machine back before its runner has taken the job.");
+        let hold = world.enqueue("e2e", &["docker"], d(3))?;
+        world.script(&hold, Some(1), BootFault::SlowBoot(d(15)));
+        let run = run_of(&hold);
+        let first = world
+            .wait_until(
+                "the first machine of `e2e` is launched",
+                CONVERGE_WITHIN,
+                || async {
+                    world
+                        .run(&run)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|r| r.status.instance_id)
+                },
+            )
+            .await?;
+        world
+            .send_ec2_notice(queue, model::notice::INTERRUPTION_WARNING, first.as_str())
+            .await?;
+        say(&format!(
+            "  job {} `e2e` (docker): its machine {first} is still booting when the two-minute warning arrives",
+            hold.id
+        ));
+        scene(world, std::slice::from_ref(&hold)).await?;
+        jobs.push(hold);
+    }
+
     say("Epilogue: everything of ours must be gone, the orphan included.");
     let settled = world
         .wait_until("the story converges", CONVERGE_WITHIN, || async {
@@ -199,6 +265,11 @@ pub async fn run(world: &World, ctl: &Controller) -> anyhow::Result<Summary> {
         orphans: ctl.actions("terminate", Some("orphan")),
         interruptions: ctl.actions("update-status", Some("spot-interruption")),
         backfilled: ctl.actions("create-run", Some("backfill")),
+        cache_hits: views
+            .iter()
+            .filter(|j| j.log.iter().any(|l| l.starts_with("Cache restored")))
+            .count(),
+        warnings: ctl.actions("launch", Some("interruption-warning")),
     })
 }
 
@@ -353,17 +424,24 @@ pub async fn status(world: &World, jobs: &[JobView]) -> anyhow::Result<String> {
 pub async fn demo(events: Events) -> anyhow::Result<Summary> {
     let settings = Settings::demo();
     let world = World::start_with_events("demo", settings, events).await?;
-    let ctl = match world
-        .start_controller(ControllerOptions::named("tinqs-ci-demo"))
-        .await
-    {
+    let queue = match world.events_queue().await {
+        Ok(q) => q,
+        Err(e) => {
+            world.shutdown().await;
+            return Err(e);
+        }
+    };
+    let mut options = ControllerOptions::named("tinqs-ci-demo");
+    options.cache = true;
+    options.events_queue_url = Some(queue.clone());
+    let ctl = match world.start_controller(options).await {
         Ok(c) => c,
         Err(e) => {
             world.shutdown().await;
             return Err(e);
         }
     };
-    let result = match tokio::time::timeout(STORY_WITHIN, run(&world, &ctl)).await {
+    let result = match tokio::time::timeout(STORY_WITHIN, run(&world, &ctl, Some(&queue))).await {
         Ok(r) => r,
         Err(_) => Err(anyhow::anyhow!(
             "the story did not converge within {}\n--- what happened ---\n{}",
@@ -394,10 +472,12 @@ mod tests {
             orphans: 1,
             interruptions: 1,
             backfilled: 1,
+            cache_hits: 1,
+            warnings: 2,
         };
         assert_eq!(
             s.to_string(),
-            "demo: 7 jobs run (6 succeeded, 1 failed), 0 jobs lost, 2 zombies and 1 orphan removed, 1 Spot interruption requeued, 1 run backfilled from Gitea's queue"
+            "demo: 7 jobs run (6 succeeded, 1 failed), 0 jobs lost, 2 zombies and 1 orphan removed, 1 Spot interruption requeued, 1 run backfilled from Gitea's queue, 1 cache hit on another machine, 2 Spot warnings heeded"
         );
     }
 }
