@@ -25,4 +25,6 @@ pub mod world;
 pub use booter::{BootFault, BootSettings, Booter, FaultRule, MachineView, Match};
 pub use faults::{FaultyFleet, FaultyStore, Interruptions};
 pub use narrate::{capture, CaptureLayer, Event, Events, Source};
-pub use world::{run_of, run_of_pick, Controller, ControllerOptions, Ec2View, Settings, World};
+pub use world::{
+    run_of, run_of_pick, Controller, ControllerOptions, Ec2View, Settings, WarmPool, World,
+};

@@ -254,6 +254,18 @@ pub struct ControllerOptions {
     pub receive_webhooks: bool,
     /// Read Gitea's queued-jobs list (backfill). Off, only webhooks (and the spool) create runs.
     pub backfill: bool,
+    /// A pool that keeps warm runners, in its configuration. None: no pool does.
+    pub warm: Option<WarmPool>,
+}
+
+/// A pool's warm runners in a world's configuration: `pools.<pool>.warm.min_idle`, always (no
+/// schedule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmPool {
+    /// The pool (`go` or `docker`).
+    pub pool: String,
+    /// Idle runners it keeps ready.
+    pub min_idle: u32,
 }
 
 impl ControllerOptions {
@@ -264,6 +276,19 @@ impl ControllerOptions {
             holder: holder.to_owned(),
             receive_webhooks: true,
             backfill: true,
+            warm: None,
+        }
+    }
+
+    /// The same, with pool `pool` keeping `min_idle` warm runners.
+    #[must_use]
+    pub fn with_warm(self, pool: &str, min_idle: u32) -> Self {
+        ControllerOptions {
+            warm: Some(WarmPool {
+                pool: pool.to_owned(),
+                min_idle,
+            }),
+            ..self
         }
     }
 }
@@ -525,20 +550,35 @@ impl World {
     }
 
     /// The controller configuration of this world: pools `go` (labels go, linux) and
-    /// `docker`, foreign label `host`, this world's deadlines.
+    /// `docker`, foreign label `host`, this world's deadlines; no warm runners.
     ///
     /// # Errors
     /// When it does not validate (a bug in the harness).
     pub fn config(&self) -> anyhow::Result<Config> {
+        self.config_with(None)
+    }
+
+    /// [`World::config`], with `warm`'s pool keeping warm runners when given.
+    ///
+    /// # Errors
+    /// When it does not validate (a bug in the harness, or a pool it does not have).
+    pub fn config_with(&self, warm: Option<&WarmPool>) -> anyhow::Result<Config> {
         let d = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
         let t = &self.settings.timeouts;
         let n = &self.network;
-        let pool = |types: &str, extra: &str| {
+        let pool = |name: &str, types: &str, extra: &str| {
+            let warm = match warm {
+                Some(w) if w.pool == name => format!("    warm:\n      min_idle: {}\n", w.min_idle),
+                _ => String::new(),
+            };
             format!(
-                "    instance_types: [{types}]\n    subnets: [{}]\n    security_groups: [{}]\n    ami: {}\n    market: spot\n    max_instances: 6\n    volume_size_gb: 30\n{extra}",
+                "    instance_types: [{types}]\n    subnets: [{}]\n    security_groups: [{}]\n    ami: {}\n    market: spot\n    max_instances: 6\n    volume_size_gb: 30\n{extra}{warm}",
                 n.subnet, n.security_group, n.ami
             )
         };
+        if let Some(w) = warm.filter(|w| w.pool != "go" && w.pool != "docker") {
+            bail!("the harness has pools go and docker, not {}", w.pool);
+        }
         let yaml = format!(
             "cluster_id: {cluster}\n\
              gitea:\n  url: {url}\n  scope: instance\n  demand: jobs\n  registration: preregister\n\
@@ -553,8 +593,8 @@ impl World {
             url = self.sim.base_url(),
             table = self.table,
             spool = self.spool.path().display(),
-            go = pool("c7a.large, c6a.large", "    extra_labels: [linux]\n"),
-            docker = pool("c7a.xlarge", ""),
+            go = pool("go", "c7a.large, c6a.large", "    extra_labels: [linux]\n"),
+            docker = pool("docker", "c7a.xlarge", ""),
             launch = d(t.launch),
             registration = d(t.registration),
             idle = d(t.idle),
@@ -581,7 +621,7 @@ impl World {
     /// # Errors
     /// When Gitea cannot be reached at start-up or the listener cannot bind.
     pub async fn start_controller(&self, options: ControllerOptions) -> anyhow::Result<Controller> {
-        let config = self.config()?;
+        let config = self.config_with(options.warm.as_ref())?;
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("cannot bind the controller's listener")?;
@@ -781,6 +821,39 @@ impl World {
             .get(run)
             .await
             .with_context(|| format!("cannot read run {run}"))
+    }
+
+    /// The warm runs `ctl` launched in `pool` that are ready: recorded online in the table,
+    /// no job taken, and their runner online, idle and enabled in Gitea. Oldest launch first.
+    ///
+    /// # Errors
+    /// When the table cannot be read.
+    pub async fn ready_warm_runs(
+        &self,
+        ctl: &Controller,
+        pool: &str,
+    ) -> anyhow::Result<Vec<DesiredRun>> {
+        let runners = self.sim.runners();
+        let mut ready: Vec<DesiredRun> = Vec::new();
+        for launch in ctl.fleet.launches() {
+            let warm = launch.run.as_str().starts_with("warm-") && launch.pool == pool;
+            if !warm || ready.iter().any(|r| r.id == launch.run) {
+                continue;
+            }
+            let Some(run) = self.run(&launch.run).await? else {
+                continue;
+            };
+            let online = runners
+                .iter()
+                .any(|r| r.name == launch.runner.as_str() && r.online && !r.busy && !r.disabled);
+            let recorded = run.status.registered_at.is_some()
+                && run.status.took_job_at.is_none()
+                && !run.status.phase.is_final();
+            if online && recorded {
+                ready.push(run);
+            }
+        }
+        Ok(ready)
     }
 
     /// Our instances (by cluster tag), in every state, as moto describes them.
