@@ -329,11 +329,7 @@ impl Controller {
     /// succeeded, from its metrics.
     #[must_use]
     pub fn actions(&self, kind: &str, reason: Option<&str>) -> u64 {
-        let mut labels = vec![("kind", kind), ("result", "ok")];
-        if let Some(r) = reason {
-            labels.push(("reason", r));
-        }
-        metric(&self.metrics.render(), "tinqs_actions_total", &labels) as u64
+        actions_in(&self.metrics, kind, reason)
     }
 
     /// Whether it holds the single-writer lease now.
@@ -1096,6 +1092,17 @@ impl World {
         self.watcher.abort();
         self.sim.shutdown().await;
     }
+}
+
+/// Applied actions of `kind` with reason code `reason` (`None`: any reason) that succeeded,
+/// in a controller's `metrics` (readable after the controller stopped).
+#[must_use]
+pub fn actions_in(metrics: &Metrics, kind: &str, reason: Option<&str>) -> u64 {
+    let mut labels = vec![("kind", kind), ("result", "ok")];
+    if let Some(r) = reason {
+        labels.push(("reason", r));
+    }
+    metric(&metrics.render(), "tinqs_actions_total", &labels) as u64
 }
 
 /// The run a new job's `workflow_job` webhook (or its backfill) creates: `job-<id>-1`.
