@@ -145,6 +145,7 @@ async fn run(full: bool) -> anyhow::Result<()> {
         extra_labels: vec!["linux".into()],
         max_lifetime: None,
         warm: None,
+        hourly_price: None,
     };
     let fleet = Ec2Fleet::with_settings(
         SdkEc2::new(ec2.clone()),

@@ -517,6 +517,7 @@ async fn ec2_rig(page_size: i32) -> Ec2Rig {
         extra_labels: vec![],
         max_lifetime: None,
         warm: None,
+        hourly_price: None,
     };
     let settings = Ec2Settings {
         call: CallPolicy::fast(),

@@ -103,6 +103,7 @@ async fn world(conf: &aws_config::SdkConfig) -> (aws_sdk_ec2::Client, Config) {
             extra_labels: vec![],
             max_lifetime: None,
             warm: None,
+            hourly_price: None,
         },
     );
     (ec2, config)

@@ -26,5 +26,5 @@ pub use booter::{BootFault, BootSettings, Booter, FaultRule, MachineView, Match}
 pub use faults::{FaultyFleet, FaultyStore, Interruptions};
 pub use narrate::{capture, CaptureLayer, Event, Events, Source};
 pub use world::{
-    run_of, run_of_pick, Controller, ControllerOptions, Ec2View, Settings, World, REPO,
+    run_of, run_of_pick, Controller, ControllerOptions, Ec2View, Settings, WarmPool, World, REPO,
 };

@@ -1,22 +1,23 @@
 //! The demo (`make demo`, binary `tinqs-demo`): one scripted story through the whole loop,
 //! narrated as it happens, then the final status and a one-line summary.
 //!
-//! Ten jobs across the pools `go` and `docker`. Among them: a runner that never registers
+//! Eleven jobs across the pools `go` and `docker`. Among them: a runner that never registers
 //! (retried), a machine that dies mid-job (its runner goes offline), a Spot interruption before
-//! a runner starts (requeued), a job whose webhook is lost (backfilled), two jobs sharing a
-//! cache entry on two machines, a machine EC2 warns it will reclaim (replaced); besides them,
-//! an instance tagged as ours for a run that does not exist (an orphan) and someone else's
-//! instance without our tag (never touched).
+//! a runner starts (requeued), a job whose webhook is lost (backfilled), a job taken by a warm
+//! runner without a launch, two jobs sharing a cache entry on two machines, and a machine EC2
+//! warns it will reclaim (replaced); besides them, an instance tagged as ours for a run that
+//! does not exist (an orphan) and someone else's instance without our tag (never touched).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use controller::metrics::Metrics;
 use gitea_sim::{Conclusion, Faults, JobPhase, JobView};
 
 use crate::booter::BootFault;
 use crate::narrate::{Events, Source};
-use crate::world::{run_of, Controller, ControllerOptions, Settings, World};
+use crate::world::{actions_in, run_of, Controller, ControllerOptions, Settings, World};
 
 /// How long one act may take to settle before the story counts as not converging.
 pub const CONVERGE_WITHIN: Duration = Duration::from_secs(180);
@@ -45,10 +46,37 @@ pub struct Summary {
     pub interruptions: u64,
     /// Runs created from Gitea's queued-jobs list (a webhook was lost, or not there yet).
     pub backfilled: u64,
+    /// Jobs taken by a warm runner, with no launch of their own.
+    pub warm: u64,
     /// Jobs that restored a cache entry another job saved.
-    pub cache_hits: usize,
+    pub cache_hits: u64,
     /// Runs moved off a machine EC2 warned about.
     pub warnings: u64,
+}
+
+/// What the controllers of a story did, added up: the demo restarts its controller to turn
+/// warm runners on and off, and each controller counts only its own actions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tally {
+    zombies: u64,
+    orphans: u64,
+    interruptions: u64,
+    backfilled: u64,
+    warm: u64,
+    warnings: u64,
+}
+
+impl Tally {
+    /// Adds what a controller with these `metrics` did.
+    fn add(&mut self, metrics: &Metrics) {
+        let n = |kind: &str, reason: &str| actions_in(metrics, kind, Some(reason));
+        self.zombies += n("terminate", "never-registered") + n("terminate", "zombie");
+        self.orphans += n("terminate", "orphan");
+        self.interruptions += n("update-status", "spot-interruption");
+        self.backfilled += n("create-run", "backfill");
+        self.warm += n("update-status", "warm-runner-took-job");
+        self.warnings += n("launch", "interruption-warning");
+    }
 }
 
 impl std::fmt::Display for Summary {
@@ -62,7 +90,7 @@ impl std::fmt::Display for Summary {
         };
         write!(
             f,
-            "demo: {} jobs run ({} succeeded, {} failed), {} jobs lost, {} and {} removed, {} requeued, {} backfilled from Gitea's queue, {} on another machine, {} heeded",
+            "demo: {} jobs run ({} succeeded, {} failed), {} jobs lost, {} and {} removed, {} requeued, {} backfilled from Gitea's queue, {} by a warm runner without a launch, {} on another machine, {} heeded",
             self.completed,
             self.succeeded,
             self.failed,
@@ -71,26 +99,24 @@ impl std::fmt::Display for Summary {
             plural(self.orphans, "orphan", "orphans"),
             plural(self.interruptions, "Spot interruption", "Spot interruptions"),
             plural(self.backfilled, "run", "runs"),
-            plural(
-                u64::try_from(self.cache_hits).unwrap_or(u64::MAX),
-                "cache hit",
-                "cache hits"
-            ),
+            plural(self.warm, "job taken", "jobs taken"),
+            plural(self.cache_hits, "cache hit", "cache hits"),
             plural(self.warnings, "Spot warning", "Spot warnings"),
         )
     }
 }
 
 /// Runs the story in `world` with controller `ctl`, waits for it to settle, prints the final
-/// status, and returns the summary.
+/// status, and returns the summary. `ctl` is restarted on the way (warm runners on, then
+/// off, each time with `base`'s other options): it is the controller running at the end.
 ///
 /// # Errors
 /// When the story does not converge within [`CONVERGE_WITHIN`] (saying what is still
 /// missing), or something of the harness fails.
 pub async fn run(
     world: &World,
-    ctl: &Controller,
-    events_queue: Option<&str>,
+    ctl: &mut Controller,
+    base: &ControllerOptions,
 ) -> anyhow::Result<Summary> {
     let ev = &world.events;
     let say = |text: &str| ev.push(Source::Story, "act", text.to_owned());
@@ -162,17 +188,37 @@ pub async fn run(
     scene(world, &act4).await?;
     jobs.extend(act4);
 
-    say("Act 5: a cache that outlives the machine. Two jobs use the same cache key, one after the other, each on a fresh machine.");
+    let mut tally = Tally::default();
+    jobs.push(warm_act(world, ctl, &mut tally, base).await?);
+
+    // The warm runner left over from act 5 would take the next `go` job (runners are
+    // interchangeable): let the idle rule retire it first, so act 6's jobs get fresh machines.
+    let prefix = format!("{}warm-", model::RunnerName::prefix(&world.cluster));
+    world
+        .wait_until(
+            "the warm runners of act 5 are retired",
+            CONVERGE_WITHIN,
+            || async {
+                (!world
+                    .sim
+                    .runners()
+                    .iter()
+                    .any(|r| r.name.starts_with(&prefix)))
+                .then_some(())
+            },
+        )
+        .await?;
+    say("Act 6: a cache that outlives the machine. Two jobs use the same cache key, one after the other, each on a fresh machine.");
     let cached = |name: &str| {
         gitea_sim::JobSpec::new(crate::world::REPO, name, &["go"])
             .duration(d(2))
             .cache("go-mod-9c1e", 512 * 1024)
     };
-    let warm_up = world.enqueue_spec(cached("deps"))?;
-    scene(world, std::slice::from_ref(&warm_up)).await?;
-    let reuse = world.enqueue_spec(cached("vet"))?;
-    scene(world, std::slice::from_ref(&reuse)).await?;
-    for job in [&warm_up, &reuse] {
+    let first = world.enqueue_spec(cached("deps"))?;
+    scene(world, std::slice::from_ref(&first)).await?;
+    let second = world.enqueue_spec(cached("vet"))?;
+    scene(world, std::slice::from_ref(&second)).await?;
+    for job in [&first, &second] {
         let log = world.sim.job(job.id).map(|j| j.log).unwrap_or_default();
         say(&format!(
             "  job {} `{}` on its own machine: {}",
@@ -181,14 +227,14 @@ pub async fn run(
             log.first().map_or("(no cache step ran)", String::as_str)
         ));
     }
-    jobs.extend([warm_up, reuse]);
+    jobs.extend([first, second]);
 
-    if let Some(queue) = events_queue {
-        say("Act 6: EC2 warns that it will take a machine back before its runner has taken the job.");
+    if let Some(queue) = base.events_queue_url.as_deref() {
+        say("Act 7: EC2 warns that it will take a machine back before its runner has taken the job.");
         let hold = world.enqueue("e2e", &["docker"], d(3))?;
         world.script(&hold, Some(1), BootFault::SlowBoot(d(15)));
         let run = run_of(&hold);
-        let first = world
+        let machine = world
             .wait_until(
                 "the first machine of `e2e` is launched",
                 CONVERGE_WITHIN,
@@ -203,10 +249,10 @@ pub async fn run(
             )
             .await?;
         world
-            .send_ec2_notice(queue, model::notice::INTERRUPTION_WARNING, first.as_str())
+            .send_ec2_notice(queue, model::notice::INTERRUPTION_WARNING, machine.as_str())
             .await?;
         say(&format!(
-            "  job {} `e2e` (docker): its machine {first} is still booting when the two-minute warning arrives",
+            "  job {} `e2e` (docker): its machine {machine} is still booting when the two-minute warning arrives",
             hold.id
         ));
         scene(world, std::slice::from_ref(&hold)).await?;
@@ -254,23 +300,130 @@ pub async fn run(
         .iter()
         .filter(|j| j.conclusion == Some(Conclusion::Failure))
         .count();
+    tally.add(&ctl.metrics);
     Ok(Summary {
         jobs: jobs.len(),
         completed: done,
         succeeded,
         failed,
         lost: jobs.len() - done,
-        zombies: ctl.actions("terminate", Some("never-registered"))
-            + ctl.actions("terminate", Some("zombie")),
-        orphans: ctl.actions("terminate", Some("orphan")),
-        interruptions: ctl.actions("update-status", Some("spot-interruption")),
-        backfilled: ctl.actions("create-run", Some("backfill")),
+        zombies: tally.zombies,
+        orphans: tally.orphans,
+        interruptions: tally.interruptions,
+        backfilled: tally.backfilled,
+        warm: tally.warm,
         cache_hits: views
             .iter()
             .filter(|j| j.log.iter().any(|l| l.starts_with("Cache restored")))
-            .count(),
-        warnings: ctl.actions("launch", Some("interruption-warning")),
+            .count() as u64,
+        warnings: tally.warnings,
     })
+}
+
+/// Act 5: the operator has pool `go` keep one warm runner; a job is taken by it with no
+/// launch, and the pool is topped up; then warm runners are turned off again, so the
+/// epilogue can find nothing of ours left. Returns the act's job. What the controllers
+/// replaced on the way did is added to `tally`.
+async fn warm_act(
+    world: &World,
+    ctl: &mut Controller,
+    tally: &mut Tally,
+    base: &ControllerOptions,
+) -> anyhow::Result<JobView> {
+    let say = |text: &str| world.events.push(Source::Story, "act", text.to_owned());
+    say("Act 5: a warm runner. The operator has pool go keep one idle runner ready, so a job starts without waiting for a machine to boot.");
+    restart(
+        world,
+        ctl,
+        tally,
+        ControllerOptions {
+            holder: "tinqs-ci-demo-warm".into(),
+            ..base.clone()
+        }
+        .with_warm("go", 1),
+    )
+    .await?;
+    let ready = |except: Option<model::RunId>| {
+        let ctl = &*ctl;
+        async move {
+            world
+                .ready_warm_runs(ctl, "go")
+                .await
+                .ok()?
+                .into_iter()
+                .find(|r| Some(&r.id) != except.as_ref())
+        }
+    };
+    let warm = world
+        .wait_until("a warm runner of pool go is ready", CONVERGE_WITHIN, || {
+            ready(None)
+        })
+        .await?;
+    say(&format!(
+        "  warm runner of run {} is online and idle, with no job of its own",
+        warm.id
+    ));
+    let hotfix = world.enqueue("hotfix", &["go"], Duration::from_secs(3))?;
+    say(&format!(
+        "  job {} `hotfix` (go) is queued; the warm runner asks Gitea for work within its poll",
+        hotfix.id
+    ));
+    scene(world, std::slice::from_ref(&hotfix)).await?;
+    let ran_on = world.sim.job(hotfix.id).and_then(|j| j.runner_id);
+    if ran_on.is_none() || ran_on != warm.status.runner_id {
+        bail!(
+            "job {} ran on runner {ran_on:?}, not on the warm runner {:?}",
+            hotfix.id,
+            warm.status.runner_id
+        );
+    }
+    if ctl
+        .fleet
+        .launches()
+        .iter()
+        .any(|l| l.run == run_of(&hotfix))
+    {
+        bail!(
+            "a machine was launched for job {}, which the warm runner took",
+            hotfix.id
+        );
+    }
+    say(&format!(
+        "  job {} ran on the warm runner: no machine was launched for it",
+        hotfix.id
+    ));
+    let fresh = world
+        .wait_until(
+            "a fresh warm runner of pool go is ready",
+            CONVERGE_WITHIN,
+            || ready(Some(warm.id.clone())),
+        )
+        .await?;
+    say(&format!(
+        "  pool go is topped up: the warm runner of run {} is ready for the next job",
+        fresh.id
+    ));
+    say(
+        "  the operator turns warm runners off again; the idle one is retired like any idle runner",
+    );
+    restart(world, ctl, tally, base.clone()).await?;
+    Ok(hotfix)
+}
+
+/// Starts a controller with `options` in place of `ctl` (it waits for the lease), then stops
+/// `ctl` as SIGTERM would, releasing the lease to it; what `ctl` did is added to `tally`.
+async fn restart(
+    world: &World,
+    ctl: &mut Controller,
+    tally: &mut Tally,
+    options: ControllerOptions,
+) -> anyhow::Result<()> {
+    let next = world.start_controller(options).await?;
+    let old = std::mem::replace(ctl, next);
+    let metrics = old.metrics.clone();
+    let stopped = old.stop().await;
+    tally.add(&metrics);
+    stopped.context("the controller did not stop cleanly")
 }
 
 /// Waits until every job of a scene completed in Gitea and its run ended.
@@ -431,17 +584,17 @@ pub async fn demo(events: Events) -> anyhow::Result<Summary> {
             return Err(e);
         }
     };
-    let mut options = ControllerOptions::named("tinqs-ci-demo");
-    options.cache = true;
-    options.events_queue_url = Some(queue.clone());
-    let ctl = match world.start_controller(options).await {
+    let mut base = ControllerOptions::named("tinqs-ci-demo");
+    base.cache = true;
+    base.events_queue_url = Some(queue);
+    let mut ctl = match world.start_controller(base.clone()).await {
         Ok(c) => c,
         Err(e) => {
             world.shutdown().await;
             return Err(e);
         }
     };
-    let result = match tokio::time::timeout(STORY_WITHIN, run(&world, &ctl, Some(&queue))).await {
+    let result = match tokio::time::timeout(STORY_WITHIN, run(&world, &mut ctl, &base)).await {
         Ok(r) => r,
         Err(_) => Err(anyhow::anyhow!(
             "the story did not converge within {}\n--- what happened ---\n{}",
@@ -463,21 +616,22 @@ mod tests {
     #[test]
     fn the_summary_reads_as_one_line_with_plurals() {
         let s = Summary {
-            jobs: 7,
-            completed: 7,
-            succeeded: 6,
+            jobs: 8,
+            completed: 8,
+            succeeded: 7,
             failed: 1,
             lost: 0,
             zombies: 2,
             orphans: 1,
             interruptions: 1,
             backfilled: 1,
+            warm: 1,
             cache_hits: 1,
             warnings: 2,
         };
         assert_eq!(
             s.to_string(),
-            "demo: 7 jobs run (6 succeeded, 1 failed), 0 jobs lost, 2 zombies and 1 orphan removed, 1 Spot interruption requeued, 1 run backfilled from Gitea's queue, 1 cache hit on another machine, 2 Spot warnings heeded"
+            "demo: 8 jobs run (7 succeeded, 1 failed), 0 jobs lost, 2 zombies and 1 orphan removed, 1 Spot interruption requeued, 1 run backfilled from Gitea's queue, 1 job taken by a warm runner without a launch, 1 cache hit on another machine, 2 Spot warnings heeded"
         );
     }
 }

@@ -2,7 +2,7 @@
 //! the whole error chain, and ask what of ours is left.
 
 use crate::narrate::capture;
-use crate::world::{Settings, World};
+use crate::world::{Controller, Settings, World};
 
 /// Starts a world named `name` and captures the controller's log events of this test into
 /// its story. Keep the guard for the test's length.
@@ -36,4 +36,16 @@ pub fn our_runners(world: &World) -> Vec<String> {
         .filter(|r| r.name.starts_with(&prefix))
         .map(|r| r.name)
         .collect()
+}
+
+/// Ends a story that expects no trouble with the machines: the booter met no problem, the
+/// controller stops cleanly, and the world shuts down.
+///
+/// # Panics
+/// When the booter met a problem or the controller does not stop cleanly.
+pub async fn end_cleanly(world: World, ctl: Controller) {
+    let errors = world.booter.errors();
+    assert!(errors.is_empty(), "the booter met problems: {errors:?}");
+    ok(ctl.stop().await);
+    world.shutdown().await;
 }

@@ -259,6 +259,18 @@ pub struct ControllerOptions {
     /// Serve the actions cache (on a loopback port, entries in a moto S3 bucket of this
     /// world), so runners get a `cache.external_server`.
     pub cache: bool,
+    /// A pool that keeps warm runners, in its configuration. None: no pool does.
+    pub warm: Option<WarmPool>,
+}
+
+/// A pool's warm runners in a world's configuration: `pools.<pool>.warm.min_idle`, always (no
+/// schedule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmPool {
+    /// The pool (`go` or `docker`).
+    pub pool: String,
+    /// Idle runners it keeps ready.
+    pub min_idle: u32,
 }
 
 impl ControllerOptions {
@@ -271,6 +283,19 @@ impl ControllerOptions {
             backfill: true,
             events_queue_url: None,
             cache: false,
+            warm: None,
+        }
+    }
+
+    /// The same, with pool `pool` keeping `min_idle` warm runners.
+    #[must_use]
+    pub fn with_warm(self, pool: &str, min_idle: u32) -> Self {
+        ControllerOptions {
+            warm: Some(WarmPool {
+                pool: pool.to_owned(),
+                min_idle,
+            }),
+            ..self
         }
     }
 }
@@ -311,11 +336,7 @@ impl Controller {
     /// succeeded, from its metrics.
     #[must_use]
     pub fn actions(&self, kind: &str, reason: Option<&str>) -> u64 {
-        let mut labels = vec![("kind", kind), ("result", "ok")];
-        if let Some(r) = reason {
-            labels.push(("reason", r));
-        }
-        metric(&self.metrics.render(), "tinqs_actions_total", &labels) as u64
+        actions_in(&self.metrics, kind, reason)
     }
 
     /// Whether it holds the single-writer lease now.
@@ -545,20 +566,35 @@ impl World {
     }
 
     /// The controller configuration of this world: pools `go` (labels go, linux) and
-    /// `docker`, foreign label `host`, this world's deadlines.
+    /// `docker`, foreign label `host`, this world's deadlines; no warm runners.
     ///
     /// # Errors
     /// When it does not validate (a bug in the harness).
     pub fn config(&self) -> anyhow::Result<Config> {
+        self.config_with(None)
+    }
+
+    /// [`World::config`], with `warm`'s pool keeping warm runners when given.
+    ///
+    /// # Errors
+    /// When it does not validate (a bug in the harness, or a pool it does not have).
+    pub fn config_with(&self, warm: Option<&WarmPool>) -> anyhow::Result<Config> {
         let d = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
         let t = &self.settings.timeouts;
         let n = &self.network;
-        let pool = |types: &str, extra: &str| {
+        let pool = |name: &str, types: &str, extra: &str| {
+            let warm = match warm {
+                Some(w) if w.pool == name => format!("    warm:\n      min_idle: {}\n", w.min_idle),
+                _ => String::new(),
+            };
             format!(
-                "    instance_types: [{types}]\n    subnets: [{}]\n    security_groups: [{}]\n    ami: {}\n    market: spot\n    max_instances: 6\n    volume_size_gb: 30\n{extra}",
+                "    instance_types: [{types}]\n    subnets: [{}]\n    security_groups: [{}]\n    ami: {}\n    market: spot\n    max_instances: 6\n    volume_size_gb: 30\n{extra}{warm}",
                 n.subnet, n.security_group, n.ami
             )
         };
+        if let Some(w) = warm.filter(|w| w.pool != "go" && w.pool != "docker") {
+            bail!("the harness has pools go and docker, not {}", w.pool);
+        }
         let yaml = format!(
             "cluster_id: {cluster}\n\
              gitea:\n  url: {url}\n  scope: instance\n  demand: jobs\n  registration: preregister\n\
@@ -573,8 +609,8 @@ impl World {
             url = self.sim.base_url(),
             table = self.table,
             spool = self.spool.path().display(),
-            go = pool("c7a.large, c6a.large", "    extra_labels: [linux]\n"),
-            docker = pool("c7a.xlarge", ""),
+            go = pool("go", "c7a.large, c6a.large", "    extra_labels: [linux]\n"),
+            docker = pool("docker", "c7a.xlarge", ""),
             launch = d(t.launch),
             registration = d(t.registration),
             idle = d(t.idle),
@@ -601,7 +637,7 @@ impl World {
     /// # Errors
     /// When Gitea cannot be reached at start-up or the listener cannot bind.
     pub async fn start_controller(&self, options: ControllerOptions) -> anyhow::Result<Controller> {
-        let mut config = self.config()?;
+        let mut config = self.config_with(options.warm.as_ref())?;
         if options.cache {
             let bucket = format!("{}-cache", self.cluster);
             // Creating it again (a second controller) is refused by moto as owned already.
@@ -891,6 +927,39 @@ impl World {
         Ok(())
     }
 
+    /// The warm runs `ctl` launched in `pool` that are ready: recorded online in the table,
+    /// no job taken, and their runner online, idle and enabled in Gitea. Oldest launch first.
+    ///
+    /// # Errors
+    /// When the table cannot be read.
+    pub async fn ready_warm_runs(
+        &self,
+        ctl: &Controller,
+        pool: &str,
+    ) -> anyhow::Result<Vec<DesiredRun>> {
+        let runners = self.sim.runners();
+        let mut ready: Vec<DesiredRun> = Vec::new();
+        for launch in ctl.fleet.launches() {
+            let warm = launch.run.as_str().starts_with("warm-") && launch.pool == pool;
+            if !warm || ready.iter().any(|r| r.id == launch.run) {
+                continue;
+            }
+            let Some(run) = self.run(&launch.run).await? else {
+                continue;
+            };
+            let online = runners
+                .iter()
+                .any(|r| r.name == launch.runner.as_str() && r.online && !r.busy && !r.disabled);
+            let recorded = run.status.registered_at.is_some()
+                && run.status.took_job_at.is_none()
+                && !run.status.phase.is_final();
+            if online && recorded {
+                ready.push(run);
+            }
+        }
+        Ok(ready)
+    }
+
     /// Our instances (by cluster tag), in every state, as moto describes them.
     ///
     /// # Errors
@@ -1131,6 +1200,17 @@ impl World {
         self.watcher.abort();
         self.sim.shutdown().await;
     }
+}
+
+/// Applied actions of `kind` with reason code `reason` (`None`: any reason) that succeeded,
+/// in a controller's `metrics` (readable after the controller stopped).
+#[must_use]
+pub fn actions_in(metrics: &Metrics, kind: &str, reason: Option<&str>) -> u64 {
+    let mut labels = vec![("kind", kind), ("result", "ok")];
+    if let Some(r) = reason {
+        labels.push(("reason", r));
+    }
+    metric(&metrics.render(), "tinqs_actions_total", &labels) as u64
 }
 
 /// The run a new job's `workflow_job` webhook (or its backfill) creates: `job-<id>-1`.

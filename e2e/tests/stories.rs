@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use e2e::testkit::{ok, our_runners, world};
+use e2e::testkit::{end_cleanly, ok, our_runners, world};
 use e2e::{run_of, BootFault, ControllerOptions, Settings};
 use gitea_sim::{Conclusion, JobPhase};
 use model::Phase;
@@ -54,13 +54,7 @@ async fn happy_path_each_job_runs_on_its_own_instance_which_is_gone_afterwards()
     assert!(ok(world.instances().await).iter().all(|i| !i.is_live()));
     assert_eq!(ctl.actions("launch", Some("no-runner")), 2);
     assert_eq!(ctl.actions("terminate", Some("zombie")), 0);
-    assert!(
-        world.booter.errors().is_empty(),
-        "{:?}",
-        world.booter.errors()
-    );
-    ok(ctl.stop().await);
-    world.shutdown().await;
+    end_cleanly(world, ctl).await;
 }
 
 #[tokio::test]
@@ -707,4 +701,87 @@ async fn two_controllers_at_once_have_one_writer_and_never_launch_twice() {
     ok(b.stop().await);
     ok(a.stop().await);
     world.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_warm_runner_takes_a_job_without_a_launch_and_the_pool_is_topped_up_again() {
+    let (world, _g) = world("warm", Settings::fast()).await;
+    let ctl = ok(world
+        .start_controller(ControllerOptions::named("ctl-a").with_warm("go", 1))
+        .await);
+    // Before any job, the pool is filled: one warm runner, online and idle.
+    let warm = ok(world
+        .wait_until("a warm runner of pool go is ready", SETTLE, || async {
+            world
+                .ready_warm_runs(&ctl, "go")
+                .await
+                .ok()
+                .and_then(|r| r.into_iter().next())
+        })
+        .await);
+    assert_eq!(warm.spec.origin, model::Origin::Warm);
+    assert!(warm.spec.job.is_none(), "a warm run has no job of its own");
+    // Every launch so far and from here on is a warm runner's.
+    let warm_only = |launches: &[e2e::faults::LaunchRecord]| {
+        launches
+            .iter()
+            .all(|l| l.run.as_str().starts_with("warm-go-"))
+    };
+    let before = ctl.fleet.launches();
+    assert!(warm_only(&before), "{before:?}");
+
+    // A job for its labels: the warm runner asks Gitea for work and takes it.
+    let job = ok(world.enqueue("build", &["go"], Duration::from_secs(1)));
+    let done = ok(world.job_completed(job.id, SETTLE).await);
+    assert_eq!(done.conclusion, Some(Conclusion::Success));
+    assert!(
+        done.runner_id.is_some() && done.runner_id == warm.status.runner_id,
+        "the warm runner (#{:?}) ran it, not #{:?}",
+        warm.status.runner_id,
+        done.runner_id
+    );
+    let run = ok(world.run_final(&run_of(&job), SETTLE).await);
+    assert_eq!(run.status.phase, Phase::Done, "{run:?}");
+    assert!(
+        run.status.claimed_at.is_none()
+            && run.status.launched_at.is_none()
+            && run.status.instance_id.is_none(),
+        "the job's run never launched: {run:?}"
+    );
+    assert!(world.booter.machines_of(&run_of(&job)).is_empty());
+
+    // The warm run ends with its job, its machine powered off, and a fresh warm runner
+    // takes its place.
+    let over = ok(world.run_final(&warm.id, SETTLE).await);
+    assert_eq!(over.status.phase, Phase::Done, "{over:?}");
+    assert!(over.status.took_job_at.is_some(), "{over:?}");
+    let fresh = ok(world
+        .wait_until(
+            "a fresh warm runner of pool go is ready",
+            SETTLE,
+            || async {
+                world
+                    .ready_warm_runs(&ctl, "go")
+                    .await
+                    .ok()
+                    .and_then(|r| r.into_iter().find(|r| r.id != warm.id))
+            },
+        )
+        .await);
+    assert_ne!(fresh.id, warm.id);
+    let launches = ctl.fleet.launches();
+    assert!(warm_only(&launches), "{launches:?}");
+    assert!(
+        launches.len() > before.len(),
+        "the top-up launched: {launches:?}"
+    );
+    assert!(
+        !launches.iter().any(|l| l.run == run_of(&job)),
+        "no launch for the job's run: {launches:?}"
+    );
+    for m in world.booter.machines_of(&warm.id) {
+        ok(world.terminated(&m.instance, SETTLE).await);
+    }
+    assert_eq!(ctl.actions("launch", Some("no-runner")), 0);
+    end_cleanly(world, ctl).await;
 }

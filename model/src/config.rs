@@ -318,6 +318,95 @@ pub struct PoolConfig {
     /// machine to boot. None when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm: Option<WarmConfig>,
+    /// What one instance of this pool costs per hour, in US dollars, as the operator puts it
+    /// (the Spot price of its first instance type, say). Only shown: `tinqs-ci status` prints
+    /// what the pool's idle warm runners cost with it. Never used to plan. None: not known,
+    /// and no cost is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hourly_price: Option<HourlyPrice>,
+}
+
+/// A price per hour in US dollars, kept in millionths of a dollar so that it adds up and
+/// compares exactly. Written in the file as a number of dollars (`0.0312`), from 0 to
+/// [`HourlyPrice::MAX_DOLLARS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct HourlyPrice {
+    micros: u64,
+}
+
+impl HourlyPrice {
+    /// The highest price accepted, in dollars per hour (far above any instance's).
+    pub const MAX_DOLLARS: u64 = 1000;
+
+    /// A price of `micros` millionths of a dollar per hour.
+    #[must_use]
+    pub const fn from_micros(micros: u64) -> Self {
+        HourlyPrice { micros }
+    }
+
+    /// The price of `dollars` per hour.
+    ///
+    /// # Errors
+    /// When `dollars` is not a number from 0 to [`Self::MAX_DOLLARS`].
+    pub fn from_dollars(dollars: f64) -> Result<Self, String> {
+        #[allow(clippy::cast_precision_loss)]
+        let max = Self::MAX_DOLLARS as f64;
+        if !dollars.is_finite() || !(0.0..=max).contains(&dollars) {
+            return Err(format!(
+                "hourly_price must be a number of US dollars per hour from 0 to {}, like 0.0312",
+                Self::MAX_DOLLARS
+            ));
+        }
+        // In range and finite: the product fits a u64 and is not negative.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let micros = (dollars * 1_000_000.0).round() as u64;
+        Ok(HourlyPrice { micros })
+    }
+
+    /// Millionths of a dollar per hour.
+    #[must_use]
+    pub const fn micros(self) -> u64 {
+        self.micros
+    }
+
+    /// The price of `n` instances.
+    #[must_use]
+    pub fn times(self, n: u32) -> Self {
+        HourlyPrice {
+            micros: self.micros.saturating_mul(u64::from(n)),
+        }
+    }
+
+    /// Dollars per hour, for JSON.
+    #[must_use]
+    pub fn dollars(self) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let micros = self.micros as f64;
+        micros / 1_000_000.0
+    }
+}
+
+impl fmt::Display for HourlyPrice {
+    /// `$0.0312/h`: as many decimals as it has, at least two.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let whole = self.micros / 1_000_000;
+        let frac = format!("{:06}", self.micros % 1_000_000);
+        let frac = frac.trim_end_matches('0');
+        write!(f, "${whole}.{frac:0<2}/h")
+    }
+}
+
+impl Serialize for HourlyPrice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.dollars())
+    }
+}
+
+impl<'de> Deserialize<'de> for HourlyPrice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let dollars = f64::deserialize(d)?;
+        HourlyPrice::from_dollars(dollars).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A pool's warm runners: ordinary ephemeral runners launched ahead of demand.
@@ -1453,13 +1542,54 @@ mod tests {
                 |l| match (l.strip_prefix("    # warm:"), l.strip_prefix("    #   ")) {
                     (Some(_), _) => "    warm:".to_owned(),
                     (_, Some(rest)) if !rest.starts_with('#') => format!("      {rest}"),
-                    _ => l.to_owned(),
+                    _ => match l.strip_prefix("    # hourly_price:") {
+                        Some(rest) => format!("    hourly_price:{rest}"),
+                        None => l.to_owned(),
+                    },
                 },
             )
             .collect();
         let c = Config::parse(&text.join("\n")).expect("valid once uncommented");
         let warm = c.pools["go"].warm.as_ref().expect("the block is there");
         assert_eq!((warm.min_idle, warm.schedule.len()), (2, 1));
+        assert_eq!(
+            c.pools["go"].hourly_price,
+            Some(HourlyPrice::from_micros(30_000))
+        );
+    }
+
+    #[test]
+    fn an_hourly_price_is_read_in_dollars_and_anything_else_is_named() {
+        let c = Config::parse(&(minimal() + "    hourly_price: 0.0312\n")).expect("valid");
+        let price = c.pools["go"].hourly_price.expect("set");
+        assert_eq!(price.micros(), 31_200);
+        assert_eq!(price.to_string(), "$0.0312/h");
+        assert_eq!(price.times(3).to_string(), "$0.0936/h");
+        assert_eq!(
+            Config::parse(&(minimal() + "    hourly_price: 2\n"))
+                .expect("a whole number of dollars")
+                .pools["go"]
+                .hourly_price
+                .map(|p| p.to_string()),
+            Some("$2.00/h".into())
+        );
+        assert_eq!(
+            Config::parse(&minimal()).expect("valid").pools["go"].hourly_price,
+            None
+        );
+        for bad in ["-0.5", "1000.01", ".nan", ".inf", "cheap", "[1]"] {
+            let err = Config::parse(&(minimal() + &format!("    hourly_price: {bad}\n")))
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("hourly_price"), "{bad}: {err}");
+        }
+        let err = Config::parse(&(minimal() + "    hourly_price: -1\n"))
+            .expect_err("negative")
+            .to_string();
+        assert!(err.contains("from 0 to 1000"), "{err}");
+        for (micros, shown) in [(0, "$0.00/h"), (1, "$0.000001/h"), (1_500_000, "$1.50/h")] {
+            assert_eq!(HourlyPrice::from_micros(micros).to_string(), shown);
+        }
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct PoolPolicy {
     pub max_lifetime: Duration,
     /// Its warm runners, when it keeps any.
     pub warm: Option<WarmPolicy>,
+    /// What one of its instances costs per hour, when the configuration says: shown, never
+    /// used to plan.
+    pub hourly_price: Option<crate::config::HourlyPrice>,
 }
 
 /// What the planner needs of a pool's warm runners.
@@ -96,6 +99,7 @@ impl Policy {
                         schedule: w.windows().unwrap_or_default(),
                         max_idle_age: w.max_idle_age,
                     }),
+                    hourly_price: p.hourly_price,
                 })
                 .collect(),
             foreign_labels: config.foreign_labels.iter().cloned().collect(),
@@ -487,6 +491,9 @@ mod tests_notice;
 mod tests_retire;
 #[cfg(test)]
 mod tests_warm;
+mod warm_summary;
+
+pub use warm_summary::{warm_summary, WarmSummary};
 
 /// Plans one pass: compares `desired` runs with what was `observed` under `policy` at `now`.
 ///

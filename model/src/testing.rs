@@ -40,6 +40,7 @@ pub fn policy() -> Policy {
         max_instances: 10,
         max_lifetime: Duration::from_secs(6 * 3600),
         warm: None,
+        hourly_price: None,
     };
     Policy {
         cluster: CLUSTER.to_owned(),

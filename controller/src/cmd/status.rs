@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::Args;
 use model::desired::{DesiredRun, Phase};
 use model::observed::{ForgeRunner, Instance};
+use model::plan::WarmSummary;
 use model::text::escape_control;
 use model::{Plan, Policy, RunId, RunnerName, Timestamp};
 use serde::Serialize;
@@ -59,6 +60,10 @@ pub struct Status {
     /// The actions cache per repository, as the last sweep counted it ([`Status::with_cache`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<model::cache::Stats>,
+    /// The warm runners of each pool that keeps any (configuration order), as the planner's
+    /// top-up counts them ([`model::plan::warm_summary`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warm: Vec<WarmSummary>,
 }
 
 /// The local webhook spool: events waiting for the table and events set aside.
@@ -349,7 +354,7 @@ pub fn pool_of<'p>(run: &DesiredRun, policy: &'p Policy) -> Option<&'p str> {
 /// unschedulable runs with their labels, deferred work, invalid rows, runs with a last error,
 /// our runners offline (after having been online, never online within the registration
 /// timeout, or serving no active run), and live instances older than half their pool's max
-/// lifetime.
+/// lifetime. Per pool with warm runners: [`model::plan::warm_summary`].
 #[must_use]
 pub fn summarize(obs: &Observation, policy: &Policy, plan: &Plan, now: Timestamp) -> Status {
     let mut rows: BTreeMap<String, PoolStatus> = BTreeMap::new();
@@ -520,6 +525,7 @@ pub fn summarize(obs: &Observation, policy: &Policy, plan: &Plan, now: Timestamp
         planned,
         spool: None,
         cache: None,
+        warm: model::plan::warm_summary(&obs.desired, &obs.observed, policy, now),
     }
 }
 
@@ -609,8 +615,32 @@ fn offline_note(
     })
 }
 
-/// The status as a person reads it: a table of pools, then the problems, then what the next
-/// pass would do.
+/// What a warm row says besides its columns: warm runners in other states, and the schedule
+/// that sets how many are wanted.
+fn warm_notes(w: &WarmSummary) -> Vec<String> {
+    let mut notes: Vec<String> = [
+        (w.pending, "not launched yet"),
+        (w.offline, "offline"),
+        (w.aged, "past max idle age, kept until replaced"),
+        (w.retiring, "being retired"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if !w.schedule.is_empty() {
+        let now = if w.wanted > 0 { "inside" } else { "outside" };
+        notes.push(format!(
+            "min_idle {} in {}; now {now}",
+            w.min_idle,
+            w.schedule.join(", ")
+        ));
+    }
+    notes
+}
+
+/// The status as a person reads it: a table of pools, the warm runners of pools that keep
+/// any, the spool and the cache, then the problems, then what the next pass would do.
 #[must_use]
 pub fn text(status: &Status) -> String {
     let mut out = String::new();
@@ -652,6 +682,27 @@ pub fn text(status: &Status) -> String {
             p.starting_runners,
             p.offline_runners
         ));
+    }
+    if !status.warm.is_empty() {
+        line(format!(
+            "{:<16} {:>6} {:>5} {:>7} {:>12}",
+            "WARM", "WANTED", "READY", "BOOTING", "IDLE COST"
+        ));
+        for w in &status.warm {
+            let cost = w
+                .idle_cost_per_hour
+                .map_or_else(|| "-".to_owned(), |c| c.to_string());
+            let notes = warm_notes(w);
+            let notes = if notes.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", notes.join("; "))
+            };
+            line(format!(
+                "{:<16} {:>6} {:>5} {:>7} {:>12}{notes}",
+                w.pool, w.wanted, w.ready, w.booting, cost
+            ));
+        }
     }
     if let Some(sp) = &status.spool {
         line(format!(
@@ -1030,6 +1081,82 @@ mod tests {
         let json = serde_json::to_value(&s).expect("serializes");
         assert_eq!(json["healthy"], true);
         assert_eq!(json["pools"][0]["pool"], "docker");
+    }
+
+    #[test]
+    fn warm_runners_are_shown_per_pool_with_their_idle_cost_when_the_price_is_known() {
+        use model::testing::{warm_run, with_warm};
+        let ready = {
+            let mut r = running(warm_run("go", 0, T0), "i-w0", T0);
+            r.status.registered_at = Some(at(60));
+            r
+        };
+        let booting = running(warm_run("go", 1, at(100)), "i-w1", at(100));
+        let instances = vec![
+            instance_for(&ready, "i-w0", "go", InstanceState::Running, T0),
+            instance_for(&booting, "i-w1", "go", InstanceState::Running, at(100)),
+        ];
+        let runners = vec![
+            runner(50, name_of(&ready).as_str(), &["go", "linux"], true, false),
+            runner(
+                51,
+                name_of(&booting).as_str(),
+                &["go", "linux"],
+                false,
+                false,
+            ),
+        ];
+        let obs = observation(vec![ready, booting], instances, runners);
+        let mut policy = with_warm(policy(), "go", 3, None);
+        let now = at(120);
+        let status = |policy: &Policy| {
+            let plan = model::plan(&obs.desired, &obs.observed, policy, now);
+            summarize(&obs, policy, &plan, now)
+        };
+
+        let s = status(&policy);
+        assert_eq!(s.warm.len(), 1, "only go keeps warm runners");
+        let w = &s.warm[0];
+        assert_eq!((w.wanted, w.ready, w.booting), (3, 1, 1));
+        assert_eq!(w.idle_cost_per_hour, None);
+        let t = text(&s);
+        let row = t.lines().find(|l| l.starts_with("go ") && l.contains('-'));
+        assert!(t.contains("WARM"), "{t}");
+        assert!(
+            row.is_some_and(
+                |r| r.split_whitespace().collect::<Vec<_>>() == ["go", "3", "1", "1", "-"]
+            ),
+            "no price, no cost: {t}"
+        );
+        assert_eq!(
+            s.planned.get("launch"),
+            Some(&1),
+            "the top-up launches the third"
+        );
+
+        policy.pools[1].hourly_price = Some(model::config::HourlyPrice::from_micros(31_200));
+        let s = status(&policy);
+        let t = text(&s);
+        assert!(
+            t.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                    == ["go", "3", "1", "1", "$0.0624/h"]),
+            "two machines serve no job: {t}"
+        );
+        let json = serde_json::to_value(&s).expect("serializes");
+        assert_eq!(json["warm"][0]["pool"], "go");
+        assert_eq!(json["warm"][0]["wanted"], 3);
+        assert_eq!(json["warm"][0]["ready"], 1);
+        assert_eq!(json["warm"][0]["booting"], 1);
+        assert_eq!(json["warm"][0]["idle_cost_per_hour"], 0.0624);
+
+        let without = status_of(&obs, now);
+        assert!(without.warm.is_empty());
+        assert!(!text(&without).contains("WARM"));
+        assert!(serde_json::to_value(&without)
+            .expect("json")
+            .get("warm")
+            .is_none());
     }
 
     #[test]

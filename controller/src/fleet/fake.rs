@@ -486,6 +486,7 @@ mod tests {
             extra_labels: vec![],
             max_lifetime: None,
             warm: None,
+            hourly_price: None,
         }
     }
 

@@ -430,3 +430,156 @@ fn warm_ids_stay_valid_for_any_pool_label() {
         RunId::for_warm("a-b", at(0), 0)
     );
 }
+
+// ---- the summary `status` shows -------------------------------------------------------------
+
+/// One warm run of pool `go` in each state the summary tells apart, by the field it counts in.
+fn warm_in_each_state() -> Vec<(&'static str, DesiredRun, Vec<Instance>, Vec<ForgeRunner>)> {
+    let mut cases = Vec::new();
+    let pending = warm_run("go", 0, at(0));
+    cases.push(("pending", pending, vec![], vec![]));
+
+    // Launched a minute ago: well within the registration timeout.
+    let booting = running(warm_run("go", 1, at(15 * MIN)), "i-w1", at(15 * MIN));
+    let i = instance_for(&booting, "i-w1", "go", InstanceState::Running, at(15 * MIN));
+    let g = runner(
+        501,
+        name_of(&booting).as_str(),
+        &["go", "linux"],
+        false,
+        false,
+    );
+    cases.push(("booting", booting, vec![i], vec![g]));
+
+    let (ready, i, g) = ready_warm(2, 10 * MIN);
+    cases.push(("ready", ready, vec![i], vec![g]));
+
+    let (mut offline, i, mut g) = ready_warm(3, 10 * MIN);
+    g.online = false;
+    // Seen offline just now: within the offline grace.
+    offline.status.offline_since = Some(at(16 * MIN));
+    cases.push(("offline", offline, vec![i], vec![g]));
+
+    // Online since 0, and the pool's max idle age is 15m.
+    let (aged, i, g) = ready_warm(4, 0);
+    cases.push(("aged", aged, vec![i], vec![g]));
+
+    let (retiring, i, mut g) = ready_warm(5, 10 * MIN);
+    g.disabled = true;
+    cases.push(("retiring", retiring, vec![i], vec![g]));
+
+    let (busy, i, mut g) = ready_warm(6, 10 * MIN);
+    g.busy = true;
+    cases.push(("spent", busy, vec![i], vec![g]));
+
+    let (mut took, i, g) = ready_warm(7, 10 * MIN);
+    took.status.took_job_at = Some(at(12 * MIN));
+    cases.push(("spent", took, vec![i], vec![g]));
+    cases
+}
+
+fn counts_of(s: &WarmSummary) -> [(&'static str, u32); 6] {
+    [
+        ("pending", s.pending),
+        ("booting", s.booting),
+        ("ready", s.ready),
+        ("offline", s.offline),
+        ("aged", s.aged),
+        ("retiring", s.retiring),
+    ]
+}
+
+#[test]
+fn the_summary_counts_each_warm_runner_where_it_stands() {
+    let p = with_warm(policy(), "go", 1, Some(Duration::from_secs(15 * MIN)));
+    for (state, run, instances, runners) in warm_in_each_state() {
+        let w = World::new(vec![run], instances, runners, vec![], at(16 * MIN));
+        let s = warm_summary(&w.desired, &w.observed(), &p, w.now);
+        assert_eq!(s.len(), 1, "one row, for the only pool with warm runners");
+        let row = &s[0];
+        assert_eq!((row.pool.as_str(), row.wanted, row.min_idle), ("go", 1, 1));
+        let expected: Vec<(&str, u32)> = counts_of(row)
+            .iter()
+            .map(|&(field, _)| (field, u32::from(field == state)))
+            .collect();
+        assert_eq!(counts_of(row).to_vec(), expected, "warm runner {state}");
+    }
+}
+
+#[test]
+fn the_summary_and_the_top_up_agree_on_what_counts() {
+    let p = with_warm(policy(), "go", 1, Some(Duration::from_secs(15 * MIN)));
+    for (state, run, instances, runners) in warm_in_each_state() {
+        let w = World::new(vec![run], instances, runners, vec![], at(16 * MIN));
+        let s = &warm_summary(&w.desired, &w.observed(), &p, w.now)[0];
+        let plan = w.plan(&p);
+        let tops_up = plan.actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Launch {
+                    reason: Reason::WarmPool { .. },
+                    ..
+                }
+            )
+        });
+        assert_eq!(
+            tops_up,
+            s.counted() < s.wanted,
+            "warm runner {state}: counted {} of {} wanted, plan {:#?}",
+            s.counted(),
+            s.wanted,
+            plan.actions
+        );
+    }
+}
+
+#[test]
+fn the_summary_wants_min_idle_inside_the_schedule_and_none_outside() {
+    let mut p = with_warm(policy(), "go", 2, None);
+    let window = crate::schedule::Window::parse("Mon-Fri 07:00-19:00 UTC").expect("window");
+    p.pools[1].warm.as_mut().expect("warm").schedule = vec![window];
+    for (now, wanted) in [(at(0), 0), (at(8 * 3600), 2), (at(19 * 3600), 0)] {
+        let w = World::new(vec![], vec![], vec![], vec![], now);
+        let s = warm_summary(&w.desired, &w.observed(), &p, now);
+        assert_eq!((s[0].wanted, s[0].min_idle), (wanted, 2), "at {now}");
+        assert_eq!(s[0].schedule, ["Mon-Fri 07:00-19:00 UTC"]);
+    }
+}
+
+#[test]
+fn the_idle_cost_is_the_price_of_every_warm_machine_that_serves_no_job() {
+    let mut p = with_warm(policy(), "go", 3, Some(Duration::from_secs(15 * MIN)));
+    let (mut runs, mut instances, mut runners) = (vec![], vec![], vec![]);
+    for (_, r, i, g) in warm_in_each_state() {
+        runs.push(r);
+        instances.extend(i);
+        runners.extend(g);
+    }
+    let w = World::new(runs, instances, runners, vec![], at(16 * MIN));
+    let s = &warm_summary(&w.desired, &w.observed(), &p, w.now)[0];
+    assert_eq!(
+        s.idle_cost_per_hour, None,
+        "no price configured, no cost shown"
+    );
+
+    let price = crate::config::HourlyPrice::from_dollars(0.0312).expect("price");
+    p.pools[1].hourly_price = Some(price);
+    let s = &warm_summary(&w.desired, &w.observed(), &p, w.now)[0];
+    // Booting, ready, offline, aged and retiring: five machines up without a job.
+    assert_eq!(s.idle_machines(), 5);
+    assert_eq!(s.hourly_price, Some(price));
+    assert_eq!(
+        s.idle_cost_per_hour.map(|c| c.to_string()),
+        Some("$0.156/h".into())
+    );
+    let json = serde_json::to_value(s).expect("serializes");
+    assert_eq!(json["idle_cost_per_hour"], 0.156);
+    assert_eq!(json["hourly_price"], 0.0312);
+    assert_eq!(json["ready"], 1);
+}
+
+#[test]
+fn pools_without_warm_runners_have_no_summary() {
+    let w = World::new(vec![], vec![], vec![], vec![], at(0));
+    assert!(warm_summary(&w.desired, &w.observed(), &policy(), w.now).is_empty());
+}

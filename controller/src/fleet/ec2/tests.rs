@@ -342,6 +342,7 @@ fn pool(market: Market) -> PoolConfig {
         extra_labels: vec![],
         max_lifetime: None,
         warm: None,
+        hourly_price: None,
     }
 }
 

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::{Pass, Spare};
 use crate::desired::{DesiredRun, Phase, RunSpec, StatusChange};
+use crate::plan::warm_summary::{past_max_idle_age, warm_policy, warmth};
 use crate::plan::{Action, Reason, WarmPolicy};
 use crate::time::Timestamp;
 
@@ -30,19 +31,12 @@ impl<'a> Pass<'a> {
     }
 
     fn warm_policy(&self, pool: &str) -> Option<&'a WarmPolicy> {
-        self.policy
-            .pools
-            .iter()
-            .find(|p| p.name == pool)
-            .and_then(|p| p.warm.as_ref())
+        warm_policy(self.policy, pool)
     }
 
     /// Whether an idle warm runner online since `since` is past its pool's max idle age.
     fn warm_aged(&self, run: &DesiredRun, since: Timestamp) -> bool {
-        let pool = run.spec.pool.as_deref().unwrap_or_default();
-        self.warm_policy(pool)
-            .and_then(|w| w.max_idle_age)
-            .is_some_and(|age| since.plus(age) <= self.now)
+        past_max_idle_age(self.policy, run, since, self.now)
     }
 
     /// Ranks each pool's online, idle warm runners and keeps, lends or retires them.
@@ -157,15 +151,12 @@ impl<'a> Pass<'a> {
             let Some(pool) = run.spec.pool.as_deref() else {
                 continue;
             };
-            let name = run.runner_name(&self.policy.cluster);
-            let since = run.status.registered_at;
-            let spent = run.status.took_job_at.is_some()
-                || run.spec.cancel
-                || leaving.contains(run.id.as_str())
-                || self.warm_taken.contains(run.id.as_str())
-                || idx.is_busy_name(name.as_str())
-                || since.is_some_and(|s| self.warm_aged(run, s));
-            if !spent && run.status.phase != Phase::Pending {
+            // Where it stands (as `status` shows it), and whether this pass retires it or
+            // lends it to a waiting job.
+            let counts = warmth(run, idx, self.policy, self.now).counts()
+                && !leaving.contains(run.id.as_str())
+                && !self.warm_taken.contains(run.id.as_str());
+            if counts {
                 *counted.entry(pool).or_default() += 1;
             }
         }
