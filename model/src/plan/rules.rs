@@ -401,6 +401,10 @@ impl<'a> Pass<'a> {
                     return self.deadline(at);
                 }
             }
+            if self.idx.ended_instance(name).is_none() && self.runner_talks(runners) {
+                // Its machine lives, unlisted yet: retired once EC2 lists it.
+                return self.deadline(self.now.plus(FOLLOW_UP));
+            }
             // Registrations without a machine of ours run nothing of ours, whatever a webhook
             // said: remove them (unless Gitea itself calls one busy), then end.
             for r in runners.iter().filter(|r| !r.busy) {
@@ -517,6 +521,11 @@ impl<'a> Pass<'a> {
         if deadline > self.now {
             return self.deadline(deadline);
         }
+        if self.runner_talks(runners) {
+            // The claimed attempt's machine lives although EC2 does not list it: adopted once
+            // it is listed.
+            return self.deadline(self.now.plus(FOLLOW_UP));
+        }
         match job {
             // The job started meanwhile: nothing to relaunch for.
             JobView::Taken { .. } => return self.lost(run, name, None, runners),
@@ -572,6 +581,9 @@ impl<'a> Pass<'a> {
             let recorded = run.status.launched_at.unwrap_or(self.now);
             if ended.is_none() && recorded.plus(EC2_LIST_LAG) > self.now {
                 return self.deadline(recorded.plus(EC2_LIST_LAG));
+            }
+            if ended.is_none() && self.runner_talks(runners) {
+                return self.deadline(self.now.plus(FOLLOW_UP));
             }
             return self.lost(run, name, ended, runners);
         };
@@ -732,6 +744,14 @@ impl<'a> Pass<'a> {
         }
     }
 
+    /// Whether one of a run's registrations is online or busy in Gitea. Only the machine of
+    /// that attempt holds the registration, so the machine lives, whether or not EC2 lists
+    /// it yet (DescribeInstances lags launches, and a list read just before the lag ran out
+    /// is planned on just after): the run is not lost, and its runner is not deleted.
+    fn runner_talks(&self, runners: &[&ForgeRunner]) -> bool {
+        runners.iter().any(|r| r.online || self.idx.is_busy(r))
+    }
+
     /// Retires a run's instance and runners, then decides what becomes of the run.
     fn retire_and_decide(
         &mut self,
@@ -796,8 +816,10 @@ impl<'a> Pass<'a> {
         } else {
             Reason::InstanceLost
         };
+        // Deleted only if still as seen: a registration that came online since has a live
+        // machine after all, and may be taking a job.
         for r in runners {
-            self.deregister(r, Some(run), reason.clone());
+            self.deregister_guarded(r, Some(run), reason.clone());
         }
         self.after_loss(run, name, reason);
     }
