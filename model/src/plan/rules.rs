@@ -38,7 +38,10 @@ pub const FOLLOW_UP: Duration = Duration::from_secs(5);
 /// arrived (Gitea does not retry webhooks), or the controller was down.
 ///
 /// Jobs asking for a foreign label are left to the standing runners that serve them; runs
-/// that ended already (`DesiredView::finished`) are not created again.
+/// that ended already (`DesiredView::finished`) are not created again. Nothing is backfilled
+/// from a partial read of the table: a row missing from it may exist, in any phase, and a
+/// launch planned for a fresh row would then be applied to that one (claiming a run that
+/// already has a machine, with an older attempt).
 #[must_use]
 pub fn backfill(
     desired: &DesiredView,
@@ -47,7 +50,7 @@ pub fn backfill(
     now: Timestamp,
 ) -> Vec<DesiredRun> {
     let mut jobs: Vec<_> = observed.queued_jobs.items().iter().collect();
-    if jobs.is_empty() {
+    if jobs.is_empty() || !desired.complete {
         return Vec::new();
     }
     jobs.sort_by_key(|j| (j.id, j.attempt));
@@ -1048,7 +1051,9 @@ impl<'a> Pass<'a> {
             if self.idx.is_invalid(run.as_str()) || self.idx.live_instance(&r.name).is_some() {
                 continue;
             }
-            self.deregister(r, None, Reason::Ghost);
+            // Deleted only if still as seen: a runner whose machine EC2 does not list yet may
+            // have come online since and be taking a job.
+            self.deregister_guarded(r, None, Reason::Ghost);
         }
     }
 

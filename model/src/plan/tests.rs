@@ -752,6 +752,24 @@ fn a_claimed_or_finished_run_keeps_a_runner_that_talks_to_gitea() {
     assert!(w.plan(&policy()).is_empty());
 }
 
+/// A ghost is a runner with no machine listed; one that came online between the list and
+/// the delete has a machine after all, so its deletion is guarded.
+#[test]
+fn a_ghost_is_deleted_only_if_still_as_seen() {
+    let old = name_of(&go_run(1));
+    let g = runner(5, old.as_str(), &["go"], false, false);
+    let w = World::new(vec![], vec![], vec![g], vec![], at(0));
+    assert!(matches!(
+        &w.plan(&policy()).actions[..],
+        [Action::Deregister {
+            runner_id: 5,
+            guard: Some(SeenRunner { online: false }),
+            reason: Reason::Ghost,
+            ..
+        }]
+    ));
+}
+
 #[test]
 fn finishes_a_completed_run_after_cleaning_up() {
     let mut r = running(go_run(1), "i-1", at(0));
@@ -836,6 +854,21 @@ fn a_partial_view_plans_no_destruction_but_still_launches() {
         plan.actions.is_empty(),
         "no launches without knowing the fleet: {plan:?}"
     );
+}
+
+/// `tinqs-ci sim --faults chaos --seed 1 --jobs 10000`: the table's list was throttled, so
+/// the pass saw no rows at all, and backfilled every queued job. The row of one existed (its
+/// run at attempt 2 with a machine booting); the executor read it back and applied the
+/// backfill's launch of attempt 1 to it, and the attempt-2 runner, now nobody's, was deleted
+/// as a ghost while it ran a job.
+#[test]
+fn nothing_is_backfilled_from_a_partial_read_of_the_table() {
+    let mut w = World::new(vec![], vec![], vec![], vec![queued(7, &["go"])], at(0));
+    w.desired.complete = false;
+    let plan = w.plan(&policy());
+    assert!(plan.actions.is_empty(), "{:?}", kinds(&plan));
+    w.desired.complete = true;
+    assert_eq!(w.plan(&policy()).actions.len(), 2, "create and launch");
 }
 
 #[test]
