@@ -299,6 +299,15 @@ impl Reconciler {
         labels: &[String],
         lease: &Lease,
     ) -> Result<(), String> {
+        // Every offering of the pool recently without capacity: the launch would fail without
+        // asking EC2; claiming and registering a runner first would only be undone.
+        if let Some(pool_config) = self.config.pools.get(pool) {
+            if !self.fleet.can_try(pool_config) {
+                return Err(format!(
+                    "held back: every offering of pool {pool} was recently without capacity"
+                ));
+            }
+        }
         let now = self.clock.now();
         // 1. Claim: only one writer can move the run to Launching at this version.
         let claimed = run.status.claimed(attempt, runner.clone(), now);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use model::cache::{RunnerJob, RunnerRecord};
+use model::config::PoolConfig;
 use model::desired::{AttemptCounting, DesiredRun, JobAction, JobState, RunStatus};
 use model::observed::{DesiredView, ForgeRunner, Instance, JobFound, JobSeen, QueuedJob};
 use model::secret::Secret;
@@ -290,6 +291,14 @@ impl Fleet for SimFleet {
             .map(|i| i.view(w.epoch))
             .filter(|i| i.is_ours(&cluster))
             .collect())
+    }
+
+    fn can_try(&self, pool: &PoolConfig) -> bool {
+        let epoch = self.ctx.lock().epoch;
+        let at = Timestamp::from_millis(epoch.as_millis() + self.ctx.now());
+        offerings(pool)
+            .iter()
+            .any(|o| !self.unavailable.is_unavailable(o, at))
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<(Instance, Offering), FleetError> {
