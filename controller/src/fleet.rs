@@ -143,6 +143,14 @@ pub trait Fleet: Send + Sync {
     /// The last offering's error when none could launch.
     async fn launch(&self, req: &LaunchRequest) -> Result<(Instance, Offering), FleetError>;
 
+    /// Whether a launch in a pool with these settings would try at least one offering now:
+    /// `false` while every one is remembered as recently without capacity, when
+    /// [`Fleet::launch`] would fail without asking EC2. The executor then skips the launch's
+    /// other steps (the claim, the runner's registration), which would only be undone.
+    fn can_try(&self, _pool: &PoolConfig) -> bool {
+        true
+    }
+
     /// Terminates `ids`. Instances already gone count as done.
     ///
     /// # Errors

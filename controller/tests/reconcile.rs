@@ -10,7 +10,7 @@ use controller::forge::fake::ForgeMethod;
 use controller::forge::{FakeForge, ForgeError};
 use controller::metrics::Metrics;
 use controller::reconcile::{Features, Limits, Mode, Reconciler};
-use controller::store::fake::FakeStore;
+use controller::store::fake::{FakeStore, StoreOp};
 use controller::store::{Store, StoreError};
 use model::config::Config;
 use model::testing::{at, job_run, T0};
@@ -178,6 +178,78 @@ async fn a_missed_webhook_is_recovered_by_backfill() {
     assert_eq!(run.spec.origin, model::Origin::Backfill);
     assert_eq!(run.status.phase, Phase::Running);
     assert_eq!(rig.fleet.live().len(), 1);
+}
+
+#[tokio::test]
+async fn a_throttled_read_of_the_table_backfills_nothing() {
+    let rig = rig();
+    rig.forge.queue_job(go_job(42));
+    rig.pass().await;
+    let id = RunId::for_job(42, 1);
+    let before = rig.run(&id);
+    assert_eq!(before.status.phase, Phase::Running);
+    // The job still waits (its runner is booting); the table's list is throttled this pass.
+    rig.advance(Duration::from_secs(20));
+    rig.store.fail_next(
+        StoreOp::ListActive,
+        StoreError::Throttled("slow down".into()),
+    );
+    let out = rig.pass().await;
+    assert!(
+        out.plan.actions.is_empty(),
+        "nothing concluded from a row missing from a partial read: {:?}",
+        out.plan.actions
+    );
+    assert_eq!(rig.run(&id).status, before.status);
+    assert_eq!(rig.fleet.count(FleetOp::Launch), 1);
+    assert_eq!(rig.forge.calls_to(ForgeMethod::RegisterRunner), 1);
+}
+
+#[tokio::test]
+async fn a_backfilled_runs_steps_leave_a_row_that_existed_already_alone() {
+    let rig = rig();
+    // The row exists at attempt 2 with its machine, unknown to the plan being applied: the
+    // plan creates it and launches attempt 1, as a pass that did not see it would.
+    let mut existing = model::testing::running(job_run(42, &["go"]), "i-2", T0);
+    existing.status.attempt = 2;
+    rig.store.put_row(existing.clone());
+    let fresh = job_run(42, &["go"]);
+    let plan = model::Plan {
+        actions: vec![
+            Action::CreateRun {
+                run: fresh.id.clone(),
+                spec: fresh.spec.clone(),
+                reason: model::Reason::Backfill { job_id: 42 },
+            },
+            Action::Launch {
+                run: fresh.id.clone(),
+                attempt: 1,
+                runner: fresh.runner_name("test"),
+                pool: "go".into(),
+                labels: vec!["go".into(), "linux".into()],
+                reason: model::Reason::NoRunner,
+            },
+        ],
+        ..model::Plan::default()
+    };
+    let lease = rig.r.acquire().await.expect("lease");
+    let report = rig
+        .r
+        .apply(&plan, &model::DesiredView::default(), &lease)
+        .await;
+    assert_eq!(
+        report.failures(),
+        1,
+        "the launch waits: {:?}",
+        report.outcomes
+    );
+    let row = rig.run(&existing.id);
+    assert_eq!(
+        (row.status.attempt, row.status.instance_id),
+        (2, existing.status.instance_id)
+    );
+    assert_eq!(rig.fleet.count(FleetOp::Launch), 0);
+    assert_eq!(rig.forge.calls_to(ForgeMethod::RegisterRunner), 0);
 }
 
 #[tokio::test]

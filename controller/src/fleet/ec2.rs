@@ -30,6 +30,7 @@ use aws_sdk_ec2::types::{
     VolumeType,
 };
 use base64::Engine as _;
+use model::config::PoolConfig;
 use model::observed::{Instance, InstanceState};
 use model::{tags, InstanceId, Lifecycle, Timestamp};
 use sha2::{Digest, Sha256};
@@ -333,6 +334,13 @@ impl<A: Ec2Api> Fleet for Ec2Fleet<A> {
             }
         }
         Ok(out)
+    }
+
+    fn can_try(&self, pool: &PoolConfig) -> bool {
+        let now = self.clock.now();
+        offerings(pool)
+            .iter()
+            .any(|o| !self.unavailable.is_unavailable(o, now))
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<(Instance, Offering), FleetError> {

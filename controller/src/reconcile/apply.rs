@@ -67,7 +67,7 @@ impl Reconciler {
             .map(|r| (r.id.clone(), r.clone()))
             .collect();
 
-        // Phase 1: create backfilled runs (idempotent; an existing row is read back), several
+        // Phase 1: create backfilled runs (a row that exists already is left as it is), several
         // at once: a burst of jobs backfilled together must not cost a round trip each in turn.
         let to_create: Vec<Action> = plan
             .actions
@@ -75,7 +75,7 @@ impl Reconciler {
             .filter(|a| matches!(a, Action::CreateRun { .. }))
             .cloned()
             .collect();
-        let creates: Vec<(Action, Result<DesiredRun, String>)> = stream::iter(to_create)
+        let creates: Vec<(Action, Result<Option<DesiredRun>, String>)> = stream::iter(to_create)
             .map(|action: Action| async move {
                 let result = self.create_run(&action).await;
                 (action, result)
@@ -84,8 +84,13 @@ impl Reconciler {
             .collect()
             .await;
         for (action, result) in creates {
-            let result = result.map(|row| {
-                by_id.insert(row.id.clone(), row);
+            // Only a row this pass wrote is the one its later steps were planned on; a row
+            // that existed already (written by a webhook or an earlier pass meanwhile) may be
+            // in any phase, so the run's other actions find no row and wait for the next pass.
+            let result = result.map(|created| {
+                if let Some(row) = created {
+                    by_id.insert(row.id.clone(), row);
+                }
             });
             report.outcomes.push(self.record(&action, result));
         }
@@ -138,20 +143,18 @@ impl Reconciler {
         report
     }
 
-    /// Creates the row of a backfilled run; returns the row as the table holds it (the one
-    /// just written, or the one another writer made first).
-    async fn create_run(&self, action: &Action) -> Result<DesiredRun, String> {
+    /// Creates the row of a backfilled run: the row just written, or `None` when another
+    /// writer made it first (not the row the pass planned on).
+    async fn create_run(&self, action: &Action) -> Result<Option<DesiredRun>, String> {
         let Action::CreateRun { run, spec, .. } = action else {
             return Err(format!("not a run to create: {action}"));
         };
         let row = DesiredRun::new(run.clone(), spec.clone());
         if self.timed(self.store.create(&row)).await? {
-            return Ok(row);
+            return Ok(Some(row));
         }
-        match self.timed(self.store.get(run)).await? {
-            Some(existing) => Ok(existing),
-            None => Err(format!("run {run} vanished right after it was created")),
-        }
+        tracing::info!(run = %run, "the backfilled run existed already; its planned steps wait for the next pass");
+        Ok(None)
     }
 
     async fn apply_group(&self, group: RunGroup, lease: &Lease) -> Vec<Outcome> {
@@ -296,6 +299,15 @@ impl Reconciler {
         labels: &[String],
         lease: &Lease,
     ) -> Result<(), String> {
+        // Every offering of the pool recently without capacity: the launch would fail without
+        // asking EC2; claiming and registering a runner first would only be undone.
+        if let Some(pool_config) = self.config.pools.get(pool) {
+            if !self.fleet.can_try(pool_config) {
+                return Err(format!(
+                    "held back: every offering of pool {pool} was recently without capacity"
+                ));
+            }
+        }
         let now = self.clock.now();
         // 1. Claim: only one writer can move the run to Launching at this version.
         let claimed = run.status.claimed(attempt, runner.clone(), now);

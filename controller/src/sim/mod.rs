@@ -35,7 +35,7 @@ pub use baseline::Policy;
 pub use faults::{Faults, FAULT_KINDS};
 pub use report::{comparison_table, html, InstanceSeconds, Percentiles, Report};
 pub use workload::{parse_trace, synthetic, WorkJob};
-pub use world::{KillPoint, Sample};
+pub use world::{Incident, KillPoint, Sample};
 
 use self::ports::{Ctx, SimFleet, SimForge, SimStore};
 use self::world::{Effect, Event, World};
@@ -183,6 +183,7 @@ fn workload(spec: &SimSpec, rng: &mut StdRng) -> Vec<WorkJob> {
 /// The loop hooks of a simulated controller: seeded jitter, and passes counted in the world.
 struct SimHooks {
     ctx: Arc<Ctx>,
+    ctl: usize,
     rng: StdRng,
 }
 
@@ -199,6 +200,80 @@ impl LoopHooks for SimHooks {
         let mut w = self.ctx.lock();
         w.stats.passes += 1;
         w.stats.largest_plan = w.stats.largest_plan.max(outcome.plan.actions.len());
+        for incident in &mut w.stats.incidents {
+            if !incident.explained && incident.controller == Some(self.ctl) {
+                explain(incident, outcome);
+            }
+        }
+    }
+}
+
+/// Fills in what the pass that caused `incident` saw of its run, runner and instance, and
+/// the actions it planned about them.
+fn explain(incident: &mut Incident, outcome: &PassOutcome) {
+    incident.explained = true;
+    let observed = &outcome.observation.observed;
+    let runs: Vec<&str> = incident
+        .run
+        .iter()
+        .chain(&incident.job_run)
+        .map(String::as_str)
+        .collect();
+    for r in observed.runners.items() {
+        if Some(r.id) == incident.runner_id || incident.runner.as_deref() == Some(&r.name) {
+            incident.seen.push(format!(
+                "runner {} (id {}): online {}, busy {}, disabled {}",
+                r.name, r.id, r.online, r.busy, r.disabled
+            ));
+        }
+    }
+    for i in observed.instances.items() {
+        let run = i.tags.get(model::tags::RUN_ID).map(String::as_str);
+        if incident.instance.as_deref() == Some(i.id.as_str())
+            || run.is_some_and(|r| runs.contains(&r))
+        {
+            incident.seen.push(format!(
+                "instance {} ({:?}) of run {}",
+                i.id.as_str(),
+                i.state,
+                run.unwrap_or("?")
+            ));
+        }
+    }
+    for d in &outcome.observation.desired.runs {
+        if runs.contains(&d.id.as_str()) {
+            incident.seen.push(format!(
+                "desired {}: {}",
+                d.id.as_str(),
+                serde_json::to_string(&d.status).unwrap_or_default()
+            ));
+        }
+    }
+    if !outcome.observation.is_complete() {
+        incident
+            .seen
+            .push(format!("partial view: {:?}", outcome.observation.errors));
+    }
+    for a in &outcome.plan.actions {
+        let about = match a {
+            model::plan::Action::Terminate { instance, run, .. } => {
+                incident.instance.as_deref() == Some(instance.as_str())
+                    || run.as_ref().is_some_and(|r| runs.contains(&r.as_str()))
+            }
+            model::plan::Action::Deregister { runner_id, run, .. }
+            | model::plan::Action::DisableRunner { runner_id, run, .. } => {
+                incident.runner_id == Some(*runner_id)
+                    || run.as_ref().is_some_and(|r| runs.contains(&r.as_str()))
+            }
+            model::plan::Action::Launch { run, .. }
+            | model::plan::Action::UpdateStatus { run, .. }
+            | model::plan::Action::CreateRun { run, .. } => runs.contains(&run.as_str()),
+        };
+        if about {
+            incident
+                .planned
+                .push(serde_json::to_string(a).unwrap_or_default());
+        }
     }
 }
 
@@ -244,6 +319,7 @@ impl Plant {
         let wake = Arc::clone(&ctx.wakes[ctl]);
         let mut hooks = SimHooks {
             ctx: Arc::clone(&ctx),
+            ctl,
             rng: StdRng::seed_from_u64(self.seed ^ ((ctl as u64) << 32) ^ generation),
         };
         let mut stop = self.stop.clone();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use model::cache::{RunnerJob, RunnerRecord};
+use model::config::PoolConfig;
 use model::desired::{AttemptCounting, DesiredRun, JobAction, JobState, RunStatus};
 use model::observed::{DesiredView, ForgeRunner, Instance, JobFound, JobSeen, QueuedJob};
 use model::secret::Secret;
@@ -292,6 +293,14 @@ impl Fleet for SimFleet {
             .collect())
     }
 
+    fn can_try(&self, pool: &PoolConfig) -> bool {
+        let epoch = self.ctx.lock().epoch;
+        let at = Timestamp::from_millis(epoch.as_millis() + self.ctx.now());
+        offerings(pool)
+            .iter()
+            .any(|o| !self.unavailable.is_unavailable(o, at))
+    }
+
     async fn launch(&self, req: &LaunchRequest) -> Result<(Instance, Offering), FleetError> {
         self.enter("ec2:RunInstances", 300, 1_500).await?;
         let (instance, offering) = {
@@ -348,12 +357,29 @@ impl Fleet for SimFleet {
             let cluster = w.cluster.clone();
             let tags = crate::fleet::launch_tags(&cluster, req);
             let run = req.run.to_string();
-            let double = w
+            let other = w
                 .instances
                 .values()
-                .any(|i| i.ours && i.live() && i.tags.get(model::tags::RUN_ID) == Some(&run));
-            if double {
+                .find(|i| i.ours && i.live() && i.tags.get(model::tags::RUN_ID) == Some(&run))
+                .map(|i| {
+                    #[allow(clippy::cast_precision_loss)]
+                    let launched = i.launched as f64 / 1000.0;
+                    format!(
+                        "another live instance {} ({:?}, runner {}, agent {:?}) of this run, launched at {launched:.1}s; this launch's client token {}",
+                        i.id, i.state, i.runner_name, i.agent, req.client_token
+                    )
+                });
+            if let Some(other) = other {
                 w.stats.double_launched += 1;
+                let incident = super::world::Incident {
+                    kind: "double-launch".into(),
+                    run: Some(run.clone()),
+                    runner: Some(req.runner.as_str().to_owned()),
+                    runner_id: req.runner_id,
+                    world: other,
+                    ..super::world::Incident::default()
+                };
+                w.incident(incident, self.ctl, None, now);
             }
             let labels = w.pool_labels.get(&req.pool).cloned().unwrap_or_default();
             let id = w.start_instance(
@@ -389,7 +415,7 @@ impl Fleet for SimFleet {
         let mut w = self.ctx.lock();
         let now = self.ctx.now();
         for id in ids {
-            w.terminate(id.as_str(), now);
+            w.terminate(id.as_str(), now, self.ctl);
         }
         self.ctx.poke.notify_one();
         Ok(())
@@ -461,7 +487,7 @@ impl Forge for SimForge {
         self.enter("gitea:delete_runner").await?;
         let mut w = self.ctx.lock();
         let now = self.ctx.now();
-        w.delete_runner(id, now);
+        w.delete_runner(id, now, self.ctl);
         self.ctx.poke.notify_one();
         Ok(())
     }

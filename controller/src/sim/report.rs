@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::world::{Sample, Stats};
+use super::world::{Incident, Sample, Stats};
 
 /// The figures of one simulated run under one policy.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,6 +65,8 @@ pub struct Report {
     pub wait_histogram: Vec<(String, u64)>,
     /// Queue and fleet once a minute, for plots.
     pub samples: Vec<Sample>,
+    /// Every busy kill and double launch, with its context.
+    pub incidents: Vec<Incident>,
 }
 
 /// Upper bounds of the wait histogram's buckets, in seconds.
@@ -200,6 +202,7 @@ impl Report {
             webhooks_sent: stats.webhooks_sent,
             wait_histogram: histogram(&stats.waits),
             samples: stats.samples.clone(),
+            incidents: stats.incidents.clone(),
         }
     }
 
@@ -268,6 +271,9 @@ impl Report {
                 .map(|(k, v)| format!("{k} {v}"))
                 .collect();
             let _ = writeln!(s, "  faults: {}", faults.join(", "));
+        }
+        for i in &self.incidents {
+            let _ = writeln!(s, "  incident: {}", i.to_line());
         }
         s
     }

@@ -258,6 +258,70 @@ pub struct Sample {
     pub idle: u32,
 }
 
+/// A broken promise (a busy kill or a double launch), with what the world knew when it
+/// happened and what the controller planned in that pass, and why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Incident {
+    /// `busy-terminate` (an instance terminated while its runner ran a job),
+    /// `busy-deregister` (a runner deleted while it ran a job) or `double-launch`.
+    pub kind: String,
+    /// Virtual seconds since the start.
+    pub at_s: f64,
+    /// The controller (0 or 1) whose call it was, when a controller's.
+    pub controller: Option<usize>,
+    /// The instance terminated or launched.
+    pub instance: Option<String>,
+    /// The run the instance was tagged with (or launched for).
+    pub run: Option<String>,
+    /// The runner's name.
+    pub runner: Option<String>,
+    /// Gitea's runner id.
+    pub runner_id: Option<i64>,
+    /// The job the runner was running, as the run id of that pick.
+    pub job_run: Option<String>,
+    /// What the world knew: when the job was taken, what Gitea showed of the runner, the
+    /// other live instance of a double launch.
+    pub world: String,
+    /// What the controller's pass saw of the runner and the instance.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub seen: Vec<String>,
+    /// The actions of that pass's plan about this run, instance or runner (JSON, with the
+    /// planner's reason).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<String>,
+    /// Whether `seen` and `planned` were filled in (the pass finished; a killed controller's
+    /// pass never does).
+    #[serde(skip)]
+    pub explained: bool,
+}
+
+impl Incident {
+    /// One line for the text report.
+    #[must_use]
+    pub fn to_line(&self) -> String {
+        let mut s = format!("{} at {:.1}s", self.kind, self.at_s);
+        let mut add = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                s.push_str(&format!(", {k} {v}"));
+            }
+        };
+        add("controller", self.controller.map(|c| c.to_string()));
+        add("instance", self.instance.clone());
+        add("run", self.run.clone());
+        add("runner", self.runner.clone());
+        add("runner id", self.runner_id.map(|i| i.to_string()));
+        add("running", self.job_run.clone());
+        s.push_str(&format!("\n      world: {}", self.world));
+        for x in &self.seen {
+            s.push_str(&format!("\n      seen: {x}"));
+        }
+        for x in &self.planned {
+            s.push_str(&format!("\n      planned: {x}"));
+        }
+        s
+    }
+}
+
 /// What the world counted.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Stats {
@@ -280,6 +344,7 @@ pub(crate) struct Stats {
     pub samples: Vec<Sample>,
     pub webhooks_sent: u64,
     pub webhooks_refused: u64,
+    pub incidents: Vec<Incident>,
 }
 
 /// Work the loop must do outside the lock (an async call into the webhook receiver).
@@ -704,22 +769,34 @@ impl World {
         }
     }
 
-    /// TerminateInstances on one id, as the controller asks. Counts what it should never do.
-    pub(crate) fn terminate(&mut self, id: &str, now: i64) {
+    /// TerminateInstances on one id, as the controller (`ctl`) asks. Counts what it should
+    /// never do.
+    pub(crate) fn terminate(&mut self, id: &str, now: i64, ctl: Option<usize>) {
         let Some(inst) = self.instances.get(id) else {
             return;
         };
         if !inst.ours {
             self.stats.foreign_touched += 1;
         }
-        if inst.live() && matches!(inst.agent, Agent::Working(_)) {
-            self.stats.busy_kills += 1;
+        if inst.live() {
+            if let Agent::Working(job) = inst.agent {
+                self.stats.busy_kills += 1;
+                let incident = Incident {
+                    kind: "busy-terminate".into(),
+                    instance: Some(id.to_owned()),
+                    run: inst.tags.get(model::tags::RUN_ID).cloned(),
+                    runner: Some(inst.runner_name.clone()),
+                    runner_id: inst.runner,
+                    ..Incident::default()
+                };
+                self.incident(incident, ctl, Some(job), now);
+            }
         }
         self.end_instance(id, now, InstanceState::ShuttingDown, None);
     }
 
-    /// DeleteRunner, as the controller asks.
-    pub(crate) fn delete_runner(&mut self, id: i64, now: i64) {
+    /// DeleteRunner, as the controller (`ctl`) asks.
+    pub(crate) fn delete_runner(&mut self, id: i64, now: i64, ctl: Option<usize>) {
         let Some(r) = self.runners.get(&id) else {
             return;
         };
@@ -727,18 +804,63 @@ impl World {
             self.stats.foreign_touched += 1;
         }
         if let Some(job) = r.task {
-            let healthy = r
-                .instance
-                .as_ref()
-                .and_then(|i| self.instances.get(i))
-                .is_some_and(|i| i.live() && i.agent == Agent::Working(job));
+            let inst = r.instance.as_ref().and_then(|i| self.instances.get(i));
+            let healthy = inst.is_some_and(|i| i.live() && i.agent == Agent::Working(job));
             if healthy {
                 self.stats.busy_kills += 1;
+                let incident = Incident {
+                    kind: "busy-deregister".into(),
+                    instance: r.instance.clone(),
+                    run: inst.and_then(|i| i.tags.get(model::tags::RUN_ID).cloned()),
+                    runner: Some(r.name.clone()),
+                    runner_id: Some(id),
+                    ..Incident::default()
+                };
+                self.incident(incident, ctl, Some(job), now);
             }
             // The runner's reports are refused from now on: Gitea hears nothing more.
             self.stall(job, now);
         }
         self.runners.remove(&id);
+    }
+
+    /// Records an incident with what the world knows of `job` and the runner now.
+    pub(crate) fn incident(
+        &mut self,
+        mut incident: Incident,
+        ctl: Option<usize>,
+        job: Option<i64>,
+        now: i64,
+    ) {
+        #[allow(clippy::cast_precision_loss)]
+        let at = |ms: i64| ms as f64 / 1000.0;
+        incident.at_s = at(now);
+        incident.controller = ctl;
+        let mut world = Vec::new();
+        if let Some(j) = job.and_then(|j| self.jobs.get(&j)) {
+            incident.job_run = Some(model::RunId::for_job(j.id, j.attempt).to_string());
+            world.push(format!(
+                "job {} (labels {}) queued at {:.1}s, taken at {:.1}s by {}",
+                j.id,
+                j.labels.join(","),
+                at(j.updated),
+                at(j.started.unwrap_or(0)),
+                j.runner_name.as_deref().unwrap_or("?")
+            ));
+        }
+        if let Some(r) = incident.runner_id.and_then(|r| self.runners.get(&r)) {
+            world.push(format!(
+                "Gitea shows the runner online {}, busy {}, disabled {}",
+                r.online(now),
+                r.busy(now),
+                r.disabled
+            ));
+        }
+        if !incident.world.is_empty() {
+            world.push(std::mem::take(&mut incident.world));
+        }
+        incident.world = world.join("; ");
+        self.stats.incidents.push(incident);
     }
 
     /// Disable, as the controller asks.

@@ -39,7 +39,10 @@ pub const FOLLOW_UP: Duration = Duration::from_secs(5);
 /// arrived (Gitea does not retry webhooks), or the controller was down.
 ///
 /// Jobs asking for a foreign label are left to the standing runners that serve them; runs
-/// that ended already (`DesiredView::finished`) are not created again.
+/// that ended already (`DesiredView::finished`) are not created again. Nothing is backfilled
+/// from a partial read of the table: a row missing from it may exist, in any phase, and a
+/// launch planned for a fresh row would then be applied to that one (claiming a run that
+/// already has a machine, with an older attempt).
 #[must_use]
 pub fn backfill(
     desired: &DesiredView,
@@ -48,7 +51,7 @@ pub fn backfill(
     now: Timestamp,
 ) -> Vec<DesiredRun> {
     let mut jobs: Vec<_> = observed.queued_jobs.items().iter().collect();
-    if jobs.is_empty() {
+    if jobs.is_empty() || !desired.complete {
         return Vec::new();
     }
     jobs.sort_by_key(|j| (j.id, j.attempt));
@@ -402,6 +405,10 @@ impl<'a> Pass<'a> {
                     return self.deadline(at);
                 }
             }
+            if self.idx.ended_instance(name).is_none() && self.runner_talks(runners) {
+                // Its machine lives, unlisted yet: retired once EC2 lists it.
+                return self.deadline(self.now.plus(FOLLOW_UP));
+            }
             // Registrations without a machine of ours run nothing of ours, whatever a webhook
             // said: remove them (unless Gitea itself calls one busy), then end.
             for r in runners.iter().filter(|r| !r.busy) {
@@ -525,6 +532,11 @@ impl<'a> Pass<'a> {
         if deadline > self.now {
             return self.deadline(deadline);
         }
+        if self.runner_talks(runners) {
+            // The claimed attempt's machine lives although EC2 does not list it: adopted once
+            // it is listed.
+            return self.deadline(self.now.plus(FOLLOW_UP));
+        }
         match job {
             // The job started meanwhile: nothing to relaunch for.
             JobView::Taken { .. } => return self.lost(run, name, None, runners),
@@ -580,6 +592,9 @@ impl<'a> Pass<'a> {
             let recorded = run.status.launched_at.unwrap_or(self.now);
             if ended.is_none() && recorded.plus(EC2_LIST_LAG) > self.now {
                 return self.deadline(recorded.plus(EC2_LIST_LAG));
+            }
+            if ended.is_none() && self.runner_talks(runners) {
+                return self.deadline(self.now.plus(FOLLOW_UP));
             }
             return self.lost(run, name, ended, runners);
         };
@@ -753,6 +768,14 @@ impl<'a> Pass<'a> {
         }
     }
 
+    /// Whether one of a run's registrations is online or busy in Gitea. Only the machine of
+    /// that attempt holds the registration, so the machine lives, whether or not EC2 lists
+    /// it yet (DescribeInstances lags launches, and a list read just before the lag ran out
+    /// is planned on just after): the run is not lost, and its runner is not deleted.
+    fn runner_talks(&self, runners: &[&ForgeRunner]) -> bool {
+        runners.iter().any(|r| r.online || self.idx.is_busy(r))
+    }
+
     /// Retires a run's instance and runners, then decides what becomes of the run.
     fn retire_and_decide(
         &mut self,
@@ -817,8 +840,10 @@ impl<'a> Pass<'a> {
         } else {
             Reason::InstanceLost
         };
+        // Deleted only if still as seen: a registration that came online since has a live
+        // machine after all, and may be taking a job.
         for r in runners {
-            self.deregister(r, Some(run), reason.clone());
+            self.deregister_guarded(r, Some(run), reason.clone());
         }
         self.after_loss(run, name, reason);
     }
@@ -1063,7 +1088,9 @@ impl<'a> Pass<'a> {
             if self.idx.is_invalid(run.as_str()) || self.idx.live_instance(&r.name).is_some() {
                 continue;
             }
-            self.deregister(r, None, Reason::Ghost);
+            // Deleted only if still as seen: a runner whose machine EC2 does not list yet may
+            // have come online since and be taking a job.
+            self.deregister_guarded(r, None, Reason::Ghost);
         }
     }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::desired::{JobState, Phase};
-use crate::observed::{InstanceState, InvalidRow, SPOT_INTERRUPTION};
+use crate::observed::{ForgeRunner, InstanceState, InvalidRow, SPOT_INTERRUPTION};
 use crate::testing::*;
 use crate::{InstanceId, RunId, Seen};
 
@@ -683,6 +683,93 @@ fn waits_for_ec2_list_lag_before_calling_a_fresh_instance_lost() {
     );
 }
 
+/// A world where EC2 lists no machine for `run`, whose registration is `r`; `waiting`: its
+/// job is still queued.
+fn unlisted(run: &crate::DesiredRun, r: ForgeRunner, waiting: bool, secs: u64) -> World {
+    let job = run.spec.job.as_ref().map_or(0, |j| j.id);
+    let jobs = if waiting {
+        vec![queued(job, &["go"])]
+    } else {
+        vec![]
+    };
+    World::new(vec![run.clone()], vec![], vec![r], jobs, at(secs))
+}
+
+/// Its registration, `online` and `busy` as Gitea shows them.
+fn registration(run: &crate::DesiredRun, online: bool, busy: bool) -> ForgeRunner {
+    runner(5, name_of(run).as_str(), &["go", "linux"], online, busy)
+}
+
+/// `tinqs-ci sim --faults chaos --seed 1 --jobs 10000`: a run's machine was launched 60 s
+/// ago and EC2 did not list it yet (the list was read a moment before the lag ran out), while
+/// its runner had come online and just taken another queued job (Gitea shows busy only from
+/// the first task report). Calling the machine lost deleted that runner under its job and
+/// launched a second machine for the run.
+#[test]
+fn a_runner_online_proves_its_machine_lives_however_late_ec2_lists_it() {
+    let r = running(go_run(1), "i-1", at(0));
+    let plan = unlisted(&r, registration(&r, true, false), true, 61).plan(&policy());
+    assert!(plan.is_empty(), "{:?}", kinds(&plan));
+    assert_eq!(plan.requeue_after, FOLLOW_UP_FOR_TESTS);
+    // Gitea already shows it busy on its own job: still nothing to do.
+    let r = with_job_state(
+        r,
+        JobState::InProgress {
+            runner: Some(name_of(&go_run(1)).to_string()),
+        },
+    );
+    let w = unlisted(&r, registration(&r, true, true), false, 61);
+    assert!(w.plan(&policy()).is_empty());
+    // Once the runner is silent, the machine is lost; its registration is deleted only if
+    // still as seen then.
+    let plan = unlisted(&r, registration(&r, false, false), false, 3 * MIN).plan(&policy());
+    assert!(
+        matches!(
+            plan.actions.first(),
+            Some(Action::Deregister {
+                runner_id: 5,
+                guard: Some(SeenRunner { online: false }),
+                ..
+            })
+        ),
+        "{plan:?}"
+    );
+}
+
+/// The same for a claim whose machine EC2 does not list past the launch timeout, and for a
+/// run that is over: an online runner is never deleted for want of a listed machine.
+#[test]
+fn a_claimed_or_finished_run_keeps_a_runner_that_talks_to_gitea() {
+    let mut r = go_run(1);
+    r.status = r.status.claimed(1, name_of(&r), at(0));
+    let w = unlisted(&r, registration(&r, true, false), true, 6 * MIN);
+    assert!(w.plan(&policy()).is_empty());
+    let mut done = running(go_run(2), "i-2", at(0));
+    done.spec.job_state = JobState::Completed {
+        conclusion: "success".into(),
+    };
+    let w = unlisted(&done, registration(&done, true, false), false, 6 * MIN);
+    assert!(w.plan(&policy()).is_empty());
+}
+
+/// A ghost is a runner with no machine listed; one that came online between the list and
+/// the delete has a machine after all, so its deletion is guarded.
+#[test]
+fn a_ghost_is_deleted_only_if_still_as_seen() {
+    let old = name_of(&go_run(1));
+    let g = runner(5, old.as_str(), &["go"], false, false);
+    let w = World::new(vec![], vec![], vec![g], vec![], at(0));
+    assert!(matches!(
+        &w.plan(&policy()).actions[..],
+        [Action::Deregister {
+            runner_id: 5,
+            guard: Some(SeenRunner { online: false }),
+            reason: Reason::Ghost,
+            ..
+        }]
+    ));
+}
+
 #[test]
 fn finishes_a_completed_run_after_cleaning_up() {
     let mut r = running(go_run(1), "i-1", at(0));
@@ -767,6 +854,21 @@ fn a_partial_view_plans_no_destruction_but_still_launches() {
         plan.actions.is_empty(),
         "no launches without knowing the fleet: {plan:?}"
     );
+}
+
+/// `tinqs-ci sim --faults chaos --seed 1 --jobs 10000`: the table's list was throttled, so
+/// the pass saw no rows at all, and backfilled every queued job. The row of one existed (its
+/// run at attempt 2 with a machine booting); the executor read it back and applied the
+/// backfill's launch of attempt 1 to it, and the attempt-2 runner, now nobody's, was deleted
+/// as a ghost while it ran a job.
+#[test]
+fn nothing_is_backfilled_from_a_partial_read_of_the_table() {
+    let mut w = World::new(vec![], vec![], vec![], vec![queued(7, &["go"])], at(0));
+    w.desired.complete = false;
+    let plan = w.plan(&policy());
+    assert!(plan.actions.is_empty(), "{:?}", kinds(&plan));
+    w.desired.complete = true;
+    assert_eq!(w.plan(&policy()).actions.len(), 2, "create and launch");
 }
 
 #[test]

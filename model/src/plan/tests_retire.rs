@@ -476,15 +476,19 @@ fn a_disabled_runner_is_deregistered_without_a_guard() {
 #[test]
 fn a_finished_runs_registration_waits_out_ec2s_list_lag_before_it_is_removed() {
     // Launched 10 s ago, its machine not listed by EC2 yet: its registration may be serving a
-    // job already. After the list's lag, with still no machine, it is removed.
+    // job already. After the list's lag, with still no machine, it is removed once silent:
+    // while it talks to Gitea its machine lives, only unlisted.
     let mut r = running(go_run(1), "i-1", at(0));
     r.spec.job_state = JobState::Completed {
         conclusion: "success".into(),
     };
-    let g = runner(101, name_of(&r).as_str(), &["go", "linux"], true, false);
+    let mut g = runner(101, name_of(&r).as_str(), &["go", "linux"], true, false);
     let w = World::new(vec![r.clone()], vec![], vec![g.clone()], vec![], at(10));
     let plan = w.plan(&policy());
     assert!(plan.actions.is_empty(), "{plan:?}");
+    let w = World::new(vec![r.clone()], vec![], vec![g.clone()], vec![], at(61));
+    assert!(w.plan(&policy()).actions.is_empty());
+    g.online = false;
     let w = World::new(vec![r], vec![], vec![g], vec![], at(61));
     assert_eq!(
         kinds(&w.plan(&policy())),

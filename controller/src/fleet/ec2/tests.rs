@@ -528,6 +528,31 @@ async fn offerings_without_capacity_are_skipped_until_they_expire() {
 }
 
 #[tokio::test]
+async fn a_pool_can_be_tried_again_once_one_of_its_offerings_expires() {
+    let r = rig();
+    let spot = req(1, Market::Spot);
+    assert!(r.fleet.can_try(&spot.pool_config));
+    for t in ["c7a.large", "m7a.large"] {
+        for s in ["subnet-a", "subnet-b"] {
+            no_capacity(&r.ec2, t, s, true);
+        }
+    }
+    r.fleet
+        .launch(&spot)
+        .await
+        .expect_err("no capacity anywhere");
+    assert!(
+        !r.fleet.can_try(&spot.pool_config),
+        "every offering is remembered as without capacity"
+    );
+    r.ec2.now_ms.fetch_add(181_000, Ordering::SeqCst);
+    assert!(
+        r.fleet.can_try(&spot.pool_config),
+        "expired after 3 minutes"
+    );
+}
+
+#[tokio::test]
 async fn spot_then_on_demand_falls_back_when_no_spot_offering_has_capacity() {
     let r = rig();
     for t in ["c7a.large", "m7a.large"] {
