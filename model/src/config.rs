@@ -194,7 +194,7 @@ pub struct AwsConfig {
     pub region: Option<String>,
     /// The SQS queue receiving EC2's Spot interruption warnings and rebalance recommendations
     /// through EventBridge (`deploy/tinqs-ci.yaml` creates both and writes this URL). Optional;
-    /// the controller does not read the queue yet (see `wiki/Roadmap.md`).
+    /// when set, the controller long-polls it (`controller/src/notices.rs`).
     #[serde(default)]
     pub events_queue_url: Option<String>,
 }
