@@ -594,7 +594,15 @@ impl<'a> Pass<'a> {
                 return self.deadline(recorded.plus(EC2_LIST_LAG));
             }
             if ended.is_none() && self.runner_talks(runners) {
-                return self.deadline(self.now.plus(FOLLOW_UP));
+                // Busy, it ends by itself. Online and idle, it is waited for as long as a
+                // launch may take to show; past that, a machine EC2 never lists is not one
+                // we can see or stop, and a runner on it that takes no job would hold the
+                // run forever: the run goes on elsewhere (the delete is guarded).
+                let busy = runners.iter().any(|r| self.idx.is_busy(r));
+                let patience = self.policy.timeouts.launch.max(EC2_LIST_LAG);
+                if busy || recorded.plus(patience) > self.now {
+                    return self.deadline(self.now.plus(FOLLOW_UP));
+                }
             }
             return self.lost(run, name, ended, runners);
         };

@@ -736,6 +736,39 @@ fn a_runner_online_proves_its_machine_lives_however_late_ec2_lists_it() {
     );
 }
 
+/// An online runner whose machine EC2 has not listed for the whole launch timeout, and which
+/// takes no job: waiting on it would hold the run forever. The run goes on elsewhere; the
+/// runner is deleted only if it is still online and idle.
+#[test]
+fn an_idle_runner_whose_machine_is_never_listed_does_not_hold_its_run_forever() {
+    let r = running(go_run(1), "i-1", at(0));
+    assert!(unlisted(&r, registration(&r, true, false), true, 4 * MIN)
+        .plan(&policy())
+        .is_empty());
+    let plan = unlisted(&r, registration(&r, true, false), true, 6 * MIN).plan(&policy());
+    assert!(
+        matches!(
+            plan.actions.first(),
+            Some(Action::Deregister {
+                runner_id: 5,
+                guard: Some(SeenRunner { online: true }),
+                ..
+            })
+        ),
+        "{plan:?}"
+    );
+    assert!(
+        kinds(&plan)
+            .iter()
+            .any(|k| k.starts_with("launch tq-test-job-1-1-a2")),
+        "{:?}",
+        kinds(&plan)
+    );
+    // Busy, it is left to finish its job, however long EC2 takes.
+    let busy = unlisted(&r, registration(&r, true, true), true, 60 * MIN);
+    assert!(busy.plan(&policy()).is_empty());
+}
+
 /// The same for a claim whose machine EC2 does not list past the launch timeout, and for a
 /// run that is over: an online runner is never deleted for want of a listed machine.
 #[test]
