@@ -149,6 +149,13 @@ impl RunnerName {
     #[must_use]
     pub fn new(cluster: &str, run: &RunId, attempt: u32) -> Self {
         // Built in one allocation of the right size: the planner names every run each pass.
+        let mut name = String::with_capacity(3 + cluster.len() + 1 + run.0.len() + 2 + 10);
+        Self::write(&mut name, cluster, run, attempt);
+        RunnerName(name)
+    }
+
+    /// Appends the name [`RunnerName::new`] makes to `out` (no allocation of its own).
+    pub fn write(out: &mut String, cluster: &str, run: &RunId, attempt: u32) {
         let mut digits = [0u8; 10];
         let mut at = digits.len();
         let mut rest = attempt;
@@ -160,18 +167,14 @@ impl RunnerName {
                 break;
             }
         }
-        let digits = &digits[at..];
-        let mut name =
-            String::with_capacity(3 + cluster.len() + 1 + run.0.len() + 2 + digits.len());
-        name.push_str("tq-");
-        name.push_str(cluster);
-        name.push('-');
-        name.push_str(&run.0);
-        name.push_str("-a");
-        for &d in digits {
-            name.push(char::from(d));
+        out.push_str("tq-");
+        out.push_str(cluster);
+        out.push('-');
+        out.push_str(&run.0);
+        out.push_str("-a");
+        for &d in &digits[at..] {
+            out.push(char::from(d));
         }
-        RunnerName(name)
     }
 
     /// The prefix every runner of `cluster` carries.

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::desired::{DesiredRun, JobState};
 use crate::notice::Notice;
-use crate::observed::{DesiredView, ForgeRunner, Instance, JobSeen, Observed, Seen};
+use crate::observed::{DesiredView, ForgeRunner, Instance, InstanceState, JobSeen, Observed, Seen};
+use crate::plan::{Policy, PoolPolicy};
 use crate::time::Timestamp;
 
 /// What the queued-jobs observation can tell.
@@ -34,14 +35,21 @@ pub(super) enum JobView {
 pub(super) struct Index<'a> {
     /// Active runs (the table's plus backfilled ones), oldest first.
     pub runs: Vec<&'a DesiredRun>,
-    /// Instances carrying our cluster tag, by id.
-    pub ours: Vec<&'a Instance>,
-    /// Our instances by runner-name tag: live ones oldest first, then the rest.
-    pub by_runner: Groups<'a, Instance>,
+    /// The runner name of each of `runs` (its current attempt's) and its group.
+    run_names: Vec<RunName>,
+    /// The job view of each of `runs` ([`Index::job_view`]), as the pass begins.
+    views: Vec<JobView>,
+    /// The text of those runner names, one after the other.
+    text: String,
+    /// Instances carrying our cluster tag, by id, each with the tags the rules read.
+    pub ours: Vec<Ours<'a>>,
+    /// Our instances (places in `ours`) by runner-name tag: live ones oldest first, then the
+    /// rest.
+    pub by_runner: Groups<u32>,
     /// Runner names (EC2 tags and Gitea names) to their group in `by_runner` and `runners`.
     pub names: HashMap<&'a str, u32>,
     /// Gitea runners by name.
-    pub runners: Groups<'a, ForgeRunner>,
+    pub runners: Groups<Reg<'a>>,
     /// What the queued-jobs list can tell.
     pub queue: QueueView,
     /// Queued Gitea jobs: id to the pick they wait for.
@@ -65,52 +73,34 @@ impl<'a> Index<'a> {
         desired: &'a DesiredView,
         backfilled: &'a [DesiredRun],
         observed: &'a Observed,
-        cluster: &str,
+        policy: &'a Policy,
     ) -> Self {
-        // Sorted by (creation, id) with each id's leading bytes copied beside it, so most
-        // comparisons read neither the run nor its id (both elsewhere in memory).
-        let mut keyed: Vec<(Timestamp, SortKey, &DesiredRun)> = desired
-            .runs
-            .iter()
-            .chain(backfilled)
-            .filter(|r| !r.status.phase.is_final())
-            .map(|r| (r.spec.created_at, SortKey::of(r.id.as_str()), r))
-            .collect();
-        keyed.sort_by(|a, b| {
-            (a.0, a.1)
-                .cmp(&(b.0, b.1))
-                .then_with(|| a.2.id.cmp(&b.2.id))
-        });
-        let mut runs: Vec<&DesiredRun> = keyed.into_iter().map(|(_, _, r)| r).collect();
-        runs.dedup_by(|a, b| a.id == b.id);
-
-        // The runner-name tag is read here too, while the instance's tags are at hand.
-        let mut keyed: Vec<(SortKey, &Instance, Option<&str>)> = observed
+        // Each instance's tags are read once, here, in the order the instances sit in memory:
+        // the rules then read compact fields rather than walk a map of strings per lookup.
+        let mut keyed: Vec<(SortKey, Ours<'a>)> = observed
             .instances
             .items()
             .iter()
-            .filter(|i| i.is_ours(cluster))
-            .map(|i| {
-                let name = i.tags.get(crate::tags::RUNNER_NAME).map(String::as_str);
-                (SortKey::of(i.id.as_str()), i, name)
-            })
+            .filter_map(|i| Ours::of(i, policy))
+            .map(|o| (SortKey::of(o.inst.id.as_str()), o))
             .collect();
-        keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
-        keyed.dedup_by(|a, b| a.1.id == b.1.id);
-        let ours: Vec<&Instance> = keyed.iter().map(|&(_, i, _)| i).collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.inst.id.cmp(&b.1.inst.id)));
+        keyed.dedup_by(|a, b| a.1.inst.id == b.1.inst.id);
+        let mut ours: Vec<Ours<'a>> = keyed.into_iter().map(|(_, o)| o).collect();
+        for (k, o) in ours.iter_mut().enumerate() {
+            o.at = u32::try_from(k).unwrap_or(u32::MAX);
+        }
 
         let mut names = HashMap::with_capacity(ours.len() + observed.runners.items().len());
         let by_runner = Groups::new(
             &mut names,
-            keyed
-                .iter()
-                .filter_map(|&(_, i, name)| Some((name?, i)))
-                .collect(),
-            |a, b| {
-                (!a.state.is_live(), a.launched_at, &a.id).cmp(&(
+            ours.iter().filter_map(|o| Some((o.name?, o.at))).collect(),
+            |&a, &b| {
+                let (a, b) = (&ours[a as usize], &ours[b as usize]);
+                (!a.state.is_live(), a.launched_at, &a.inst.id).cmp(&(
                     !b.state.is_live(),
                     b.launched_at,
-                    &b.id,
+                    &b.inst.id,
                 ))
             },
             |_, _| false,
@@ -122,11 +112,58 @@ impl<'a> Index<'a> {
                 .runners
                 .items()
                 .iter()
-                .map(|r| (r.name.as_str(), r))
+                .map(|r| (r.name.as_str(), Reg::of(r)))
                 .collect(),
             |a, b| (!a.online, a.id).cmp(&(!b.online, b.id)),
             |a, b| a.id == b.id,
         );
+
+        let active: Vec<&DesiredRun> = desired
+            .runs
+            .iter()
+            .chain(backfilled)
+            .filter(|r| !r.status.phase.is_final())
+            .collect();
+        // Each run's runner name, written into one buffer and looked up in the name table
+        // here, in the order the runs sit in memory: the rules visit the runs oldest first,
+        // which jumps about in memory, and then read neither the run's id nor the table.
+        let mut text = String::new();
+        let mut named_at: Vec<RunName> = Vec::with_capacity(active.len());
+        for r in &active {
+            let start = text.len();
+            let attempt = r.status.attempt.max(1);
+            crate::RunnerName::write(&mut text, &policy.cluster, &r.id, attempt);
+            named_at.push(RunName {
+                start,
+                end: text.len(),
+                group: names.get(&text[start..]).copied(),
+                foreign: r.spec.pool.is_none()
+                    && r.spec
+                        .labels
+                        .iter()
+                        .any(|l| policy.foreign_labels.contains(l)),
+            });
+        }
+        // Sorted by (creation, id) with each id's leading bytes copied beside it, so most
+        // comparisons read neither the run nor its id (both elsewhere in memory).
+        let mut keyed: Vec<(Timestamp, SortKey, usize)> = active
+            .iter()
+            .enumerate()
+            .map(|(k, r)| (r.spec.created_at, SortKey::of(r.id.as_str()), k))
+            .collect();
+        keyed.sort_by(|a, b| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then_with(|| active[a.2].id.cmp(&active[b.2].id))
+        });
+        keyed.dedup_by(|a, b| active[a.2].id == active[b.2].id);
+        let runs: Vec<&DesiredRun> = keyed.iter().map(|&(_, _, k)| active[k]).collect();
+        // Where each run kept sits in `runs`, by its place in `active`.
+        let mut rank: Vec<Option<usize>> = vec![None; active.len()];
+        for (at, &(_, _, k)) in keyed.iter().enumerate() {
+            rank[k] = Some(at);
+        }
+        let run_names: Vec<RunName> = keyed.iter().map(|&(_, _, k)| named_at[k]).collect();
 
         let queue = match &observed.queued_jobs {
             Seen::Complete { .. } => QueueView::Complete,
@@ -143,6 +180,9 @@ impl<'a> Index<'a> {
 
         let mut idx = Index {
             runs,
+            run_names,
+            views: Vec::new(),
+            text,
             ours,
             by_runner,
             names,
@@ -180,12 +220,18 @@ impl<'a> Index<'a> {
                 }
             }
         }
+        // In the order the runs sit in memory: what this finds does not depend on the order.
         let mut in_progress_on = HashSet::new();
-        for run in &idx.runs {
-            match idx.job_view(run) {
+        let mut views = vec![JobView::Unknown; idx.runs.len()];
+        for (run, at) in active.iter().zip(&rank) {
+            let Some(at) = *at else {
+                continue;
+            };
+            let view = idx.job_view(run);
+            match &view {
                 // A warm run has no job: its runner is supply, never demand.
                 JobView::Queued { confirmed }
-                    if (confirmed || queue == QueueView::Unavailable) && !run.is_warm() =>
+                    if (*confirmed || queue == QueueView::Unavailable) && !run.is_warm() =>
                 {
                     let since = waiting.entry(label_set(&run.spec.labels)).or_insert(None);
                     let created = run.spec.created_at;
@@ -198,38 +244,77 @@ impl<'a> Index<'a> {
                 }
                 _ => {}
             }
+            views[at] = view;
         }
+        idx.views = views;
         idx.waiting = waiting;
         idx.in_progress_on = in_progress_on;
+        // What the rules ask of each runner, answered once here rather than per lookup
+        // (each answer hashes or compares strings the runner points to).
+        let mut regs = std::mem::take(&mut idx.runners.items);
+        let mut first: HashMap<i64, u32> = HashMap::with_capacity(regs.len());
+        for (k, reg) in regs.iter_mut().enumerate() {
+            let k = u32::try_from(k).unwrap_or(u32::MAX);
+            reg.slot = *first.entry(reg.id).or_insert(k);
+            let r = reg.runner;
+            reg.working = r.busy || (r.online && idx.in_progress_on.contains(r.name.as_str()));
+            reg.wanted = idx.has_demand_for(&r.labels);
+        }
+        idx.runners.items = regs;
         idx
     }
 
     /// The oldest live instance tagged with `runner`.
-    pub(super) fn live_instance(&self, runner: &str) -> Option<&'a Instance> {
-        live(self.named(runner).0)
+    pub(super) fn live_instance(&self, runner: &str) -> Option<&Ours<'a>> {
+        self.live(self.named(runner).0)
     }
 
-    /// The instances tagged with `runner` (live ones oldest first, then the rest) and the
-    /// Gitea runners named `runner` (online first), found with one lookup.
-    pub(super) fn named(&self, runner: &str) -> (&[&'a Instance], &[&'a ForgeRunner]) {
+    /// The instances tagged with `runner` (places in `ours`, live ones oldest first, then
+    /// the rest) and the Gitea runners named `runner` (online first), found with one lookup.
+    pub(super) fn named(&self, runner: &str) -> (&[u32], &[Reg<'a>]) {
         match self.names.get(runner) {
             Some(&g) => (self.by_runner.group(g), self.runners.group(g)),
             None => (&[], &[]),
         }
     }
 
+    /// The runner name of the `k`th of `runs` (its current attempt's), with what
+    /// [`Index::named`] finds for it.
+    pub(super) fn run_named(&self, k: usize) -> (&str, &[u32], &[Reg<'a>]) {
+        let n = self.run_names[k];
+        let name = &self.text[n.start..n.end];
+        match n.group {
+            Some(g) => (name, self.by_runner.group(g), self.runners.group(g)),
+            None => (name, &[], &[]),
+        }
+    }
+
+    /// Whether the `k`th of `runs` asks for a label only runners not ours serve, and its
+    /// job's state as the pass began ([`Index::job_view`]).
+    pub(super) fn run_facts(&self, k: usize) -> (bool, &JobView) {
+        (self.run_names[k].foreign, &self.views[k])
+    }
+
+    /// The first of an instance group (see [`Index::named`]) if it is live.
+    pub(super) fn live(&self, instances: &[u32]) -> Option<&Ours<'a>> {
+        instances
+            .first()
+            .map(|&k| &self.ours[k as usize])
+            .filter(|i| i.state.is_live())
+    }
+
     /// An instance tagged with `runner` that has ended (terminated or shutting down).
-    pub(super) fn ended_instance(&self, runner: &str) -> Option<&'a Instance> {
+    pub(super) fn ended_instance(&self, runner: &str) -> Option<&Ours<'a>> {
         self.named(runner)
             .0
             .iter()
-            .copied()
+            .map(|&k| &self.ours[k as usize])
             .find(|i| !i.state.is_live())
     }
 
     /// Gitea runners named `runner` (online first), borrowed from the table (no copy per
     /// lookup).
-    pub(super) fn runners_named(&self, runner: &str) -> &[&'a ForgeRunner] {
+    pub(super) fn runners_named(&self, runner: &str) -> &[Reg<'a>] {
         self.named(runner).1
     }
 
@@ -272,14 +357,17 @@ impl<'a> Index<'a> {
 
     /// EC2's advance notice about instance `i`, if any.
     pub(super) fn notice(&self, i: &Instance) -> Option<&'a Notice> {
+        if self.notices.is_empty() {
+            return None; // the usual case: no id to hash
+        }
         self.notices.get(i.id.as_str()).copied()
     }
 
     /// Whether a runner is (or may be) running a job: Gitea says busy, or it is online and a
     /// webhook or a read of the job says a job is in progress on it (Gitea's busy flag lags
     /// by up to 10 s). A runner that is offline runs nothing, whatever the last webhook said.
-    pub(super) fn is_busy(&self, r: &ForgeRunner) -> bool {
-        r.busy || (r.online && self.in_progress_on.contains(r.name.as_str()))
+    pub(super) fn is_busy(&self, r: &Reg) -> bool {
+        r.working
     }
 
     /// Whether any runner called `name` is busy.
@@ -357,27 +445,134 @@ impl SortKey {
     }
 }
 
-/// The first of an instance group (see [`Index::named`]) if it is live.
-pub(super) fn live<'a>(instances: &[&'a Instance]) -> Option<&'a Instance> {
-    instances.first().copied().filter(|i| i.state.is_live())
+/// Where a run's runner name is in [`Index::text`], and its group in [`Index::names`].
+#[derive(Clone, Copy)]
+struct RunName {
+    start: usize,
+    end: usize,
+    group: Option<u32>,
+    /// Whether the run asks for a label only runners not ours serve (and names no pool).
+    foreign: bool,
+}
+
+/// A Gitea runner with what the rules ask of it, answered once per pass (see
+/// [`Index::is_busy`] and [`Index::has_demand_for`]). The runner itself is at hand through
+/// `Deref`.
+#[derive(Clone, Copy)]
+pub(super) struct Reg<'a> {
+    /// The runner.
+    pub runner: &'a ForgeRunner,
+    /// Its id.
+    pub id: i64,
+    /// Online, as listed.
+    pub online: bool,
+    /// Disabled, as listed.
+    pub disabled: bool,
+    /// Whether it is (or may be) running a job ([`Index::is_busy`]).
+    pub working: bool,
+    /// Whether some waiting job could run on it ([`Index::has_demand_for`] its labels).
+    pub wanted: bool,
+    /// The place in [`Groups::all`] of the first runner listed with its id: the same for
+    /// every runner with this id.
+    pub slot: u32,
+}
+
+impl<'a> Reg<'a> {
+    fn of(r: &'a ForgeRunner) -> Self {
+        Reg {
+            runner: r,
+            id: r.id,
+            online: r.online,
+            disabled: r.disabled,
+            working: r.busy,
+            wanted: false,
+            slot: 0,
+        }
+    }
+}
+
+impl std::ops::Deref for Reg<'_> {
+    type Target = ForgeRunner;
+
+    fn deref(&self) -> &ForgeRunner {
+        self.runner
+    }
+}
+
+/// An instance of ours with what the rules read of it, copied out of the instance and its
+/// tag map (a tree of separately allocated strings) once per pass. The instance itself is
+/// still at hand (through `Deref`) for what only some rules read.
+#[derive(Clone, Copy)]
+pub(super) struct Ours<'a> {
+    /// The instance.
+    pub inst: &'a Instance,
+    /// Its state.
+    pub state: InstanceState,
+    /// When EC2 launched it.
+    pub launched_at: Timestamp,
+    /// The configured pool its pool tag names, if any.
+    pub policy_pool: Option<&'a PoolPolicy>,
+    /// Its runner-name tag.
+    pub name: Option<&'a str>,
+    /// Its run-id tag, as written.
+    pub run_tag: Option<&'a str>,
+    /// Its place in [`Index::ours`].
+    pub at: u32,
+}
+
+impl<'a> Ours<'a> {
+    /// The compact form of `i`, if it carries `policy`'s cluster tag; every tag is looked
+    /// at once.
+    fn of(i: &'a Instance, policy: &'a Policy) -> Option<Self> {
+        let (mut cluster, mut pool, mut name, mut run_tag) = (None, None, None, None);
+        for (k, v) in &i.tags {
+            match k.as_str() {
+                crate::tags::CLUSTER => cluster = Some(v.as_str()),
+                crate::tags::POOL => pool = Some(v.as_str()),
+                crate::tags::RUNNER_NAME => name = Some(v.as_str()),
+                crate::tags::RUN_ID => run_tag = Some(v.as_str()),
+                _ => {}
+            }
+        }
+        if cluster != Some(policy.cluster.as_str()) {
+            return None;
+        }
+        Some(Ours {
+            inst: i,
+            state: i.state,
+            launched_at: i.launched_at,
+            policy_pool: pool.and_then(|p| policy.pools.iter().find(|q| q.name == p)),
+            name,
+            run_tag,
+            at: 0,
+        })
+    }
+}
+
+impl std::ops::Deref for Ours<'_> {
+    type Target = Instance;
+
+    fn deref(&self) -> &Instance {
+        self.inst
+    }
 }
 
 /// Items grouped by name, each name's items together in one flat list (no list per name to
 /// allocate, follow and free). Group numbers come from a name table shared with other
 /// groupings, so one lookup finds a name's group in each.
-pub(super) struct Groups<'a, T> {
+pub(super) struct Groups<T> {
     /// Every item, grouped by name, each group in the order asked for.
-    items: Vec<&'a T>,
+    pub(super) items: Vec<T>,
     /// Each group's start and end in `items`, by group number.
     ranges: Vec<(u32, u32)>,
 }
 
-impl<'a, T> Groups<'a, T> {
+impl<T: Copy> Groups<T> {
     /// Groups `pairs` by name, numbering new names in `names`; within a group, items are
     /// sorted (stably) by `order` and a run of items that are `same` is cut down to its first.
-    fn new(
+    fn new<'a>(
         names: &mut HashMap<&'a str, u32>,
-        pairs: Vec<(&'a str, &'a T)>,
+        pairs: Vec<(&'a str, T)>,
         mut order: impl FnMut(&T, &T) -> std::cmp::Ordering,
         mut same: impl FnMut(&T, &T) -> bool,
     ) -> Self {
@@ -399,13 +594,13 @@ impl<'a, T> Groups<'a, T> {
             next.push(at);
             at += c;
         }
-        let mut placed: Vec<Option<&T>> = vec![None; pairs.len()];
+        let mut placed: Vec<Option<T>> = vec![None; pairs.len()];
         for ((_, item), g) in pairs.iter().zip(&group_of) {
             let slot = &mut next[*g as usize];
-            placed[*slot as usize] = Some(item);
+            placed[*slot as usize] = Some(*item);
             *slot += 1;
         }
-        let mut items: Vec<&T> = Vec::with_capacity(pairs.len());
+        let mut items: Vec<T> = Vec::with_capacity(pairs.len());
         let mut ranges = Vec::with_capacity(counts.len());
         let mut from = 0usize;
         for c in counts {
@@ -416,7 +611,7 @@ impl<'a, T> Groups<'a, T> {
                 items[start..].sort_by(|a, b| order(a, b));
                 let mut kept = start + 1;
                 for k in start + 1..items.len() {
-                    if !same(items[kept - 1], items[k]) {
+                    if !same(&items[kept - 1], &items[k]) {
                         items[kept] = items[k];
                         kept += 1;
                     }
@@ -433,7 +628,7 @@ impl<'a, T> Groups<'a, T> {
     }
 
     /// The items of group `g` (none for a group numbered after this grouping was made).
-    pub(super) fn group(&self, g: u32) -> &[&'a T] {
+    pub(super) fn group(&self, g: u32) -> &[T] {
         match self.ranges.get(g as usize) {
             Some(&(start, end)) => &self.items[start as usize..end as usize],
             None => &[],
@@ -441,7 +636,7 @@ impl<'a, T> Groups<'a, T> {
     }
 
     /// Every item, group by group.
-    pub(super) fn all(&self) -> &[&'a T] {
+    pub(super) fn all(&self) -> &[T] {
         &self.items
     }
 }

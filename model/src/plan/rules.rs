@@ -18,11 +18,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use super::index::{Index, JobView};
+use super::index::{Index, JobView, Ours, Reg};
 use super::{Action, Deferred, Plan, Policy, PoolPolicy, Reason, StatusChange, Unschedulable};
 use crate::desired::{DesiredRun, JobRef, Origin, Phase, RunSpec};
 use crate::notice::NoticeKind;
-use crate::observed::{DesiredView, ForgeRunner, Instance, Observed};
+use crate::observed::{DesiredView, Observed};
 use crate::time::Timestamp;
 
 mod warm;
@@ -125,12 +125,7 @@ impl<'a> Planner<'a> {
     }
 
     pub(super) fn run(self) -> Plan {
-        let idx = Index::new(
-            self.desired,
-            self.backfilled,
-            self.observed,
-            &self.policy.cluster,
-        );
+        let idx = Index::new(self.desired, self.backfilled, self.observed, self.policy);
         Pass::new(&idx, &self).run()
     }
 }
@@ -154,8 +149,10 @@ struct Pass<'a> {
     launches: u32,
     live_total: u32,
     live_by_pool: BTreeMap<&'a str, u32>,
-    handled_instances: HashSet<&'a str>,
-    handled_runners: HashSet<i64>,
+    /// Instances some rule took care of, by place in `Index::ours`.
+    handled_instances: Vec<bool>,
+    /// Runners some rule took care of, by [`Reg::slot`] (one per runner id).
+    handled_runners: Vec<bool>,
     /// Idle runners kept for queued work although their own run is over; each stands in for
     /// one launch.
     spares: Vec<Spare<'a>>,
@@ -174,7 +171,7 @@ struct Pass<'a> {
 
 /// An idle runner of ours kept because queued work could use it.
 struct Spare<'a> {
-    runner: &'a ForgeRunner,
+    runner: Reg<'a>,
     taken: bool,
     /// The warm run it belongs to, for a warm runner.
     warm: Option<&'a DesiredRun>,
@@ -183,8 +180,8 @@ struct Spare<'a> {
 /// A warm runner that is online and idle: kept, used, or retired once its pool's are ranked.
 struct WarmReady<'a> {
     run: &'a DesiredRun,
-    instance: &'a Instance,
-    runner: &'a ForgeRunner,
+    instance: &'a Ours<'a>,
+    runner: Reg<'a>,
     /// When it was first seen online: its idle age counts from here.
     since: Timestamp,
 }
@@ -216,7 +213,12 @@ impl<'a> Pass<'a> {
             }
         }
         let destroy_ok = partial.is_empty();
-        let mut out = Plan::default();
+        // Room for about one action per run from the start: growing a long list of actions
+        // copies it again at each doubling.
+        let mut out = Plan {
+            actions: Vec::with_capacity(idx.runs.len() + backfilled.len()),
+            ..Plan::default()
+        };
         if !destroy_ok {
             out.withheld = Some(format!(
                 "no terminations, deregistrations or loss decisions this pass: {}",
@@ -237,8 +239,8 @@ impl<'a> Pass<'a> {
             launches: 0,
             live_total: 0,
             live_by_pool: BTreeMap::new(),
-            handled_instances: HashSet::with_capacity(idx.ours.len()),
-            handled_runners: HashSet::with_capacity(observed.runners.items().len()),
+            handled_instances: vec![false; idx.ours.len()],
+            handled_runners: vec![false; idx.runners.all().len()],
             spares: Vec::new(),
             wanting: Vec::new(),
             warm_wanting: Vec::new(),
@@ -260,8 +262,8 @@ impl<'a> Pass<'a> {
             });
         }
         let idx = self.idx;
-        for &run in &idx.runs {
-            self.run_rules(run);
+        for (k, &run) in idx.runs.iter().enumerate() {
+            self.run_rules(k, run);
         }
         self.retry_failed();
         self.orphans();
@@ -278,20 +280,19 @@ impl<'a> Pass<'a> {
     /// instance yet), so caps hold across passes.
     fn count_capacity(&mut self) {
         let idx = self.idx;
-        for &i in &idx.ours {
+        for i in &idx.ours {
             if i.state.is_live() {
                 self.live_total += 1;
-                if let Some(pool) = self.pool_named(i.pool()) {
-                    *self.live_by_pool.entry(pool).or_default() += 1;
+                if let Some(pool) = i.policy_pool {
+                    *self.live_by_pool.entry(pool.name.as_str()).or_default() += 1;
                 }
             }
         }
-        for &run in &idx.runs {
+        for (k, &run) in idx.runs.iter().enumerate() {
             if run.status.phase != Phase::Launching {
                 continue;
             }
-            let name = run.runner_name(&self.policy.cluster);
-            if self.idx.live_instance(name.as_str()).is_some() {
+            if idx.live(idx.run_named(k).1).is_some() {
                 continue;
             }
             self.live_total += 1;
@@ -301,56 +302,43 @@ impl<'a> Pass<'a> {
         }
     }
 
-    fn pool_named(&self, name: Option<&str>) -> Option<&'a str> {
-        let name = name?;
-        self.policy
-            .pools
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| p.name.as_str())
-    }
-
     /// The pool that serves `run` ([`Policy::pool_for`]).
     fn choose_pool(&self, run: &DesiredRun) -> Result<&'a PoolPolicy, ()> {
         self.policy.pool_for(&run.spec).ok_or(())
     }
 
-    fn is_foreign(&self, run: &DesiredRun) -> bool {
-        run.spec.pool.is_none()
-            && run
-                .spec
-                .labels
-                .iter()
-                .any(|l| self.policy.foreign_labels.contains(l))
+    /// Marks `runners` as taken care of: the ghost rule leaves them alone.
+    fn handle(&mut self, runners: &[Reg]) {
+        for r in runners {
+            self.handled_runners[r.slot as usize] = true;
+        }
     }
 
-    fn lifetime_of(&self, instance: &Instance) -> Duration {
-        self.policy
-            .pools
-            .iter()
-            .find(|p| Some(p.name.as_str()) == instance.pool())
+    fn lifetime_of(&self, instance: &Ours) -> Duration {
+        instance
+            .policy_pool
             .map_or(self.policy.timeouts.max_lifetime, |p| p.max_lifetime)
     }
 
     // ---- per run --------------------------------------------------------------------------
 
-    fn run_rules(&mut self, run: &'a DesiredRun) {
-        let runner_name = run.runner_name(&self.policy.cluster);
-        let name = runner_name.as_str();
-        let (instances, runners) = self.idx.named(name);
-        let instance = super::index::live(instances);
+    /// The rules for `run`, the `k`th of the index's runs.
+    fn run_rules(&mut self, k: usize, run: &'a DesiredRun) {
+        let idx = self.idx;
+        let (name, instances, runners) = idx.run_named(k);
+        let instance = idx.live(instances);
         if let Some(i) = instance {
-            self.handled_instances.insert(i.id.as_str());
+            self.handled_instances[i.at as usize] = true;
         }
-        self.handled_runners.extend(runners.iter().map(|r| r.id));
-        if self.is_foreign(run) {
+        self.handle(runners);
+        let (foreign, job) = idx.run_facts(k);
+        if foreign {
             return;
         }
-        let job = self.idx.job_view(run);
         let over = if run.spec.cancel {
             Some((Phase::Cancelled, Reason::Cancelled))
         } else {
-            match &job {
+            match job {
                 JobView::Done => Some((Phase::Done, Reason::JobFinished)),
                 JobView::Taken { runner: Some(on) } if on != name => {
                     Some((Phase::Done, Reason::JobTakenElsewhere))
@@ -368,8 +356,8 @@ impl<'a> Pass<'a> {
                 self.adopt(run, i);
                 self.running(run, name, Some(i), runners);
             }
-            (Phase::Pending, None) => self.pending(run, &job, runners),
-            (Phase::Launching, None) => self.launching(run, name, &job, runners),
+            (Phase::Pending, None) => self.pending(run, job, runners),
+            (Phase::Launching, None) => self.launching(run, name, job, runners),
             (Phase::Running, _) => self.running(run, name, instance, runners),
             (Phase::Done | Phase::Failed | Phase::Cancelled, _) => {}
         }
@@ -382,8 +370,8 @@ impl<'a> Pass<'a> {
         &mut self,
         run: &'a DesiredRun,
         name: &str,
-        instance: Option<&'a Instance>,
-        runners: &[&'a ForgeRunner],
+        instance: Option<&'a Ours<'a>>,
+        runners: &[Reg<'a>],
         phase: Phase,
         reason: Reason,
     ) {
@@ -438,9 +426,7 @@ impl<'a> Pass<'a> {
             }
             return;
         }
-        let wanted = runners
-            .iter()
-            .any(|r| !r.online && !r.disabled && self.idx.has_demand_for(&r.labels));
+        let wanted = runners.iter().any(|r| !r.online && !r.disabled && r.wanted);
         if wanted && run.status.registered_at.is_none() {
             // Still booting, and about to come online and take one of those jobs: keep it
             // until the registration timeout says it never will.
@@ -450,10 +436,7 @@ impl<'a> Pass<'a> {
                 return self.deadline(deadline);
             }
         }
-        if let Some(r) = runners
-            .iter()
-            .find(|r| r.online && !r.disabled && self.idx.has_demand_for(&r.labels))
-        {
+        if let Some(r) = runners.iter().find(|r| r.online && !r.disabled && r.wanted) {
             if let Some(stuck) = self.stuck(run, r) {
                 if self.retire(Some(run), i, runners, &stuck) {
                     self.end(run, phase, reason);
@@ -462,7 +445,7 @@ impl<'a> Pass<'a> {
             }
             // Rule "keep while wanted": Gitea is about to give it one of those jobs.
             self.spares.push(Spare {
-                runner: r,
+                runner: *r,
                 taken: false,
                 warm: None,
             });
@@ -476,7 +459,7 @@ impl<'a> Pass<'a> {
     /// Rule "launch": a pending run with no runner gets one, within budgets and caps, once
     /// Gitea confirms its job waits (where the queued list exists); a run no pool serves is
     /// reported unschedulable, with its labels.
-    fn pending(&mut self, run: &'a DesiredRun, job: &JobView, runners: &[&'a ForgeRunner]) {
+    fn pending(&mut self, run: &'a DesiredRun, job: &JobView, runners: &[Reg<'a>]) {
         match job {
             JobView::Taken { .. } => {
                 if self.destroy_ok {
@@ -513,13 +496,7 @@ impl<'a> Pass<'a> {
     /// Rule "stale claim": a claim older than the launch timeout with no instance is launched
     /// again with the same attempt (so the same client token: EC2 returns the instance if it
     /// did start), after removing any registration the failed attempt left.
-    fn launching(
-        &mut self,
-        run: &'a DesiredRun,
-        name: &str,
-        job: &JobView,
-        runners: &[&'a ForgeRunner],
-    ) {
+    fn launching(&mut self, run: &'a DesiredRun, name: &str, job: &JobView, runners: &[Reg<'a>]) {
         if !self.destroy_ok {
             return;
         }
@@ -555,7 +532,7 @@ impl<'a> Pass<'a> {
     fn clear_registrations(
         &mut self,
         run: &DesiredRun,
-        runners: &[&'a ForgeRunner],
+        runners: &[Reg<'a>],
         reason: &Reason,
     ) -> bool {
         if runners.is_empty() {
@@ -570,7 +547,7 @@ impl<'a> Pass<'a> {
         true
     }
 
-    fn adopt(&mut self, run: &'a DesiredRun, i: &'a Instance) {
+    fn adopt(&mut self, run: &'a DesiredRun, i: &'a Ours<'a>) {
         let change = StatusChange::Adopt {
             instance: i.id.clone(),
             launched_at: i.launched_at,
@@ -584,8 +561,8 @@ impl<'a> Pass<'a> {
         &mut self,
         run: &'a DesiredRun,
         name: &str,
-        instance: Option<&'a Instance>,
-        runners: &[&'a ForgeRunner],
+        instance: Option<&'a Ours<'a>>,
+        runners: &[Reg<'a>],
     ) {
         let Some(i) = instance else {
             let ended = self.idx.ended_instance(name);
@@ -634,7 +611,7 @@ impl<'a> Pass<'a> {
 
     /// Rule "max lifetime": terminate, whatever the runner says, and fail the run. The only
     /// removal that does not wait for a disable to take effect.
-    fn max_lifetime(&mut self, run: &'a DesiredRun, i: &'a Instance, runners: &[&'a ForgeRunner]) {
+    fn max_lifetime(&mut self, run: &'a DesiredRun, i: &'a Ours<'a>, runners: &[Reg<'a>]) {
         if !self.destroy_ok || !self.terminate_allowed(i) {
             return;
         }
@@ -656,9 +633,9 @@ impl<'a> Pass<'a> {
         &mut self,
         run: &'a DesiredRun,
         name: &str,
-        i: &'a Instance,
-        r: &'a ForgeRunner,
-        runners: &[&'a ForgeRunner],
+        i: &'a Ours<'a>,
+        r: &Reg<'a>,
+        runners: &[Reg<'a>],
     ) {
         let registered_at = match run.status.registered_at {
             None => {
@@ -694,14 +671,14 @@ impl<'a> Pass<'a> {
             return self.warm_ready.push(WarmReady {
                 run,
                 instance: i,
-                runner: r,
+                runner: *r,
                 since: registered_at,
             });
         }
         // Rule "idle": online, not busy, past the idle timeout, and nothing queued could use it.
         let timeout = self.policy.timeouts.idle;
         let deadline = registered_at.plus(timeout);
-        let wanted = self.idx.has_demand_for(&r.labels);
+        let wanted = r.wanted;
         if !wanted && deadline <= self.now {
             return self.retire_and_decide(run, name, i, runners, Reason::Idle { timeout });
         }
@@ -718,12 +695,12 @@ impl<'a> Pass<'a> {
     /// could serve has been waiting that long too. act_runner asks for work every 2 s, and
     /// Gitea hands the oldest matching job to whichever runner asks, so a healthy runner
     /// would have taken it.
-    fn stuck(&mut self, run: &DesiredRun, r: &ForgeRunner) -> Option<Reason> {
+    fn stuck(&mut self, run: &DesiredRun, r: &Reg) -> Option<Reason> {
         self.stuck_since(run.status.registered_at.unwrap_or(self.now), r)
     }
 
     /// [`Self::stuck`] for a runner first seen online at `online_since`.
-    fn stuck_since(&mut self, online_since: Timestamp, r: &ForgeRunner) -> Option<Reason> {
+    fn stuck_since(&mut self, online_since: Timestamp, r: &Reg) -> Option<Reason> {
         if !r.online || r.disabled || self.idx.is_busy(r) {
             return None;
         }
@@ -742,8 +719,8 @@ impl<'a> Pass<'a> {
         &mut self,
         run: &'a DesiredRun,
         name: &str,
-        i: &'a Instance,
-        runners: &[&'a ForgeRunner],
+        i: &'a Ours<'a>,
+        runners: &[Reg<'a>],
     ) {
         // A runner a webhook saw take the job did register, even if we never saw it online.
         if run.status.registered_at.is_none() && !self.idx.took_a_job(name) {
@@ -780,7 +757,7 @@ impl<'a> Pass<'a> {
     /// that attempt holds the registration, so the machine lives, whether or not EC2 lists
     /// it yet (DescribeInstances lags launches, and a list read just before the lag ran out
     /// is planned on just after): the run is not lost, and its runner is not deleted.
-    fn runner_talks(&self, runners: &[&ForgeRunner]) -> bool {
+    fn runner_talks(&self, runners: &[Reg]) -> bool {
         runners.iter().any(|r| r.online || self.idx.is_busy(r))
     }
 
@@ -789,8 +766,8 @@ impl<'a> Pass<'a> {
         &mut self,
         run: &'a DesiredRun,
         name: &str,
-        i: &'a Instance,
-        runners: &[&'a ForgeRunner],
+        i: &'a Ours<'a>,
+        runners: &[Reg<'a>],
         reason: Reason,
     ) {
         if self.retire(Some(run), i, runners, &reason) {
@@ -806,8 +783,8 @@ impl<'a> Pass<'a> {
     fn retire(
         &mut self,
         run: Option<&DesiredRun>,
-        i: &'a Instance,
-        runners: &[&'a ForgeRunner],
+        i: &'a Ours<'a>,
+        runners: &[Reg<'a>],
         reason: &Reason,
     ) -> bool {
         if !self.destroy_ok || runners.iter().any(|r| self.idx.is_busy(r)) {
@@ -837,13 +814,13 @@ impl<'a> Pass<'a> {
         &mut self,
         run: &'a DesiredRun,
         name: &str,
-        ended: Option<&'a Instance>,
-        runners: &[&'a ForgeRunner],
+        ended: Option<&'a Ours<'a>>,
+        runners: &[Reg<'a>],
     ) {
         if !self.destroy_ok {
             return;
         }
-        let reason = if ended.is_some_and(Instance::was_interrupted) {
+        let reason = if ended.is_some_and(|i| i.was_interrupted()) {
             Reason::SpotInterruption
         } else {
             Reason::InstanceLost
@@ -1007,22 +984,16 @@ impl<'a> Pass<'a> {
         }
         let min_age = self.policy.timeouts.orphan_min_age;
         let idx = self.idx;
-        for &i in &idx.ours {
-            if !i.state.is_live() || self.handled_instances.contains(i.id.as_str()) {
+        for i in &idx.ours {
+            if !i.state.is_live() || self.handled_instances[i.at as usize] {
                 continue;
             }
-            if i.tags
-                .get(crate::tags::RUN_ID)
-                .is_some_and(|k| self.idx.is_invalid(k))
-            {
+            if i.run_tag.is_some_and(|k| self.idx.is_invalid(k)) {
                 continue; // its row is unreadable: we cannot know what it wants
             }
-            let name = i
-                .tags
-                .get(crate::tags::RUNNER_NAME)
-                .map_or("", String::as_str);
+            let name = i.name.unwrap_or_default();
             let runners = self.idx.runners_named(name);
-            self.handled_runners.extend(runners.iter().map(|r| r.id));
+            self.handle(runners);
             let limit = self.lifetime_of(i);
             if self.lifetime_expired(i) {
                 if self.terminate_allowed(i) {
@@ -1055,11 +1026,11 @@ impl<'a> Pass<'a> {
             if let Some(r) = runners
                 .iter()
                 .copied()
-                .find(|r| r.online && !r.disabled && self.idx.has_demand_for(&r.labels))
+                .find(|r| r.online && !r.disabled && r.wanted)
             {
                 // Kept while wanted, like the runner of a run that is over (its own launch
                 // time stands in for when it came online).
-                match self.stuck_since(i.launched_at, r) {
+                match self.stuck_since(i.launched_at, &r) {
                     Some(stuck) => {
                         self.retire(None, i, runners, &stuck);
                     }
@@ -1082,10 +1053,10 @@ impl<'a> Pass<'a> {
             return;
         }
         let cluster = self.policy.cluster.clone();
-        let mut candidates: Vec<&ForgeRunner> = self.idx.runners.all().to_vec();
+        let mut candidates: Vec<Reg> = self.idx.runners.all().to_vec();
         candidates.sort_by_key(|r| r.id);
         for r in candidates {
-            if self.handled_runners.contains(&r.id) || self.idx.is_busy(r) {
+            if self.handled_runners[r.slot as usize] || self.idx.is_busy(&r) {
                 continue;
             }
             let Some((run, _attempt)) =
@@ -1098,7 +1069,7 @@ impl<'a> Pass<'a> {
             }
             // Deleted only if still as seen: a runner whose machine EC2 does not list yet may
             // have come online since and be taking a job.
-            self.deregister_guarded(r, None, Reason::Ghost);
+            self.deregister_guarded(&r, None, Reason::Ghost);
         }
     }
 
@@ -1130,13 +1101,13 @@ impl<'a> Pass<'a> {
         });
     }
 
-    fn lifetime_expired(&self, i: &Instance) -> bool {
+    fn lifetime_expired(&self, i: &Ours) -> bool {
         i.launched_at.plus(self.lifetime_of(i)) <= self.now
     }
 
     /// Whether one more termination fits this pass's budget; records the deferral if not.
-    fn terminate_allowed(&mut self, i: &'a Instance) -> bool {
-        self.handled_instances.insert(i.id.as_str());
+    fn terminate_allowed(&mut self, i: &'a Ours<'a>) -> bool {
+        self.handled_instances[i.at as usize] = true;
         if self.terminations < self.policy.safety.max_terminations_per_pass {
             return true;
         }
@@ -1152,7 +1123,7 @@ impl<'a> Pass<'a> {
     }
 
     /// Plans a termination (after [`Self::terminate_allowed`] said yes).
-    fn terminate(&mut self, i: &'a Instance, run: Option<&DesiredRun>, reason: Reason) {
+    fn terminate(&mut self, i: &'a Ours<'a>, run: Option<&DesiredRun>, reason: Reason) {
         debug_assert!(self.destroy_ok && i.is_ours(&self.policy.cluster));
         self.terminations += 1;
         self.out.actions.push(Action::Terminate {
@@ -1163,25 +1134,25 @@ impl<'a> Pass<'a> {
         });
     }
 
-    fn deregister(&mut self, r: &ForgeRunner, run: Option<&DesiredRun>, reason: Reason) {
+    fn deregister(&mut self, r: &Reg, run: Option<&DesiredRun>, reason: Reason) {
         self.push_deregister(r, run, reason, None);
     }
 
     /// A deregistration that the executor carries out only if the runner is still as seen
     /// (not busy, online as it was), where nothing else (a disable) already stopped it.
-    fn deregister_guarded(&mut self, r: &ForgeRunner, run: Option<&DesiredRun>, reason: Reason) {
+    fn deregister_guarded(&mut self, r: &Reg, run: Option<&DesiredRun>, reason: Reason) {
         let guard = (!r.disabled).then_some(super::SeenRunner { online: r.online });
         self.push_deregister(r, run, reason, guard);
     }
 
     fn push_deregister(
         &mut self,
-        r: &ForgeRunner,
+        r: &Reg,
         run: Option<&DesiredRun>,
         reason: Reason,
         guard: Option<super::SeenRunner>,
     ) {
-        self.handled_runners.insert(r.id);
+        self.handled_runners[r.slot as usize] = true;
         self.out.actions.push(Action::Deregister {
             runner_id: r.id,
             runner: r.name.clone(),
@@ -1191,8 +1162,8 @@ impl<'a> Pass<'a> {
         });
     }
 
-    fn disable(&mut self, r: &ForgeRunner, run: Option<&DesiredRun>, reason: Reason) {
-        self.handled_runners.insert(r.id);
+    fn disable(&mut self, r: &Reg, run: Option<&DesiredRun>, reason: Reason) {
+        self.handled_runners[r.slot as usize] = true;
         self.follow_up = true;
         self.out.actions.push(Action::DisableRunner {
             runner_id: r.id,

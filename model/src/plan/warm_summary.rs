@@ -166,7 +166,7 @@ pub fn warm_summary(
     if out.is_empty() {
         return out;
     }
-    let idx = Index::new(desired, &[], observed, &policy.cluster);
+    let idx = Index::new(desired, &[], observed, policy);
     for &run in idx.runs.iter().filter(|r| r.is_warm()) {
         let pool = run.spec.pool.as_deref().unwrap_or_default();
         let Some(row) = out.iter_mut().find(|s| s.pool == pool) else {

@@ -55,7 +55,7 @@ impl<'a> Pass<'a> {
             let pool = w.run.spec.pool.clone().unwrap_or_default();
             let target = self.warm_target(&pool);
             let aged = self.warm_aged(w.run, w.since);
-            let wanted = self.idx.has_demand_for(&w.runner.labels);
+            let wanted = w.runner.wanted;
             let n = kept.entry(pool.clone()).or_default();
             let name = w.run.runner_name(&self.policy.cluster);
             let idx = self.idx;
