@@ -1,13 +1,20 @@
 //! The agent's part in a job's cache step: what `actions/cache` does against
-//! `ACTIONS_CACHE_URL`, which act_runner sets to its config's `cache.external_server`
-//! (gitea.com/gitea/act_runner v0.2.x `internal/app/run/runner.go`, the `ACTIONS_CACHE_URL`
-//! env of each task). The protocol is the one nektos/act serves in `pkg/artifactcache`
-//! (`handler.go`: `GET cache?keys=&version=`, `POST caches`, `PATCH caches/:id` with a
-//! `Content-Range`, `POST caches/:id`, then the `archiveLocation` a hit names).
+//! `ACTIONS_CACHE_URL`, which act_runner sets to its config's `cache.external_server` ("act_runner
+//! will use this URL as the ACTIONS_CACHE_URL rather than start a server by itself":
+//! gitea.com/gitea/act_runner commit 8920c4a, `internal/pkg/config/config.example.yaml`, the
+//! `cache` section). The calls are the ones nektos/act v0.2.87 serves in
+//! `pkg/artifactcache/handler.go`: routes at lines 98-102; `find` 178-216 (`GET cache?keys=&version=`,
+//! 200 with `archiveLocation` or 204), `reserve` 219-246 (`POST caches`), `upload` 249-287
+//! (`PATCH caches/:id` with a `Content-Range`), `commit` 290-342 (`POST caches/:id`); the
+//! table in wiki/Cache.md lists them.
 //!
 //! Restore by key; on a miss, reserve, upload and commit an entry of the step's size. A
 //! failing cache never fails the job (`actions/cache` warns and goes on): the outcome is a log
 //! line either way.
+//!
+//! Adversarial where the sources leave timing open: the step runs the moment the task is
+//! fetched, before any job set-up a real runner would do first, so it reaches the cache
+//! service as early as a job ever could (before the `in_progress` webhook may have arrived).
 
 use std::time::Duration;
 
