@@ -14,6 +14,8 @@ use model::notice::{parse_event, Notice, Notices};
 use model::InstanceId;
 use tokio::sync::Notify;
 
+use crate::aws::ApiError;
+
 /// The longest long poll SQS allows.
 pub const LONG_POLL: Duration = Duration::from_secs(20);
 /// Most messages one receive returns (SQS's limit).
@@ -78,21 +80,12 @@ impl SqsQueue {
     }
 }
 
+/// An SQS error as one line, reduced the way every AWS call's is ([`ApiError::from_sdk`]).
 fn describe<E>(e: &aws_sdk_sqs::error::SdkError<E>) -> String
 where
-    E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + Send + Sync + 'static,
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let meta = aws_sdk_sqs::error::ProvideErrorMetadata::code(e);
-    match meta {
-        Some(code) => format!(
-            "SQS: {code}: {}",
-            aws_sdk_sqs::error::ProvideErrorMetadata::message(e).unwrap_or("")
-        ),
-        None => format!(
-            "SQS: {}",
-            aws_smithy_types::error::display::DisplayErrorContext(e)
-        ),
-    }
+    format!("SQS: {}", ApiError::from_sdk(e))
 }
 
 #[async_trait]
