@@ -25,8 +25,9 @@ use serde::{Deserialize, Serialize};
 /// The spool file format version written by this code.
 pub const FORMAT: u32 = 1;
 
-/// The folder inside the spool directory where events that can never apply are set aside.
-pub const DEAD_LETTER: &str = "dead-letter";
+/// The folder inside the spool directory where events that can never apply are set aside
+/// (one name for the spool and for `status`'s problem about it).
+pub use model::summary::DEAD_LETTER;
 
 /// How many events a spool holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

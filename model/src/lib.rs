@@ -15,6 +15,7 @@
 //! - [`tags`]: the EC2 ownership tag scheme.
 //! - [`text`]: outside text made safe to print (control characters escaped), and label words.
 //! - [`plan`]: the planner: `plan(desired, observed, policy, now) -> Plan`.
+//! - [`summary`]: the fleet as `tinqs-ci status` shows it, from the planner's own predicates.
 //! - [`fuzz`]: structured-but-wrong inputs for fuzzing the parsers.
 //! - [`testing`]: builders and a world model for tests and benchmarks.
 //! - [`time`]: timestamps and duration parsing.
@@ -32,6 +33,7 @@ pub mod observed;
 pub mod plan;
 pub mod schedule;
 pub mod secret;
+pub mod summary;
 pub mod tags;
 pub mod testing;
 pub mod text;

@@ -117,7 +117,7 @@ impl Policy {
     #[must_use]
     pub fn pool_for(&self, spec: &RunSpec) -> Option<&PoolPolicy> {
         if let Some(p) = &spec.pool {
-            return self.pools.iter().find(|pool| &pool.name == p);
+            return self.pool(p);
         }
         if spec.labels.is_empty() {
             return None;
@@ -128,6 +128,40 @@ impl Policy {
             .filter(fits)
             .find(|p| spec.labels.contains(&p.name))
             .or_else(|| self.pools.iter().find(fits))
+    }
+
+    /// The configured pool whose label is `name`.
+    #[must_use]
+    pub fn pool(&self, name: &str) -> Option<&PoolPolicy> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// Whether `labels` ask for a label only runners not ours serve (`foreign_labels`).
+    #[must_use]
+    pub fn asks_foreign(&self, labels: &[String]) -> bool {
+        labels.iter().any(|l| self.foreign_labels.contains(l))
+    }
+
+    /// Whether a run for `spec` is left to the runners that are not ours: it names no pool
+    /// and asks for a foreign label. The planner does nothing for it, and `status` neither
+    /// counts it nor calls it a problem.
+    #[must_use]
+    pub fn is_foreign(&self, spec: &RunSpec) -> bool {
+        spec.pool.is_none() && self.asks_foreign(&spec.labels)
+    }
+
+    /// The hard lifetime of an instance of `pool` (`pools.<label>.max_lifetime`), or
+    /// `timeouts.max_lifetime` for an instance of no configured pool.
+    #[must_use]
+    pub fn max_lifetime_of(&self, pool: Option<&PoolPolicy>) -> Duration {
+        pool.map_or(self.timeouts.max_lifetime, |p| p.max_lifetime)
+    }
+
+    /// When a runner whose machine started at `started` and that was never online is given
+    /// up on (`timeouts.registration`): from then on it "never registered".
+    #[must_use]
+    pub fn registration_deadline(&self, started: Timestamp) -> Timestamp {
+        started.plus(self.timeouts.registration)
     }
 }
 

@@ -3,28 +3,25 @@
 //! One observation (the same as a pass's: the table, EC2, Gitea's runners and queued jobs) and
 //! one plan over it, summarized per pool, followed by everything that needs a person's
 //! attention. It takes no lease and changes nothing, so it is safe next to a running
-//! controller. The summary itself is [`summarize`], a pure function of what was observed,
-//! the policy and the plan.
+//! controller. The fleet's numbers and problems are [`model::summary::fleet_summary`], which
+//! plans over the same observation with the planner's own predicates; [`summarize`] adds what
+//! only this side knows (each source's error as the observation reported it).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
-use model::desired::{DesiredRun, Phase};
-use model::observed::{ForgeRunner, Instance};
 use model::plan::WarmSummary;
 use model::text::escape_control;
-use model::{Plan, Policy, RunId, RunnerName, Timestamp};
+use model::{Policy, Timestamp};
 use serde::Serialize;
 
 use crate::cli::Output;
 use crate::reconcile::{Observation, Reconciler};
 
-/// The row name for runs, instances and runners that belong to no configured pool.
-pub const NO_POOL: &str = "(none)";
+pub use model::summary::{PoolStatus, Problem, NO_POOL};
 
 /// `status --config FILE`.
 #[derive(Debug, Args)]
@@ -113,191 +110,10 @@ impl Status {
     }
 }
 
-/// One pool's numbers.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct PoolStatus {
-    /// The pool's label.
-    pub pool: String,
-    /// Active runs this pool serves.
-    pub runs: usize,
-    /// Of those, waiting for a launch (phase `pending`).
-    pub pending: usize,
-    /// Of those, claimed and launching (phase `launching`).
-    pub launching: usize,
-    /// Live instances of the pool (any state but shutting-down and terminated).
-    pub instances: usize,
-    /// The pool's `max_instances` (0 for the [`NO_POOL`] row).
-    pub max_instances: u32,
-    /// Our runners online and not busy.
-    pub idle_runners: usize,
-    /// Our runners running a job.
-    pub busy_runners: usize,
-    /// Our runners registered for an instance that is still booting (never online yet).
-    pub starting_runners: usize,
-    /// Our runners that were online and are not any more, or never came online in time, or
-    /// belong to no live run.
-    pub offline_runners: usize,
-}
-
-/// Something that needs attention.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Problem {
-    /// A source could not be read whole: nothing destructive happens until it can.
-    ObservationError {
-        /// `dynamodb`, `ec2`, `gitea runners` or `gitea queued jobs`.
-        source: String,
-        /// What went wrong.
-        error: String,
-    },
-    /// The plan holds back terminations, deregistrations and requeues.
-    Withheld {
-        /// Why.
-        why: String,
-    },
-    /// No pool serves these labels.
-    Unschedulable {
-        /// The run.
-        run: RunId,
-        /// Its labels.
-        labels: Vec<String>,
-    },
-    /// Work held back by a per-pass budget or a cap.
-    Deferred {
-        /// What.
-        what: String,
-        /// Which limit.
-        limit: String,
-    },
-    /// A table row that does not parse; its instances and runners are left alone.
-    InvalidRow {
-        /// The row's key.
-        key: String,
-        /// What is wrong with it.
-        error: String,
-    },
-    /// A run whose last step went wrong.
-    RunError {
-        /// The run.
-        run: RunId,
-        /// Its phase.
-        phase: Phase,
-        /// Its attempt.
-        attempt: u32,
-        /// Its Gitea job's state as last reported (`queued`, `completed (failure)`…), apart
-        /// from the run's own phase.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        job: Option<String>,
-        /// The recorded error.
-        error: String,
-    },
-    /// One of our runners that is offline when it should not be.
-    OfflineRunner {
-        /// Gitea's runner id.
-        id: i64,
-        /// The runner's name.
-        runner: String,
-        /// The run it serves, when one does.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        run: Option<RunId>,
-        /// Why it counts as a problem.
-        note: String,
-    },
-    /// An instance past half of its max lifetime.
-    AgingInstance {
-        /// The instance.
-        instance: String,
-        /// Its pool.
-        pool: String,
-        /// Its age.
-        #[serde(with = "model::time::duration_serde")]
-        age: Duration,
-        /// Its pool's max lifetime.
-        #[serde(with = "model::time::duration_serde")]
-        max_lifetime: Duration,
-    },
-    /// Spooled events that can never apply, set aside in the spool's `dead-letter/` folder.
-    SpoolSetAside {
-        /// The spool directory.
-        dir: String,
-        /// How many.
-        count: usize,
-    },
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use model::time::human;
-        match self {
-            Problem::ObservationError { source, error } => {
-                write!(f, "could not observe {source}: {error}")
-            }
-            Problem::Withheld { why } => write!(f, "destructive actions withheld: {why}"),
-            Problem::Unschedulable { run, labels } => write!(
-                f,
-                "unschedulable: run {run} wants [{}], which no pool serves",
-                labels.join(", ")
-            ),
-            Problem::Deferred { what, limit } => write!(f, "deferred: {what} (limit {limit})"),
-            Problem::InvalidRow { key, error } => {
-                write!(
-                    f,
-                    "invalid row {key}: {error} (its instances and runners are left alone)"
-                )
-            }
-            Problem::RunError {
-                run,
-                phase,
-                attempt,
-                job,
-                error,
-            } => {
-                write!(f, "run {run} ({phase}, attempt {attempt}")?;
-                if let Some(job) = job {
-                    write!(f, "; job {job}")?;
-                }
-                write!(f, "): {error}")
-            }
-            Problem::OfflineRunner {
-                id,
-                runner,
-                run,
-                note,
-            } => {
-                write!(f, "runner {runner} (#{id}) {note}")?;
-                if let Some(run) = run {
-                    write!(f, " (run {run})")?;
-                }
-                Ok(())
-            }
-            Problem::AgingInstance {
-                instance,
-                pool,
-                age,
-                max_lifetime,
-            } => write!(
-                f,
-                "instance {instance} in pool {pool} is {} old (max lifetime {})",
-                human(*age),
-                human(*max_lifetime)
-            ),
-            Problem::SpoolSetAside { dir, count } => write!(
-                f,
-                "{count} spooled event(s) set aside in {dir}/{}: they can never apply \
-                 (see wiki/Operations.md to replay or drop them)",
-                crate::spool::DEAD_LETTER
-            ),
-        }
-    }
-}
-
 /// Observes once through `r` (no lease, no writes), plans over it and summarizes.
 pub async fn observe(r: &Reconciler) -> Status {
     let observation = r.observe().await;
-    let policy = r.policy();
-    let now = r.clock.now();
-    let plan = model::plan(&observation.desired, &observation.observed, &policy, now);
-    summarize(&observation, &policy, &plan, now)
+    summarize(&observation, &r.policy(), r.clock.now())
 }
 
 /// The cache statistics in the bucket, when the cache is configured and they can be read
@@ -341,198 +157,16 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The pool a run belongs to, as the planner chooses it.
-#[must_use]
-pub fn pool_of<'p>(run: &DesiredRun, policy: &'p Policy) -> Option<&'p str> {
-    policy.pool_for(&run.spec).map(|p| p.name.as_str())
-}
-
-/// Summarizes one observation and the plan made from it. Pure.
+/// Summarizes one observation at `now`. Pure.
 ///
-/// Per pool: active runs (and how many are pending or launching), live instances, and our
-/// runners by state. Problems: observation errors by source, withheld destructive actions,
-/// unschedulable runs with their labels, deferred work, invalid rows, runs with a last error,
-/// our runners offline (after having been online, never online within the registration
-/// timeout, or serving no active run), and live instances older than half their pool's max
-/// lifetime. Per pool with warm runners: [`model::plan::warm_summary`].
+/// The pools, the problems, the planned actions and the warm runners are
+/// [`model::summary::fleet_summary`] of the observation (the plan the next pass would make,
+/// from the planner's own predicates); each source the observation names an error for is
+/// listed first with that error, in place of the summary's note about it.
 #[must_use]
-pub fn summarize(obs: &Observation, policy: &Policy, plan: &Plan, now: Timestamp) -> Status {
-    let mut rows: BTreeMap<String, PoolStatus> = BTreeMap::new();
-    let order: Vec<String> = policy.pools.iter().map(|p| p.name.clone()).collect();
-    for p in &policy.pools {
-        rows.insert(
-            p.name.clone(),
-            PoolStatus {
-                pool: p.name.clone(),
-                max_instances: p.max_instances,
-                ..PoolStatus::default()
-            },
-        );
-    }
-    let row = |rows: &mut BTreeMap<String, PoolStatus>, pool: Option<&str>| -> String {
-        let name = pool
-            .filter(|p| policy.pools.iter().any(|pp| pp.name == *p))
-            .unwrap_or(NO_POOL)
-            .to_owned();
-        rows.entry(name.clone()).or_insert_with(|| PoolStatus {
-            pool: name.clone(),
-            ..PoolStatus::default()
-        });
-        name
-    };
-
-    let mut problems = observation_problems(obs);
-    if let Some(why) = &plan.withheld {
-        problems.push(Problem::Withheld { why: why.clone() });
-    }
-    for u in &plan.unschedulable {
-        problems.push(Problem::Unschedulable {
-            run: u.run.clone(),
-            labels: u.labels.clone(),
-        });
-    }
-    for d in &plan.deferred {
-        problems.push(Problem::Deferred {
-            what: d.what.clone(),
-            limit: d.limit.clone(),
-        });
-    }
-    for bad in &obs.desired.invalid {
-        problems.push(Problem::InvalidRow {
-            key: bad.key.clone(),
-            error: bad.error.clone(),
-        });
-    }
-
-    // Runs.
-    let runs: BTreeMap<&RunId, &DesiredRun> = obs.desired.runs.iter().map(|r| (&r.id, r)).collect();
-    let foreign = |run: &DesiredRun| {
-        run.spec.pool.is_none()
-            && run
-                .spec
-                .labels
-                .iter()
-                .any(|l| policy.foreign_labels.contains(l))
-    };
-    for run in &obs.desired.runs {
-        if foreign(run) {
-            continue;
-        }
-        let name = row(&mut rows, pool_of(run, policy));
-        let r = rows.entry(name).or_default();
-        r.runs += 1;
-        match run.status.phase {
-            Phase::Pending => r.pending += 1,
-            Phase::Launching => r.launching += 1,
-            _ => {}
-        }
-        if let Some(error) = &run.status.last_error {
-            problems.push(Problem::RunError {
-                run: run.id.clone(),
-                phase: run.status.phase,
-                attempt: run.status.attempt,
-                job: run.spec.job.as_ref().map(|_| run.spec.job_state.describe()),
-                error: error.clone(),
-            });
-        }
-    }
-
-    // Instances.
-    let ours = |i: &&Instance| i.is_ours(&policy.cluster);
-    let live: Vec<&Instance> = obs
-        .observed
-        .instances
-        .items()
-        .iter()
-        .filter(ours)
-        .filter(|i| i.state.is_live())
-        .collect();
-    let mut pool_by_runner: BTreeMap<String, Option<&str>> = BTreeMap::new();
-    for i in &live {
-        let name = row(&mut rows, i.pool());
-        rows.entry(name.clone()).or_default().instances += 1;
-        if let Some(runner) = i.runner_name() {
-            pool_by_runner.insert(runner.to_string(), i.pool());
-        }
-        let limit = policy
-            .pools
-            .iter()
-            .find(|p| Some(p.name.as_str()) == i.pool())
-            .map_or(policy.timeouts.max_lifetime, |p| p.max_lifetime);
-        let age = now.since(i.launched_at);
-        if age > limit / 2 {
-            problems.push(Problem::AgingInstance {
-                instance: i.id.to_string(),
-                pool: name,
-                age,
-                max_lifetime: limit,
-            });
-        }
-    }
-
-    // Our runners.
-    for runner in obs.observed.runners.items() {
-        let Some((run_id, attempt)) =
-            RunnerName::observed(runner.name.clone()).parse_ours(&policy.cluster)
-        else {
-            continue;
-        };
-        let run = runs.get(&run_id).copied();
-        let pool = pool_by_runner
-            .get(&runner.name)
-            .copied()
-            .flatten()
-            .or_else(|| run.and_then(|r| pool_of(r, policy)))
-            .or_else(|| pool_by_labels(runner, policy));
-        let name = row(&mut rows, pool);
-        let r = rows.entry(name).or_default();
-        if runner.online {
-            if runner.busy {
-                r.busy_runners += 1;
-            } else {
-                r.idle_runners += 1;
-            }
-            continue;
-        }
-        match offline_note(runner, run, attempt, policy, now) {
-            None => r.starting_runners += 1,
-            Some(note) => {
-                r.offline_runners += 1;
-                problems.push(Problem::OfflineRunner {
-                    id: runner.id,
-                    runner: runner.name.clone(),
-                    run: run.map(|r| r.id.clone()),
-                    note,
-                });
-            }
-        }
-    }
-
-    let mut pools: Vec<PoolStatus> = order.iter().filter_map(|n| rows.remove(n)).collect();
-    if let Some(none) = rows.remove(NO_POOL) {
-        pools.push(none);
-    }
-    let mut planned = BTreeMap::new();
-    for action in &plan.actions {
-        *planned.entry(action.kind().to_owned()).or_insert(0) += 1;
-    }
-    Status {
-        cluster: policy.cluster.clone(),
-        at: now,
-        pools,
-        healthy: problems.is_empty(),
-        problems,
-        planned,
-        spool: None,
-        cache: None,
-        warm: model::plan::warm_summary(&obs.desired, &obs.observed, policy, now),
-    }
-}
-
-/// Every source that was not seen whole, with its error; a source the planner sees as partial
-/// is reported even when the observation carried no message for it.
-fn observation_problems(obs: &Observation) -> Vec<Problem> {
-    let mut out: Vec<Problem> = obs
+pub fn summarize(obs: &Observation, policy: &Policy, now: Timestamp) -> Status {
+    let fleet = model::summary::fleet_summary(&obs.desired, &obs.observed, policy, now);
+    let mut problems: Vec<Problem> = obs
         .errors
         .iter()
         .map(|(source, error)| Problem::ObservationError {
@@ -540,79 +174,24 @@ fn observation_problems(obs: &Observation) -> Vec<Problem> {
             error: error.clone(),
         })
         .collect();
-    let named = |out: &[Problem], source: &str| {
-        out.iter()
-            .any(|p| matches!(p, Problem::ObservationError { source: s, .. } if s == source))
-    };
-    if !obs.desired.complete && !named(&out, "dynamodb") {
-        out.push(Problem::ObservationError {
-            source: "dynamodb".into(),
-            error: "the active runs were read incompletely".into(),
-        });
+    let named = |source: &str| obs.errors.iter().any(|(s, _)| *s == source);
+    problems.extend(
+        fleet
+            .problems
+            .into_iter()
+            .filter(|p| !matches!(p, Problem::ObservationError { source, .. } if named(source))),
+    );
+    Status {
+        cluster: policy.cluster.clone(),
+        at: now,
+        pools: fleet.pools,
+        healthy: problems.is_empty(),
+        problems,
+        planned: fleet.planned,
+        spool: None,
+        cache: None,
+        warm: fleet.warm,
     }
-    let o = &obs.observed;
-    for (source, error) in [
-        ("ec2", o.instances.error()),
-        ("gitea runners", o.runners.error()),
-        ("gitea queued jobs", o.queued_jobs.error()),
-    ] {
-        if let Some(error) = error {
-            if !named(&out, source) {
-                out.push(Problem::ObservationError {
-                    source: source.into(),
-                    error: error.to_owned(),
-                });
-            }
-        }
-    }
-    out
-}
-
-/// A runner's pool from its labels: the first label that names a pool.
-fn pool_by_labels<'p>(runner: &ForgeRunner, policy: &'p Policy) -> Option<&'p str> {
-    runner
-        .labels
-        .iter()
-        .find_map(|l| policy.pools.iter().find(|p| &p.name == l))
-        .map(|p| p.name.as_str())
-}
-
-/// Why an offline runner of ours is a problem, or `None` when it is simply starting: it is
-/// the current attempt of an active run that has not been online yet, and the registration
-/// timeout has not passed.
-fn offline_note(
-    runner: &ForgeRunner,
-    run: Option<&DesiredRun>,
-    attempt: u32,
-    policy: &Policy,
-    now: Timestamp,
-) -> Option<String> {
-    use model::time::human;
-    let Some(run) = run else {
-        return Some("is offline and serves no active run".into());
-    };
-    if run.status.attempt != attempt {
-        return Some(format!(
-            "is offline and belongs to attempt {attempt}, not the current attempt {}",
-            run.status.attempt
-        ));
-    }
-    if run.status.registered_at.is_some() || run.status.runner_id.is_some_and(|id| id != runner.id)
-    {
-        return Some(match run.status.offline_since {
-            Some(since) => format!("offline for {}", human(now.since(since))),
-            None => "went offline after it had been online".into(),
-        });
-    }
-    let started = run.status.launched_at.or(run.status.claimed_at)?;
-    let waited = now.since(started);
-    (waited > policy.timeouts.registration).then(|| {
-        format!(
-            "never came online in {} (registration timeout {})",
-            human(waited),
-            human(policy.timeouts.registration)
-        )
-    })
 }
 
 /// What a warm row says besides its columns: warm runners in other states, and the schedule
@@ -758,8 +337,10 @@ pub fn text(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::observed::{DesiredView, InstanceState, Observed, Seen};
+    use model::desired::{DesiredRun, Phase};
+    use model::observed::{DesiredView, ForgeRunner, Instance, InstanceState, Observed, Seen};
     use model::testing::{at, instance_for, job_run, name_of, policy, queued, runner, running, T0};
+    use model::RunId;
 
     fn observation(
         runs: Vec<DesiredRun>,
@@ -793,9 +374,7 @@ mod tests {
     }
 
     fn status_of(obs: &Observation, now: Timestamp) -> Status {
-        let policy = policy();
-        let plan = model::plan(&obs.desired, &obs.observed, &policy, now);
-        summarize(obs, &policy, &plan, now)
+        summarize(obs, &policy(), now)
     }
 
     fn pool<'s>(s: &'s Status, name: &str) -> &'s PoolStatus {
@@ -1109,10 +688,7 @@ mod tests {
         let obs = observation(vec![ready, booting], instances, runners);
         let mut policy = with_warm(policy(), "go", 3, None);
         let now = at(120);
-        let status = |policy: &Policy| {
-            let plan = model::plan(&obs.desired, &obs.observed, policy, now);
-            summarize(&obs, policy, &plan, now)
-        };
+        let status = |policy: &Policy| summarize(&obs, policy, now);
 
         let s = status(&policy);
         assert_eq!(s.warm.len(), 1, "only go keeps warm runners");

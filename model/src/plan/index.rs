@@ -137,11 +137,7 @@ impl<'a> Index<'a> {
                 start,
                 end: text.len(),
                 group: names.get(&text[start..]).copied(),
-                foreign: r.spec.pool.is_none()
-                    && r.spec
-                        .labels
-                        .iter()
-                        .any(|l| policy.foreign_labels.contains(l)),
+                foreign: policy.is_foreign(&r.spec),
             });
         }
         // Sorted by (creation, id) with each id's leading bytes copied beside it, so most
@@ -541,7 +537,7 @@ impl<'a> Ours<'a> {
             inst: i,
             state: i.state,
             launched_at: i.launched_at,
-            policy_pool: pool.and_then(|p| policy.pools.iter().find(|q| q.name == p)),
+            policy_pool: pool.and_then(|p| policy.pool(p)),
             name,
             run_tag,
             at: 0,

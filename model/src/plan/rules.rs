@@ -77,7 +77,7 @@ pub fn backfill(
             continue;
         }
         let id = id.clone();
-        if job.labels.iter().any(|l| policy.foreign_labels.contains(l)) {
+        if policy.asks_foreign(&job.labels) {
             continue;
         }
         let job_ref = JobRef {
@@ -315,9 +315,7 @@ impl<'a> Pass<'a> {
     }
 
     fn lifetime_of(&self, instance: &Ours) -> Duration {
-        instance
-            .policy_pool
-            .map_or(self.policy.timeouts.max_lifetime, |p| p.max_lifetime)
+        self.policy.max_lifetime_of(instance.policy_pool)
     }
 
     // ---- per run --------------------------------------------------------------------------
@@ -431,7 +429,7 @@ impl<'a> Pass<'a> {
             // Still booting, and about to come online and take one of those jobs: keep it
             // until the registration timeout says it never will.
             let launched = run.status.launched_at.unwrap_or(i.launched_at);
-            let deadline = launched.plus(self.policy.timeouts.registration);
+            let deadline = self.policy.registration_deadline(launched);
             if deadline > self.now {
                 return self.deadline(deadline);
             }
@@ -726,7 +724,7 @@ impl<'a> Pass<'a> {
         if run.status.registered_at.is_none() && !self.idx.took_a_job(name) {
             let timeout = self.policy.timeouts.registration;
             let launched = run.status.launched_at.unwrap_or(i.launched_at);
-            let deadline = launched.plus(timeout);
+            let deadline = self.policy.registration_deadline(launched);
             if deadline > self.now {
                 return self.deadline(deadline);
             }

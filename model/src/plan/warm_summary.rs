@@ -40,11 +40,7 @@ impl Warmth {
 
 /// The warm runners of `pool` under `policy`, when it keeps any.
 pub(super) fn warm_policy<'p>(policy: &'p Policy, pool: &str) -> Option<&'p WarmPolicy> {
-    policy
-        .pools
-        .iter()
-        .find(|p| p.name == pool)
-        .and_then(|p| p.warm.as_ref())
+    policy.pool(pool).and_then(|p| p.warm.as_ref())
 }
 
 /// Whether the warm runner of `run`, idle since `since`, is past its pool's max idle age.
