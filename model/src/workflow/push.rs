@@ -47,6 +47,27 @@ pub struct PushEvent {
     pub head_commit_message: Option<String>,
 }
 
+impl PushEvent {
+    /// Why this push triggers no workflow at all, whatever the workflow files say (steps 1
+    /// and 2: a deleted ref, a skip marker in the head commit message); `None` when the files
+    /// decide. [`Workflow::match_push`] starts with it, and a receiver may ask it before
+    /// reading any workflow file (there are none at an all-zero commit).
+    #[must_use]
+    pub fn starts_nothing(&self) -> Option<String> {
+        if self.after.as_deref().is_some_and(is_zero_id) {
+            return Some(format!(
+                "does not run: the push deletes {} (`after` is all zeros), and Gitea starts no workflow for a deleted ref",
+                self.git_ref
+            ));
+        }
+        let message = self.head_commit_message.as_deref()?;
+        let marker = SKIP_CI_MARKERS.iter().find(|m| message.contains(**m))?;
+        Some(format!(
+            "does not run: the head commit message contains `{marker}`, and Gitea skips workflows for such pushes"
+        ))
+    }
+}
+
 /// The outcome of matching one push against one workflow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushDecision {
@@ -99,18 +120,8 @@ impl Workflow {
     /// Decides whether `push` triggers this workflow, as Gitea 1.27 would.
     #[must_use]
     pub fn match_push(&self, push: &PushEvent) -> PushDecision {
-        if push.after.as_deref().is_some_and(is_zero_id) {
-            return PushDecision::skips(format!(
-                "does not run: the push deletes {} (`after` is all zeros), and Gitea starts no workflow for a deleted ref",
-                push.git_ref
-            ));
-        }
-        if let Some(message) = &push.head_commit_message {
-            if let Some(marker) = SKIP_CI_MARKERS.iter().find(|m| message.contains(**m)) {
-                return PushDecision::skips(format!(
-                    "does not run: the head commit message contains `{marker}`, and Gitea skips workflows for such pushes"
-                ));
-            }
+        if let Some(why) = push.starts_nothing() {
+            return PushDecision::skips(why);
         }
         if let Some(why) = &self.ignored_by_gitea {
             return PushDecision::skips(format!(
@@ -351,6 +362,37 @@ mod tests {
         let mut p = push("refs/heads/main", None);
         p.head_commit_message = Some("skip ci".into());
         assert!(w.match_push(&p).triggered, "no brackets, no skip");
+    }
+
+    #[test]
+    fn a_push_that_starts_nothing_matches_no_workflow_for_the_same_reason() {
+        let workflows = [
+            workflow("  push:"),
+            workflow("  push:\n    branches: [main]"),
+            workflow("  push:\n    tags: ['v*']"),
+            workflow("  push:\n    paths: ['src/**']"),
+        ];
+        let deleted = PushEvent {
+            after: Some("0".repeat(64)),
+            ..push("refs/heads/main", Some(&["src/a.rs"]))
+        };
+        let mut cases = vec![deleted];
+        for marker in SKIP_CI_MARKERS {
+            let mut p = push("refs/tags/v1", Some(&["src/a.rs"]));
+            p.head_commit_message = Some(format!("release\n\n{marker}"));
+            cases.push(p);
+        }
+        for p in &cases {
+            let why = p.starts_nothing().expect("starts nothing");
+            for w in &workflows {
+                let d = w.match_push(p);
+                assert!(!d.triggered, "{p:?}");
+                assert_eq!(d.reason, why);
+            }
+        }
+        let plain = push("refs/heads/main", Some(&["src/a.rs"]));
+        assert_eq!(plain.starts_nothing(), None);
+        assert!(workflows[0].match_push(&plain).triggered);
     }
 
     #[test]
