@@ -53,8 +53,9 @@ pub trait Store: Send + Sync {
     /// When the write fails.
     async fn create(&self, run: &DesiredRun) -> Result<bool, StoreError>;
 
-    /// Records Gitea's job state on the spec; never moves it backwards
-    /// (queued < in-progress < completed). Returns `false` when the run does not exist.
+    /// Records Gitea's job state on the spec where it may overwrite the recorded one
+    /// ([`JobState::may_overwrite`]: never backwards). Returns `false` when the run does not
+    /// exist.
     ///
     /// # Errors
     /// When the write fails.
@@ -136,36 +137,6 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// When the row cannot be read or does not parse.
     async fn runner_record(&self, runner: &str) -> Result<Option<RunnerRecord>, StoreError>;
-}
-
-/// The order of Gitea job states: a recorded state only ever moves forward
-/// (queued 0 < in-progress 1 < completed 2).
-#[must_use]
-pub fn job_rank(state: &JobState) -> u8 {
-    match state {
-        JobState::Queued => 0,
-        JobState::InProgress { .. } => 1,
-        JobState::Completed { .. } => 2,
-    }
-}
-
-/// The detail a job state carries (the runner of an in-progress job, the conclusion of a
-/// completed one), if any.
-#[must_use]
-pub fn job_detail(state: &JobState) -> Option<&str> {
-    match state {
-        JobState::Queued => None,
-        JobState::InProgress { runner } => runner.as_deref().filter(|r| !r.is_empty()),
-        JobState::Completed { conclusion } => Some(conclusion.as_str()).filter(|c| !c.is_empty()),
-    }
-}
-
-/// Whether recording `new` over `old` moves the job forward: a later state, or the same state
-/// gaining a detail it lacked (an in-progress job learning its runner). Never backwards.
-#[must_use]
-pub fn job_state_advances(old: &JobState, new: &JobState) -> bool {
-    let (o, n) = (job_rank(old), job_rank(new));
-    n > o || (n == o && job_detail(old).is_none() && job_detail(new).is_some())
 }
 
 /// When a row whose status is `status` expires (DynamoDB TTL, epoch seconds): `retention`

@@ -175,6 +175,57 @@ impl AttemptCounting {
 }
 
 impl JobState {
+    /// The name of each state, in the order a job goes through them: a recorded state only
+    /// ever moves forward.
+    pub const ORDER: [&'static str; 3] = ["queued", "in-progress", "completed"];
+
+    /// The state's name (as the table stores it): one of [`JobState::ORDER`].
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        Self::ORDER[usize::from(self.rank())]
+    }
+
+    /// Where the state stands in a job's life: queued 0 < in progress 1 < completed 2.
+    #[must_use]
+    pub fn rank(&self) -> u8 {
+        match self {
+            JobState::Queued => 0,
+            JobState::InProgress { .. } => 1,
+            JobState::Completed { .. } => 2,
+        }
+    }
+
+    /// The detail the state carries (the runner of an in-progress job, the conclusion of a
+    /// completed one), if any.
+    #[must_use]
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            JobState::Queued => None,
+            JobState::InProgress { runner } => runner.as_deref().filter(|r| !r.is_empty()),
+            JobState::Completed { conclusion } => {
+                Some(conclusion.as_str()).filter(|c| !c.is_empty())
+            }
+        }
+    }
+
+    /// Whether recording `self` over the recorded `old` moves the job forward: a later
+    /// state, or the same state gaining a detail it lacked (an in-progress job learning its
+    /// runner). Never backwards, and never a detail replaced: webhooks arrive in any order
+    /// and more than once, and a late `queued` must not undo `completed`.
+    #[must_use]
+    pub fn may_overwrite(&self, old: &JobState) -> bool {
+        let (o, n) = (old.rank(), self.rank());
+        n > o || (n == o && old.detail().is_none() && self.detail().is_some())
+    }
+
+    /// The names of the states `self` may overwrite whatever their detail: the earlier ones.
+    /// With "the same state without a detail" this is [`JobState::may_overwrite`] in the
+    /// form of a conditional write.
+    #[must_use]
+    pub fn overwrites(&self) -> &'static [&'static str] {
+        &Self::ORDER[..usize::from(self.rank())]
+    }
+
     /// The job's state in words, apart from what became of the run: `queued`,
     /// `in progress on <runner>`, `completed (success)`, `completed (failure)`, `cancelled`.
     #[must_use]
@@ -512,6 +563,32 @@ impl RunStatus {
         }
     }
 
+    /// The status once the runner of the claimed attempt is registered with Gitea on the
+    /// instance's behalf (pre-registration), before the instance is launched: its id is
+    /// recorded so that a launch abandoned or crashed after this point leaves a registration
+    /// the next pass can find and delete.
+    #[must_use]
+    pub fn preregistered(&self, runner_id: i64) -> RunStatus {
+        RunStatus {
+            runner_id: Some(runner_id),
+            ..self.clone()
+        }
+    }
+
+    /// The status once a claimed launch that cannot go on (EC2 refused it, the boot script
+    /// could not be made) is given up: back to `Pending` for the same attempt, the claim and
+    /// the registration dropped, `error` kept for people. The next pass launches again.
+    #[must_use]
+    pub fn released(&self, error: String) -> RunStatus {
+        RunStatus {
+            phase: Phase::Pending,
+            claimed_at: None,
+            runner_id: None,
+            last_error: Some(error),
+            ..self.clone()
+        }
+    }
+
     /// The status once the claimed attempt's instance is recorded.
     #[must_use]
     pub fn launched(&self, instance: InstanceId, at: Timestamp) -> RunStatus {
@@ -574,6 +651,146 @@ mod tests {
             .describe(),
             "in progress on r1"
         );
+    }
+
+    fn states() -> Vec<JobState> {
+        vec![
+            JobState::Queued,
+            JobState::InProgress { runner: None },
+            JobState::InProgress {
+                runner: Some(String::new()),
+            },
+            JobState::InProgress {
+                runner: Some("r1".into()),
+            },
+            JobState::InProgress {
+                runner: Some("r2".into()),
+            },
+            JobState::Completed {
+                conclusion: String::new(),
+            },
+            JobState::Completed {
+                conclusion: "success".into(),
+            },
+            JobState::Completed {
+                conclusion: "failure".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn a_job_state_only_moves_forward_or_gains_a_detail() {
+        let queued = JobState::Queued;
+        let started = JobState::InProgress { runner: None };
+        let on_r1 = JobState::InProgress {
+            runner: Some("r1".into()),
+        };
+        let on_r2 = JobState::InProgress {
+            runner: Some("r2".into()),
+        };
+        let done = JobState::Completed {
+            conclusion: "success".into(),
+        };
+        assert!(started.may_overwrite(&queued));
+        assert!(done.may_overwrite(&queued));
+        assert!(done.may_overwrite(&on_r1));
+        assert!(on_r1.may_overwrite(&started), "learns its runner");
+        assert!(!on_r2.may_overwrite(&on_r1), "a detail is never replaced");
+        assert!(!started.may_overwrite(&on_r1), "nor dropped");
+        assert!(
+            !queued.may_overwrite(&started),
+            "a late queued undoes nothing"
+        );
+        assert!(!on_r1.may_overwrite(&done));
+        assert!(!queued.may_overwrite(&queued));
+        assert!(!done.may_overwrite(&done));
+        assert_eq!(
+            JobState::InProgress {
+                runner: Some(String::new())
+            }
+            .detail(),
+            None,
+            "an empty runner is no detail"
+        );
+    }
+
+    #[test]
+    fn the_conditional_write_form_of_the_order_agrees_with_may_overwrite() {
+        // A store that cannot run `may_overwrite` writes `new` when the recorded state is
+        // one of `new.overwrites()`, or the same state without a detail while `new` has one.
+        for old in states() {
+            for new in states() {
+                let conditional = new.overwrites().contains(&old.name())
+                    || (old.name() == new.name()
+                        && old.detail().is_none()
+                        && new.detail().is_some());
+                assert_eq!(conditional, new.may_overwrite(&old), "{old:?} -> {new:?}");
+            }
+        }
+        assert_eq!(JobState::Queued.name(), "queued");
+        assert_eq!(JobState::InProgress { runner: None }.name(), "in-progress");
+        assert!(JobState::Queued.overwrites().is_empty());
+    }
+
+    #[test]
+    fn the_state_names_are_the_serialized_tags() {
+        for s in states() {
+            let v = serde_json::to_value(&s).expect("serializes");
+            assert_eq!(v["state"], s.name(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_preregistered_runner_is_recorded_on_the_claim_and_nothing_else_changes() {
+        let claimed = RunStatus {
+            attempt: 2,
+            version: 7,
+            ..RunStatus::default()
+        }
+        .claimed(
+            2,
+            RunnerName::new("c", &RunId::for_job(1, 1), 2),
+            Timestamp::from_millis(5_000),
+        );
+        let registered = claimed.preregistered(42);
+        assert_eq!(registered.runner_id, Some(42));
+        assert_eq!(
+            RunStatus {
+                runner_id: None,
+                ..registered
+            },
+            claimed
+        );
+    }
+
+    #[test]
+    fn a_released_claim_is_pending_again_for_the_same_attempt_with_the_error() {
+        let claimed = RunStatus {
+            attempt: 3,
+            version: 9,
+            last_error: Some("earlier".into()),
+            ..RunStatus::default()
+        }
+        .claimed(
+            3,
+            RunnerName::new("c", &RunId::for_job(1, 1), 3),
+            Timestamp::from_millis(5_000),
+        )
+        .preregistered(42);
+        let released = claimed.released("no capacity".into());
+        assert_eq!(released.phase, Phase::Pending);
+        assert_eq!(released.attempt, 3, "the same attempt, launched again");
+        assert_eq!(
+            released.claimed_at, None,
+            "no claim: the next pass may claim it"
+        );
+        assert_eq!(
+            released.runner_id, None,
+            "the registration was dropped with it"
+        );
+        assert_eq!(released.last_error.as_deref(), Some("no capacity"));
+        assert_eq!(released.version, 9, "the store bumps it on write");
+        assert_eq!(released.runner_name, claimed.runner_name);
     }
 
     #[test]

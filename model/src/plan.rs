@@ -516,11 +516,14 @@ pub struct Deferred {
 }
 
 mod index;
+mod order;
 mod rules;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_notice;
+#[cfg(test)]
+mod tests_order;
 #[cfg(test)]
 mod tests_retire;
 #[cfg(test)]

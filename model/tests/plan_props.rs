@@ -399,6 +399,25 @@ proptest! {
     }
 
     #[test]
+    fn every_runs_steps_come_in_an_order_the_executor_carries_out_as_written(
+        w in world_strategy(),
+        can_disable in any::<bool>(),
+    ) {
+        // Over three passes: the second step of a two-step retire, and the launch of an
+        // attempt started by a loss, come on later ones.
+        let mut p = policy();
+        p.can_disable_runners = can_disable;
+        let mut w = w;
+        for pass in 0..3u64 {
+            let plan = w.plan(&p);
+            let problems = plan.misordered_steps();
+            prop_assert!(problems.is_empty(), "pass {}: {:?}\n{:#?}", pass, problems, plan.actions);
+            w.apply(&plan);
+            w.now = w.now.plus(Duration::from_secs(120));
+        }
+    }
+
+    #[test]
     fn a_second_plan_on_the_state_the_first_leads_to_plans_nothing(w in world_strategy()) {
         let p = policy();
         let mut w = w;

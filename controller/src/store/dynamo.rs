@@ -33,7 +33,7 @@ use model::observed::{DesiredView, InvalidRow};
 use model::{RunId, Timestamp};
 
 use super::schema::{self, Item};
-use super::{expires_at, job_detail, Lease, Store, StoreError};
+use super::{expires_at, Lease, Store, StoreError};
 use crate::aws::{is_throttling_code, retrying, ApiError, ApiErrorKind, CallPolicy};
 
 /// Every IAM action the store calls while running (`TransactWriteItems` needs the actions of
@@ -623,15 +623,11 @@ impl Store for DynamoStore {
     }
 
     async fn set_job_state(&self, id: &RunId, state: &JobState) -> Result<bool, StoreError> {
-        let name = schema::job_state_name(state);
-        let detail = job_detail(state);
-        // Which stored states the new one may replace: only earlier ones, or the same one
-        // lacking the detail we now have.
-        let earlier: &[&str] = match state {
-            JobState::Queued => &[],
-            JobState::InProgress { .. } => &["queued"],
-            JobState::Completed { .. } => &["queued", "in-progress"],
-        };
+        let name = state.name();
+        let detail = state.detail();
+        // `JobState::may_overwrite` as a condition: the stored state is an earlier one, or the
+        // same one lacking the detail we now have.
+        let earlier = state.overwrites();
         if earlier.is_empty() && detail.is_none() {
             // Queued never moves anything forward.
             return self.exists(id).await;

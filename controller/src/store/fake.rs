@@ -15,7 +15,7 @@ use model::desired::{DesiredRun, JobState, RunSpec, RunStatus};
 use model::observed::{DesiredView, InvalidRow};
 use model::{RunId, Timestamp};
 
-use super::{expires_at, job_state_advances, Lease, Store, StoreError};
+use super::{expires_at, Lease, Store, StoreError};
 
 /// Which call an injected fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -309,7 +309,7 @@ impl Store for FakeStore {
         match s.rows.get_mut(id.as_str()) {
             None => Ok(false),
             Some(Row::Valid { run, .. }) => {
-                if job_state_advances(&run.spec.job_state, state) {
+                if state.may_overwrite(&run.spec.job_state) {
                     run.spec.job_state = state.clone();
                 }
                 Ok(true)

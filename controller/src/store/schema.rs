@@ -144,16 +144,6 @@ pub fn key(pk: &str) -> Item {
     HashMap::from([(PK.to_owned(), s(pk))])
 }
 
-/// The job state's name as stored.
-#[must_use]
-pub fn job_state_name(state: &JobState) -> &'static str {
-    match state {
-        JobState::Queued => "queued",
-        JobState::InProgress { .. } => "in-progress",
-        JobState::Completed { .. } => "completed",
-    }
-}
-
 fn origin_name(o: Origin) -> &'static str {
     match o {
         Origin::Webhook => "webhook",
@@ -189,8 +179,8 @@ pub fn spec_attrs(spec: &RunSpec) -> Item {
         }
     }
     m.insert("origin".into(), s(origin_name(spec.origin)));
-    m.insert("job_state".into(), s(job_state_name(&spec.job_state)));
-    if let Some(d) = super::job_detail(&spec.job_state) {
+    m.insert("job_state".into(), s(spec.job_state.name()));
+    if let Some(d) = spec.job_state.detail() {
         m.insert("job_detail".into(), s(d));
     }
     m.insert("cancel".into(), AttributeValue::Bool(spec.cancel));
