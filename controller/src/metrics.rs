@@ -4,7 +4,7 @@
 //! | --- | --- | --- |
 //! | `tinqs_runs` | gauge | `phase`, `pool` |
 //! | `tinqs_instances` | gauge | `state`, `lifecycle` |
-//! | `tinqs_actions_total` | counter | `kind`, `reason`, `result` |
+//! | `tinqs_actions_total` | counter | `kind`, `reason`, `result`, `error` (failures only) |
 //! | `tinqs_queued_to_started_seconds` | histogram | — |
 //! | `tinqs_pass_duration_seconds` | histogram | — |
 //! | `tinqs_observation_errors_total` | counter | `source` |
@@ -184,14 +184,18 @@ impl Metrics {
         }))
     }
 
-    /// Counts an applied action.
-    pub fn action(&self, action: &model::Action, ok: bool) {
-        let l = labels(&[
+    /// Counts an applied action; a failed one (`failure` is its error's kind,
+    /// `reconcile::StepError::kind`) carries that kind in an `error` label.
+    pub fn action(&self, action: &model::Action, failure: Option<&str>) {
+        let mut pairs = vec![
             ("kind", action.kind()),
             ("reason", action.reason().code()),
-            ("result", if ok { "ok" } else { "error" }),
-        ]);
-        self.0.actions.get_or_create(&l).inc();
+            ("result", if failure.is_none() { "ok" } else { "error" }),
+        ];
+        if let Some(kind) = failure {
+            pairs.push(("error", kind));
+        }
+        self.0.actions.get_or_create(&labels(&pairs)).inc();
     }
 
     /// Counts a failed observation.

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use controller::clock::ManualClock;
+use controller::clock::{Clock, ManualClock};
 use controller::fleet::fake::{FakeFleet, FleetOp};
 use controller::fleet::FleetError;
 use controller::forge::fake::ForgeMethod;
 use controller::forge::{FakeForge, ForgeError};
 use controller::metrics::Metrics;
-use controller::reconcile::{Features, Limits, Mode, Reconciler};
+use controller::reconcile::{Features, Limits, Mode, Reconciler, Skip, StepError};
 use controller::store::fake::{FakeStore, StoreOp};
 use controller::store::{Store, StoreError};
 use model::config::Config;
@@ -341,6 +341,33 @@ async fn a_capacity_error_releases_the_claim_and_drops_the_registration() {
     let out = rig.pass().await;
     let report = out.report.expect("applied");
     assert_eq!(report.failures(), 1);
+    let error = report.outcomes[0].result.clone().expect_err("failed");
+    assert_eq!(error.kind(), "fleet", "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "launch failed: no capacity: InsufficientInstanceCapacity: none"
+    );
+    assert!(rig.r.metrics.render().contains(
+        r#"tinqs_actions_total{kind="launch",reason="no-runner",result="error",error="fleet"} 1"#
+    ));
+    // The runner was pre-registered, its token put in the boot script: neither it nor the
+    // registration token is in the error (which is also what is logged) or on the row.
+    let runner_id = rig
+        .forge
+        .calls()
+        .iter()
+        .find_map(|c| match c {
+            controller::forge::fake::ForgeCall::DeleteRunner(id) => Some(*id),
+            _ => None,
+        })
+        .expect("the registration was deleted");
+    let token = rig.forge.issued(runner_id).expect("issued").token;
+    let last_error = rig.run(&RunId::for_job(1, 1)).status.last_error;
+    for secret in [token, rig.forge.registration_token_value()] {
+        assert!(!error.to_string().contains(&secret));
+        assert!(!format!("{error:?}").contains(&secret));
+        assert!(!last_error.clone().unwrap_or_default().contains(&secret));
+    }
     let run = rig.run(&RunId::for_job(1, 1));
     assert_eq!(
         run.status.phase,
@@ -511,6 +538,27 @@ async fn without_disable_a_runner_that_took_a_job_since_the_plan_is_neither_dere
     let report = rig.r.apply(&plan, &view, &lease).await;
     rig.r.release(&lease).await;
     assert_eq!(report.failures(), 2, "{:?}", report.outcomes);
+    let errors: Vec<StepError> = report
+        .outcomes
+        .iter()
+        .filter_map(|o| o.result.clone().err())
+        .collect();
+    assert_eq!(
+        errors[0],
+        StepError::RunnerChanged {
+            runner_id: id,
+            online: true,
+            busy: true
+        }
+    );
+    assert_eq!(
+        errors[1],
+        StepError::Skipped(Skip::EarlierStep(Box::new(errors[0].clone())))
+    );
+    assert_eq!(
+        (errors[0].kind(), errors[1].kind()),
+        ("runner-changed", "skipped")
+    );
     assert!(rig.forge.runner(id).is_some(), "still registered");
     assert_eq!(
         rig.fleet
@@ -563,4 +611,175 @@ async fn an_unschedulable_run_is_logged_when_it_starts_and_changes_not_every_pas
     }
     assert_eq!(logs.lines_with("no longer unschedulable").len(), 1);
     assert_eq!(logs.lines_with("unschedulable: no pool serves").len(), 2);
+}
+
+/// The rig with one step carried out at a time, so which step sees what is fixed.
+fn one_at_a_time() -> Rig {
+    let mut rig = rig();
+    rig.r.limits.concurrency = 1;
+    rig
+}
+
+/// Our lease lapsed and another controller took it: `lease` is the one we still think we hold.
+async fn lease_taken_over(rig: &Rig) -> controller::store::Lease {
+    let ours = rig.r.acquire().await.expect("lease");
+    rig.advance(rig.r.limits.lease_ttl + Duration::from_secs(1));
+    rig.store
+        .acquire_lease("other-controller", Duration::from_secs(60), rig.clock.now())
+        .await
+        .expect("the lapsed lease is free");
+    ours
+}
+
+#[tokio::test]
+async fn a_lost_lease_stops_every_remaining_write_and_launch_of_the_pass() {
+    let rig = one_at_a_time();
+    for job in 1..=3 {
+        rig.store.put_row(job_run(job, &["go"]));
+        rig.forge.queue_job(go_job(job));
+    }
+    let lease = lease_taken_over(&rig).await;
+    let writes_before = rig.store.count(StoreOp::WriteStatus);
+
+    let out = rig.r.pass(Mode::Apply, Some(&lease)).await;
+    let report = out.report.expect("applied");
+    assert_eq!(out.plan.actions.len(), 3, "{:?}", out.plan.actions);
+    assert!(report.lease_lost());
+    assert_eq!(
+        rig.store.count(StoreOp::WriteStatus) - writes_before,
+        1,
+        "only the first claim was tried"
+    );
+    assert_eq!(rig.forge.calls_to(ForgeMethod::RegisterRunner), 0);
+    assert_eq!(rig.fleet.count(FleetOp::Launch), 0);
+    let errors: Vec<StepError> = report
+        .outcomes
+        .iter()
+        .map(|o| o.result.clone().expect_err("nothing done"))
+        .collect();
+    assert_eq!(errors[0].kind(), "lease-lost", "{errors:?}");
+    assert!(errors[0].to_string().starts_with("claim failed: "));
+    for e in &errors[1..] {
+        assert_eq!(e, &StepError::Skipped(Skip::LeaseLost));
+    }
+    let metrics = rig.r.metrics.render();
+    assert!(metrics.contains(
+        r#"tinqs_actions_total{kind="launch",reason="no-runner",result="error",error="lease-lost"} 1"#
+    ));
+    assert!(metrics.contains(
+        r#"tinqs_actions_total{kind="launch",reason="no-runner",result="error",error="skipped"} 2"#
+    ));
+    for job in 1..=3 {
+        assert_eq!(
+            rig.run(&RunId::for_job(job, 1)).status.phase,
+            Phase::Pending
+        );
+    }
+}
+
+#[tokio::test]
+async fn after_a_lost_lease_no_other_runs_step_is_carried_out_not_even_a_termination() {
+    let rig = one_at_a_time();
+    let launching = job_run(1, &["go"]);
+    let ending = model::testing::running(job_run(2, &["go"]), "i-2", T0);
+    rig.store.put_row(launching.clone());
+    rig.store.put_row(ending.clone());
+    rig.fleet.insert(model::testing::instance_for(
+        &ending,
+        "i-2",
+        "go",
+        InstanceState::Running,
+        T0,
+    ));
+    let lease = lease_taken_over(&rig).await;
+    let reason = model::Reason::Cancelled;
+    let plan = model::Plan {
+        actions: vec![
+            Action::Launch {
+                run: launching.id.clone(),
+                attempt: 1,
+                runner: model::testing::name_of(&launching),
+                pool: "go".into(),
+                labels: vec!["go".into()],
+                reason: model::Reason::NoRunner,
+            },
+            Action::Terminate {
+                instance: model::InstanceId::new("i-2"),
+                run: Some(ending.id.clone()),
+                pool: Some("go".into()),
+                reason: reason.clone(),
+            },
+            Action::UpdateStatus {
+                run: ending.id.clone(),
+                change: model::StatusChange::Finish {
+                    phase: Phase::Cancelled,
+                    error: None,
+                    outcome: None,
+                },
+                reason,
+            },
+        ],
+        ..model::Plan::default()
+    };
+    let view = model::DesiredView {
+        runs: vec![launching, ending.clone()],
+        complete: true,
+        ..model::DesiredView::default()
+    };
+    let report = rig.r.apply(&plan, &view, &lease).await;
+    assert!(report.lease_lost());
+    assert_eq!(report.failures(), 3, "{:?}", report.outcomes);
+    assert_eq!(rig.fleet.count(FleetOp::Terminate), 0);
+    assert_eq!(
+        rig.fleet
+            .instance(&model::InstanceId::new("i-2"))
+            .map(|i| i.state),
+        Some(InstanceState::Running)
+    );
+    assert_eq!(rig.run(&ending.id).status, ending.status);
+}
+
+#[tokio::test]
+async fn the_loop_stands_by_as_soon_as_a_pass_finds_the_lease_lost() {
+    let rig = one_at_a_time();
+    rig.store.put_row(job_run(1, &["go"]));
+    rig.forge.queue_job(go_job(1));
+    // Every status write is refused for the lease (another controller fenced us out), while
+    // renewing it still works: only the pass can tell.
+    for _ in 0..8 {
+        rig.store
+            .fail_next(StoreOp::WriteStatus, StoreError::LeaseLost);
+    }
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let shutdown = tokio::sync::Notify::new();
+    let passes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    struct Count(
+        Arc<std::sync::atomic::AtomicUsize>,
+        Arc<tokio::sync::Notify>,
+    );
+    impl controller::reconcile::LoopHooks for Count {
+        fn jitter(&mut self, low: u64, _high: u64) -> u64 {
+            low
+        }
+        fn passed(&mut self, _outcome: &controller::reconcile::PassOutcome) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.1.notify_one();
+        }
+    }
+    let passed = Arc::new(tokio::sync::Notify::new());
+    let mut hooks = Count(passes.clone(), passed.clone());
+    let looped = rig.r.run_with(wake, shutdown.notified(), &mut hooks);
+    tokio::pin!(looped);
+    tokio::select! {
+        () = &mut looped => panic!("the loop ended by itself"),
+        () = passed.notified() => {}
+    }
+    assert!(
+        rig.r.metrics.render().contains("tinqs_lease_held 0"),
+        "{}",
+        rig.r.metrics.render()
+    );
+    assert_eq!(passes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    shutdown.notify_one();
+    looped.await;
 }

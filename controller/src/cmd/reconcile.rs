@@ -123,7 +123,15 @@ fn as_json(outcome: &PassOutcome) -> serde_json::Value {
     let applied = outcome.report.as_ref().map(|r| {
         r.outcomes
             .iter()
-            .map(|o| json!({"action": o.action, "ok": o.result.is_ok(), "error": o.result.as_ref().err()}))
+            .map(|o| {
+                let error = o.result.as_ref().err();
+                json!({
+                    "action": o.action,
+                    "ok": o.result.is_ok(),
+                    "error": error.map(ToString::to_string),
+                    "error_kind": error.map(crate::reconcile::StepError::kind),
+                })
+            })
             .collect::<Vec<_>>()
     });
     json!({"observation_errors": errors, "plan": outcome.plan, "applied": applied})

@@ -7,6 +7,7 @@
 //! `resync`; after a pass that could not observe everything it backs off with jitter.
 
 mod apply;
+mod error;
 mod observe;
 
 use std::future::Future;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use apply::{ApplyReport, Outcome};
+pub use error::{Skip, StepError};
 use model::config::{Config, DemandSource};
 use model::{Plan, Policy};
 pub use observe::Observation;
@@ -211,13 +213,22 @@ impl Reconciler {
         tokio::pin!(shutdown);
         let mut lease: Option<Lease> = None;
         let mut failures: u32 = 0;
+        // How often a controller without the lease tries to take it.
+        let standby = self.config.timeouts.resync.min(self.limits.lease_ttl / 2);
         loop {
             lease = self.keep_lease(lease).await;
             let wait = match &lease {
                 Some(l) => {
                     let outcome = self.pass(Mode::Apply, Some(l)).await;
                     hooks.passed(&outcome);
-                    if outcome.observation.is_complete() {
+                    if outcome.report.as_ref().is_some_and(ApplyReport::lease_lost) {
+                        // Another controller may hold it now: stand by from this moment
+                        // rather than at the next renewal.
+                        tracing::warn!("a write found the lease lost; standing by");
+                        self.metrics.lease_held(false);
+                        lease = None;
+                        standby
+                    } else if outcome.observation.is_complete() {
                         failures = 0;
                         outcome.plan.requeue_after
                     } else {
@@ -225,7 +236,7 @@ impl Reconciler {
                         backoff(failures, self.config.timeouts.resync, hooks)
                     }
                 }
-                None => self.config.timeouts.resync.min(self.limits.lease_ttl / 2),
+                None => standby,
             };
             // Biased: when a wake-up and the timer are both ready, the same branch wins every
             // time, so a run is reproducible (the simulator relies on it).
