@@ -4,15 +4,15 @@
 //! reconcile loop. It never calls EC2, and it answers well inside Gitea's 5 s delivery timeout.
 //!
 //! # Layout
-//! - [`handler`](self::handler): the HTTP shell: signature, event header, deadline, spool, and
-//!   the one [`Outcome`](self::outcome::Outcome) each delivery ends in.
-//! - [`outcome`](self::outcome): that outcome and the one `match` mapping it to the table below.
-//! - [`signature`](self::signature): the HMAC check.
-//! - [`job`](self::job), [`push`](self::push): the pure translation of a payload into runs (no
-//!   I/O): a `workflow_job` to (run id, spec, job state), a push and its workflow files to runs.
-//! - [`apply`](self::apply): what the handler and the replayer do with a translated event: the
-//!   store's writes, and Gitea's reads in push mode.
-//! - [`replay`](self::replay): the spool replayer.
+//! - `handler.rs`: the HTTP shell: signature, event header, deadline, spool, and the one
+//!   `Outcome` each delivery ends in.
+//! - `outcome.rs`: that outcome and the one `match` mapping it to the table below.
+//! - `signature.rs`: the HMAC check ([`signature_ok`], [`sign`]).
+//! - `job.rs`, `push.rs`: the pure translation of a payload into runs (no I/O): a
+//!   `workflow_job` to (run id, spec, job state), a push and its workflow files to runs.
+//! - `apply.rs`: what the handler and the replayer do with a translated event: the store's
+//!   writes, and Gitea's reads in push mode ([`record_workflow_job`]).
+//! - `replay.rs`: the spool replayer ([`replay_spool_once`], [`run_spool_replayer`]).
 //! - [`limits`]: what one event may put in a run.
 //!
 //! | Answer | Meaning |
