@@ -1,6 +1,10 @@
 //! Lookup tables built once per pass, so every rule is a map lookup (O(n log n) overall).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+
+use hashbrown::hash_table::Entry;
+use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
 
 use crate::desired::{DesiredRun, JobState};
 use crate::notice::Notice;
@@ -47,7 +51,7 @@ pub(super) struct Index<'a> {
     /// rest.
     pub by_runner: Groups<u32>,
     /// Runner names (EC2 tags and Gitea names) to their group in `by_runner` and `runners`.
-    pub names: HashMap<&'a str, u32>,
+    pub names: Names,
     /// Gitea runners by name.
     pub runners: Groups<Reg<'a>>,
     /// What the queued-jobs list can tell.
@@ -91,7 +95,7 @@ impl<'a> Index<'a> {
             o.at = u32::try_from(k).unwrap_or(u32::MAX);
         }
 
-        let mut names = HashMap::with_capacity(ours.len() + observed.runners.items().len());
+        let mut names = Names::with_capacity(ours.len() + observed.runners.items().len());
         let by_runner = Groups::new(
             &mut names,
             ours.iter().filter_map(|o| Some((o.name?, o.at))).collect(),
@@ -136,7 +140,7 @@ impl<'a> Index<'a> {
             named_at.push(RunName {
                 start,
                 end: text.len(),
-                group: names.get(&text[start..]).copied(),
+                group: names.get(&text[start..]),
                 foreign: policy.is_foreign(&r.spec),
             });
         }
@@ -269,7 +273,7 @@ impl<'a> Index<'a> {
     /// the rest) and the Gitea runners named `runner` (online first), found with one lookup.
     pub(super) fn named(&self, runner: &str) -> (&[u32], &[Reg<'a>]) {
         match self.names.get(runner) {
-            Some(&g) => (self.by_runner.group(g), self.runners.group(g)),
+            Some(g) => (self.by_runner.group(g), self.runners.group(g)),
             None => (&[], &[]),
         }
     }
@@ -553,6 +557,82 @@ impl std::ops::Deref for Ours<'_> {
     }
 }
 
+/// Runner names, each numbered once (its group in [`Index::by_runner`] and
+/// [`Index::runners`]), in the order first seen.
+///
+/// Each name is copied once into one buffer, in group order, and the table holds only group
+/// numbers (4 bytes each): telling a name found from one that merely shares its hash reads
+/// that buffer and the small table, not a string somewhere in the inputs. At 100,000 runs
+/// the names of a `HashMap<&str, u32>` sat in as many allocations all over the observation,
+/// and each lookup missed the cache up to three times (control bytes, bucket, the string).
+pub(super) struct Names {
+    /// Group numbers, found by the hash of their name.
+    table: HashTable<u32>,
+    /// Every group's name, one after the other, by group number.
+    text: String,
+    /// Where each group's name ends in `text` (it starts where the previous one ends).
+    ends: Vec<usize>,
+    /// The keyed hash of the table (the one std's and hashbrown's maps use).
+    hasher: DefaultHashBuilder,
+}
+
+impl Names {
+    fn with_capacity(n: usize) -> Self {
+        Names {
+            table: HashTable::with_capacity(n),
+            text: String::new(),
+            ends: Vec::with_capacity(n),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
+    /// The name of group `g`.
+    fn name_in<'t>(text: &'t str, ends: &[usize], g: u32) -> &'t str {
+        let g = g as usize;
+        let start = if g == 0 { 0 } else { ends[g - 1] };
+        &text[start..ends[g]]
+    }
+
+    /// The group of `name`, if it was seen.
+    pub(super) fn get(&self, name: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(name);
+        self.table
+            .find(hash, |&g| Self::name_in(&self.text, &self.ends, g) == name)
+            .copied()
+    }
+
+    /// The group of `name`, numbered next if it is new.
+    fn intern(&mut self, name: &str) -> u32 {
+        let Names {
+            table,
+            text,
+            ends,
+            hasher,
+        } = self;
+        let hash = hasher.hash_one(name);
+        let entry = table.entry(
+            hash,
+            |&g| Self::name_in(text, ends, g) == name,
+            |&g| hasher.hash_one(Self::name_in(text, ends, g)),
+        );
+        match entry {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(v) => {
+                let g = u32::try_from(ends.len()).unwrap_or(u32::MAX);
+                text.push_str(name);
+                ends.push(text.len());
+                v.insert(g);
+                g
+            }
+        }
+    }
+
+    /// How many names were seen.
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+}
+
 /// Items grouped by name, each name's items together in one flat list (no list per name to
 /// allocate, follow and free). Group numbers come from a name table shared with other
 /// groupings, so one lookup finds a name's group in each.
@@ -566,18 +646,17 @@ pub(super) struct Groups<T> {
 impl<T: Copy> Groups<T> {
     /// Groups `pairs` by name, numbering new names in `names`; within a group, items are
     /// sorted (stably) by `order` and a run of items that are `same` is cut down to its first.
-    fn new<'a>(
-        names: &mut HashMap<&'a str, u32>,
-        pairs: Vec<(&'a str, T)>,
+    fn new(
+        names: &mut Names,
+        pairs: Vec<(&str, T)>,
         mut order: impl FnMut(&T, &T) -> std::cmp::Ordering,
         mut same: impl FnMut(&T, &T) -> bool,
     ) -> Self {
         let mut counts: Vec<u32> = vec![0; names.len()];
         let mut group_of: Vec<u32> = Vec::with_capacity(pairs.len());
         for (name, _) in &pairs {
-            let next = u32::try_from(names.len()).unwrap_or(u32::MAX);
-            let g = *names.entry(name).or_insert(next);
-            if g == next {
+            let g = names.intern(name);
+            if g as usize == counts.len() {
                 counts.push(0);
             }
             counts[g as usize] += 1;

@@ -58,7 +58,7 @@ pub fn backfill(
     let ids: Vec<crate::RunId> = jobs.iter().map(|j| j.run_id()).collect();
     // Which of the queued jobs' runs the table knows: a table the size of the queue, looked
     // up once per row (rather than a table of every row).
-    let mut known: HashMap<&str, bool> = ids.iter().map(|id| (id.as_str(), false)).collect();
+    let mut known: hashbrown::HashMap<&str, bool> = ids.iter().map(|id| (id.as_str(), false)).collect();
     for key in desired
         .runs
         .iter()
@@ -70,7 +70,7 @@ pub fn backfill(
             *k = true;
         }
     }
-    let mut seen = HashSet::with_capacity(ids.len());
+    let mut seen: HashSet<&str> = HashSet::with_capacity(ids.len());
     let mut out = Vec::new();
     for (job, id) in jobs.into_iter().zip(&ids) {
         if known.get(id.as_str()) == Some(&true) || !seen.insert(id.as_str()) {
