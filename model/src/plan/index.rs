@@ -39,6 +39,8 @@ pub(super) enum JobView {
 pub(super) struct Index<'a> {
     /// Active runs (the table's plus backfilled ones), oldest first.
     pub runs: Vec<&'a DesiredRun>,
+    /// The places in `runs` of the warm runs, in order.
+    pub warm: Vec<usize>,
     /// The runner name of each of `runs` (its current attempt's) and its group.
     run_names: Vec<RunName>,
     /// The job view of each of `runs` ([`Index::job_view`]), as the pass begins.
@@ -89,7 +91,8 @@ impl<'a> Index<'a> {
             .map(|o| (SortKey::of(o.inst.id.as_str()), o))
             .collect();
         keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.inst.id.cmp(&b.1.inst.id)));
-        keyed.dedup_by(|a, b| a.1.inst.id == b.1.inst.id);
+        // (Keys first: ids whose leading bytes differ are different ids.)
+        keyed.dedup_by(|a, b| a.0 == b.0 && a.1.inst.id == b.1.inst.id);
         let mut ours: Vec<Ours<'a>> = keyed.into_iter().map(|(_, o)| o).collect();
         for (k, o) in ours.iter_mut().enumerate() {
             o.at = u32::try_from(k).unwrap_or(u32::MAX);
@@ -122,89 +125,95 @@ impl<'a> Index<'a> {
             |a, b| a.id == b.id,
         );
 
-        let active: Vec<&DesiredRun> = desired
-            .runs
-            .iter()
-            .chain(backfilled)
-            .filter(|r| !r.status.phase.is_final())
-            .collect();
-        // Each run's runner name, written into one buffer and looked up in the name table
-        // here, in the order the runs sit in memory: the rules visit the runs oldest first,
-        // which jumps about in memory, and then read neither the run's id nor the table.
+        let queue = match &observed.queued_jobs {
+            Seen::Complete { .. } => QueueView::Complete,
+            Seen::Partial { .. } => QueueView::Partial,
+            Seen::Unavailable => QueueView::Unavailable,
+        };
+        let jobs = Jobs {
+            queue,
+            queued: observed
+                .queued_jobs
+                .items()
+                .iter()
+                .map(|j| (j.id, j.pick()))
+                .collect(),
+            reads: observed.jobs_read.iter().map(|j| (j.id, j)).collect(),
+        };
+
+        // One sweep over the runs, in the order they sit in memory, reads all the index needs
+        // of each: its runner name (written into one buffer and looked up in the name table),
+        // its sort key, whether it asks for a foreign label, and its job's state this pass
+        // with the demand that makes. At 100,000 runs the runs and what they point to do not
+        // stay in the cache from one sweep to the next, so each further sweep read them from
+        // memory again; the rules then visit the runs oldest first, which jumps about in
+        // memory, and read neither the run's id nor the table.
+        let runs_total = desired.runs.len() + backfilled.len();
+        let mut active: Vec<&DesiredRun> = Vec::with_capacity(runs_total);
         let mut text = String::new();
-        let mut named_at: Vec<RunName> = Vec::with_capacity(active.len());
-        for r in &active {
+        let mut named_at: Vec<RunName> = Vec::with_capacity(runs_total);
+        let mut keyed: Vec<(Timestamp, SortKey, usize)> = Vec::with_capacity(runs_total);
+        let mut views: Vec<JobView> = Vec::with_capacity(runs_total);
+        let mut demand = Demand::default();
+        for r in desired.runs.iter().chain(backfilled) {
+            if r.status.phase.is_final() {
+                continue;
+            }
             let start = text.len();
             let attempt = r.status.attempt.max(1);
             crate::RunnerName::write(&mut text, &policy.cluster, &r.id, attempt);
             named_at.push(RunName {
                 start,
                 end: text.len(),
-                group: names.get(&text[start..]),
+                group: None,
                 foreign: policy.is_foreign(&r.spec),
+                warm: r.is_warm(),
             });
+            keyed.push((r.spec.created_at, SortKey::of(r.id.as_str()), active.len()));
+            let view = jobs.view(r);
+            demand.add(r, &view, &jobs);
+            views.push(view);
+            active.push(r);
+        }
+        // The names looked up in a loop of their own: it reads only the buffer and the name
+        // table, which then stay in the cache (in the sweep above, the runs streaming through
+        // pushed the table out between lookups).
+        for n in &mut named_at {
+            n.group = names.get(&text[n.start..n.end]);
         }
         // Sorted by (creation, id) with each id's leading bytes copied beside it, so most
-        // comparisons read neither the run nor its id (both elsewhere in memory).
-        let mut keyed: Vec<(Timestamp, SortKey, usize)> = active
-            .iter()
-            .enumerate()
-            .map(|(k, r)| (r.spec.created_at, SortKey::of(r.id.as_str()), k))
-            .collect();
+        // comparisons read neither the run nor its id (both elsewhere in memory); ids with
+        // different leading bytes differ, so telling duplicates apart reads them only when
+        // those bytes are the same.
         keyed.sort_by(|a, b| {
             (a.0, a.1)
                 .cmp(&(b.0, b.1))
                 .then_with(|| active[a.2].id.cmp(&active[b.2].id))
         });
-        keyed.dedup_by(|a, b| active[a.2].id == active[b.2].id);
-        let runs: Vec<&DesiredRun> = keyed.iter().map(|&(_, _, k)| active[k]).collect();
-        // Where each run kept sits in `runs`, by its place in `active`.
-        let mut rank: Vec<Option<usize>> = vec![None; active.len()];
-        for (at, &(_, _, k)) in keyed.iter().enumerate() {
-            rank[k] = Some(at);
-        }
-        let run_names: Vec<RunName> = keyed.iter().map(|&(_, _, k)| named_at[k]).collect();
-
-        let queue = match &observed.queued_jobs {
-            Seen::Complete { .. } => QueueView::Complete,
-            Seen::Partial { .. } => QueueView::Partial,
-            Seen::Unavailable => QueueView::Unavailable,
-        };
-        let queued = observed
-            .queued_jobs
-            .items()
-            .iter()
-            .map(|j| (j.id, j.pick()))
-            .collect();
-        let reads = observed.jobs_read.iter().map(|j| (j.id, j)).collect();
-
-        let mut idx = Index {
-            runs,
-            run_names,
-            views: Vec::new(),
-            text,
-            ours,
-            by_runner,
-            names,
-            runners,
-            queue,
-            queued,
-            reads,
-            waiting: BTreeMap::new(),
-            in_progress_on: HashSet::new(),
-            invalid: desired.invalid.iter().map(|r| r.key.as_str()).collect(),
-            notices: HashMap::new(),
-        };
-        for n in &observed.notices {
-            let slot = idx.notices.entry(n.instance.as_str()).or_insert(n);
-            if (n.kind, n.at) < (slot.kind, slot.at) {
-                *slot = n;
+        keyed.dedup_by(|a, b| a.1 == b.1 && active[a.2].id == active[b.2].id);
+        if keyed.len() < active.len() {
+            // The same run listed twice: only the one kept makes demand (rare; read again).
+            demand = Demand::default();
+            for &(_, _, k) in &keyed {
+                demand.add(active[k], &views[k], &jobs);
             }
         }
+        let runs: Vec<&DesiredRun> = keyed.iter().map(|&(_, _, k)| active[k]).collect();
+        let run_names: Vec<RunName> = keyed.iter().map(|&(_, _, k)| named_at[k]).collect();
+        let warm = (0..run_names.len())
+            .filter(|&k| run_names[k].warm)
+            .collect();
+        let views: Vec<JobView> = keyed
+            .iter()
+            .map(|&(_, _, k)| std::mem::replace(&mut views[k], JobView::Unknown))
+            .collect();
 
         // Demand: the label sets of queued jobs, each with the oldest run of ours waiting on
         // such a job. Without a queued list (Gitea 1.24, push mode), the runs' own states.
-        let mut waiting: BTreeMap<Vec<&str>, Option<Timestamp>> = BTreeMap::new();
+        let Demand {
+            mut waiting,
+            in_progress_on,
+        } = demand;
         if queue == QueueView::Complete {
             for j in observed.queued_jobs.items() {
                 waiting.entry(label_set(&j.labels)).or_insert(None);
@@ -220,35 +229,36 @@ impl<'a> Index<'a> {
                 }
             }
         }
-        // In the order the runs sit in memory: what this finds does not depend on the order.
-        let mut in_progress_on = HashSet::new();
-        let mut views = vec![JobView::Unknown; idx.runs.len()];
-        for (run, at) in active.iter().zip(&rank) {
-            let Some(at) = *at else {
-                continue;
-            };
-            let view = idx.job_view(run);
-            match &view {
-                // A warm run has no job: its runner is supply, never demand.
-                JobView::Queued { confirmed }
-                    if (*confirmed || queue == QueueView::Unavailable) && !run.is_warm() =>
-                {
-                    let since = waiting.entry(label_set(&run.spec.labels)).or_insert(None);
-                    let created = run.spec.created_at;
-                    *since = Some(since.map_or(created, |s| s.min(created)));
-                }
-                JobView::Taken { runner: Some(_) } => {
-                    if let Some(name) = taken_by(run, &idx.reads) {
-                        in_progress_on.insert(name);
-                    }
-                }
-                _ => {}
+
+        let Jobs {
+            queue,
+            queued,
+            reads,
+        } = jobs;
+        let mut idx = Index {
+            runs,
+            warm,
+            run_names,
+            views,
+            text,
+            ours,
+            by_runner,
+            names,
+            runners,
+            queue,
+            queued,
+            reads,
+            waiting,
+            in_progress_on,
+            invalid: desired.invalid.iter().map(|r| r.key.as_str()).collect(),
+            notices: HashMap::new(),
+        };
+        for n in &observed.notices {
+            let slot = idx.notices.entry(n.instance.as_str()).or_insert(n);
+            if (n.kind, n.at) < (slot.kind, slot.at) {
+                *slot = n;
             }
-            views[at] = view;
         }
-        idx.views = views;
-        idx.waiting = waiting;
-        idx.in_progress_on = in_progress_on;
         // What the rules ask of each runner, answered once here rather than per lookup
         // (each answer hashes or compares strings the runner points to).
         let mut regs = std::mem::take(&mut idx.runners.items);
@@ -322,37 +332,7 @@ impl<'a> Index<'a> {
     /// still says queued, Gitea's queued list (or a read of the job, for one the list does not
     /// show) confirms it, or tells that the job was taken, finished or re-run since.
     pub(super) fn job_view(&self, run: &DesiredRun) -> JobView {
-        match &run.spec.job_state {
-            JobState::InProgress { runner } => {
-                return JobView::Taken {
-                    runner: runner.clone(),
-                }
-            }
-            JobState::Completed { .. } => return JobView::Done,
-            JobState::Queued => {}
-        }
-        let Some(job) = &run.spec.job else {
-            return JobView::Queued { confirmed: false };
-        };
-        if self.queue != QueueView::Complete {
-            return JobView::Queued { confirmed: false };
-        }
-        match self.queued.get(&job.id) {
-            Some(&pick) if pick == job.attempt => return JobView::Queued { confirmed: true },
-            // Queued for a later pick: ours ran and the job was re-run since.
-            Some(&pick) if pick > job.attempt => return JobView::Done,
-            _ => {}
-        }
-        match self
-            .reads
-            .get(&job.id)
-            .map(|r| r.state_for_pick(job.attempt))
-        {
-            Some(Some(JobState::Queued)) => JobView::Queued { confirmed: true },
-            Some(Some(JobState::InProgress { runner })) => JobView::Taken { runner },
-            Some(Some(JobState::Completed { .. })) => JobView::Done,
-            Some(None) | None => JobView::Unknown,
-        }
+        job_view(self.queue, &self.queued, &self.reads, run)
     }
 
     /// EC2's advance notice about instance `i`, if any.
@@ -400,6 +380,90 @@ impl<'a> Index<'a> {
     /// Whether `id` names a row that did not parse.
     pub(super) fn is_invalid(&self, id: &str) -> bool {
         self.invalid.contains(id)
+    }
+}
+
+/// [`Index::job_view`] of `run`, given what the queued-jobs list can tell (`queue`), the
+/// queued jobs' picks by id and the jobs read one by one.
+fn job_view(
+    queue: QueueView,
+    queued: &HashMap<i64, u32>,
+    reads: &HashMap<i64, &JobSeen>,
+    run: &DesiredRun,
+) -> JobView {
+    match &run.spec.job_state {
+        JobState::InProgress { runner } => {
+            return JobView::Taken {
+                runner: runner.clone(),
+            }
+        }
+        JobState::Completed { .. } => return JobView::Done,
+        JobState::Queued => {}
+    }
+    let Some(job) = &run.spec.job else {
+        return JobView::Queued { confirmed: false };
+    };
+    if queue != QueueView::Complete {
+        return JobView::Queued { confirmed: false };
+    }
+    match queued.get(&job.id) {
+        Some(&pick) if pick == job.attempt => return JobView::Queued { confirmed: true },
+        // Queued for a later pick: ours ran and the job was re-run since.
+        Some(&pick) if pick > job.attempt => return JobView::Done,
+        _ => {}
+    }
+    match reads.get(&job.id).map(|r| r.state_for_pick(job.attempt)) {
+        Some(Some(JobState::Queued)) => JobView::Queued { confirmed: true },
+        Some(Some(JobState::InProgress { runner })) => JobView::Taken { runner },
+        Some(Some(JobState::Completed { .. })) => JobView::Done,
+        Some(None) | None => JobView::Unknown,
+    }
+}
+
+/// What the queued-jobs observation says of jobs, for [`job_view`] while the index is built.
+struct Jobs<'a> {
+    queue: QueueView,
+    queued: HashMap<i64, u32>,
+    reads: HashMap<i64, &'a JobSeen>,
+}
+
+impl Jobs<'_> {
+    fn view(&self, run: &DesiredRun) -> JobView {
+        job_view(self.queue, &self.queued, &self.reads, run)
+    }
+}
+
+/// The demand the runs make: the label sets their waiting jobs ask for, each with the
+/// earliest creation of such a run, and the runners their jobs are in progress on.
+#[derive(Default)]
+struct Demand<'a> {
+    waiting: BTreeMap<Vec<&'a str>, Option<Timestamp>>,
+    in_progress_on: HashSet<&'a str>,
+}
+
+impl<'a> Demand<'a> {
+    /// Adds `run`'s, whose job is as `view` says. Which runs add theirs in which order does
+    /// not change the result.
+    fn add(&mut self, run: &'a DesiredRun, view: &JobView, jobs: &Jobs<'a>) {
+        match view {
+            // A warm run has no job: its runner is supply, never demand.
+            JobView::Queued { confirmed }
+                if (*confirmed || jobs.queue == QueueView::Unavailable) && !run.is_warm() =>
+            {
+                let since = self
+                    .waiting
+                    .entry(label_set(&run.spec.labels))
+                    .or_insert(None);
+                let created = run.spec.created_at;
+                *since = Some(since.map_or(created, |s| s.min(created)));
+            }
+            JobView::Taken { runner: Some(_) } => {
+                if let Some(name) = taken_by(run, &jobs.reads) {
+                    self.in_progress_on.insert(name);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -453,6 +517,8 @@ struct RunName {
     group: Option<u32>,
     /// Whether the run asks for a label only runners not ours serve (and names no pool).
     foreign: bool,
+    /// Whether it is a warm run.
+    warm: bool,
 }
 
 /// A Gitea runner with what the rules ask of it, answered once per pass (see

@@ -58,7 +58,8 @@ pub fn backfill(
     let ids: Vec<crate::RunId> = jobs.iter().map(|j| j.run_id()).collect();
     // Which of the queued jobs' runs the table knows: a table the size of the queue, looked
     // up once per row (rather than a table of every row).
-    let mut known: hashbrown::HashMap<&str, bool> = ids.iter().map(|id| (id.as_str(), false)).collect();
+    let mut known: hashbrown::HashMap<&str, bool> =
+        ids.iter().map(|id| (id.as_str(), false)).collect();
     for key in desired
         .runs
         .iter()

@@ -126,9 +126,15 @@ impl<'a> Pass<'a> {
     /// it wants; pending ones beyond that end unlaunched.
     pub(super) fn warm_top_up(&mut self) {
         let idx = self.idx;
-        // Runs this pass already retires, ends, or saw take a job: not warm any more.
+        // Runs this pass already retires, ends, or saw take a job: not warm any more (only
+        // asked of warm runs, so not gathered where there are none).
         let mut leaving: HashSet<&str> = HashSet::new();
-        for a in &self.out.actions {
+        let actions = if idx.warm.is_empty() {
+            &[][..]
+        } else {
+            &self.out.actions[..]
+        };
+        for a in actions {
             let gone = match a {
                 Action::UpdateStatus { change, .. } => matches!(
                     change,
@@ -147,7 +153,7 @@ impl<'a> Pass<'a> {
         }
         // Per pool: warm runs past pending that still count, and the pending ones.
         let mut counted: BTreeMap<&str, u32> = BTreeMap::new();
-        for &run in idx.runs.iter().filter(|r| r.is_warm()) {
+        for run in idx.warm.iter().map(|&k| idx.runs[k]) {
             let Some(pool) = run.spec.pool.as_deref() else {
                 continue;
             };
