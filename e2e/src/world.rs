@@ -70,6 +70,7 @@ impl Settings {
             timeouts: Timeouts {
                 launch: Duration::from_secs(15),
                 registration: Duration::from_secs(5),
+                boot: Duration::from_secs(3),
                 idle: Duration::from_secs(4),
                 offline_grace: Duration::from_secs(2),
                 stuck: Duration::from_secs(6),
@@ -96,6 +97,7 @@ impl Settings {
             timeouts: Timeouts {
                 launch: Duration::from_secs(30),
                 registration: Duration::from_secs(20),
+                boot: Duration::from_secs(10),
                 idle: Duration::from_secs(15),
                 offline_grace: Duration::from_secs(8),
                 stuck: Duration::from_secs(12),
@@ -603,7 +605,7 @@ impl World {
              server:\n  listen: 127.0.0.1:0\n  spool_dir: {spool}\n\
              pools:\n  go:\n{go}  docker:\n{docker}\
              foreign_labels: [host]\n\
-             timeouts:\n  launch: {launch}\n  registration: {registration}\n  idle: {idle}\n  offline_grace: {grace}\n  stuck: {stuck}\n  max_lifetime: {lifetime}\n  orphan_min_age: {orphan}\n  resync: {resync}\n  retry_failed: {retry}\n\
+             timeouts:\n  launch: {launch}\n  registration: {registration}\n  boot: {boot}\n  idle: {idle}\n  offline_grace: {grace}\n  stuck: {stuck}\n  max_lifetime: {lifetime}\n  orphan_min_age: {orphan}\n  resync: {resync}\n  retry_failed: {retry}\n\
              safety:\n  max_launches_per_pass: 20\n  max_terminations_per_pass: 20\n  max_instances: 20\n  max_attempts: {attempts}\n",
             cluster = self.cluster,
             url = self.sim.base_url(),
@@ -613,6 +615,7 @@ impl World {
             docker = pool("docker", "c7a.xlarge", ""),
             launch = d(t.launch),
             registration = d(t.registration),
+            boot = d(t.boot),
             idle = d(t.idle),
             grace = d(t.offline_grace),
             stuck = d(t.stuck),

@@ -513,6 +513,12 @@ pub struct Timeouts {
     /// instance is terminated and the run retried.
     #[serde(serialize_with = "duration_serde::serialize")]
     pub registration: Duration,
+    /// How long a machine may take from launch to its runner online and still count as
+    /// booting normally (default 2m). A booting runner whose own job went to another runner
+    /// stands in for one launch for a job it could serve until then; past it, that job gets
+    /// a machine of its own (the slow one is still retired only at `registration`).
+    #[serde(serialize_with = "duration_serde::serialize")]
+    pub boot: Duration,
     /// How long an online runner may sit without a job while nothing queued could use it
     /// (default 10m). Then it is disabled, deregistered and terminated.
     #[serde(serialize_with = "duration_serde::serialize")]
@@ -550,6 +556,7 @@ pub struct Timeouts {
 struct RawTimeouts {
     launch: Option<String>,
     registration: Option<String>,
+    boot: Option<String>,
     idle: Option<String>,
     offline_grace: Option<String>,
     stuck: Option<String>,
@@ -574,6 +581,7 @@ impl TryFrom<RawTimeouts> for Timeouts {
         Ok(Timeouts {
             launch: read("launch", raw.launch, d.launch)?,
             registration: read("registration", raw.registration, d.registration)?,
+            boot: read("boot", raw.boot, d.boot)?,
             idle: read("idle", raw.idle, d.idle)?,
             offline_grace: read("offline_grace", raw.offline_grace, d.offline_grace)?,
             stuck: read("stuck", raw.stuck, d.stuck)?,
@@ -590,6 +598,7 @@ impl Default for Timeouts {
         Timeouts {
             launch: Duration::from_secs(5 * 60),
             registration: Duration::from_secs(10 * 60),
+            boot: Duration::from_secs(2 * 60),
             idle: Duration::from_secs(10 * 60),
             offline_grace: Duration::from_secs(3 * 60),
             stuck: Duration::from_secs(3 * 60),
@@ -1150,6 +1159,12 @@ impl Timeouts {
                 p.add(field, "must be longer than zero");
             }
         }
+        if self.boot > self.registration {
+            p.add(
+                "timeouts.boot",
+                "must not be longer than timeouts.registration (a runner not online by then is retired)",
+            );
+        }
         if !self.resync.is_zero() && self.resync < MIN_RESYNC {
             p.add("timeouts.resync", "must be at least 1s");
         }
@@ -1256,6 +1271,20 @@ mod tests {
         let text = minimal() + "safety:\n  max_lanches_per_pass: 3\n";
         let err = Config::parse(&text).expect_err("typo").to_string();
         assert!(err.contains("max_lanches_per_pass"), "{err}");
+    }
+
+    #[test]
+    fn a_boot_allowance_past_the_registration_timeout_is_refused() {
+        let text = minimal() + "timeouts:\n  registration: 3m\n  boot: 4m\n";
+        let ConfigError::Invalid(problems) = Config::parse(&text).expect_err("invalid") else {
+            panic!("expected value problems");
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "timeouts.boot");
+        let text = minimal() + "timeouts:\n  boot: 0s\n";
+        let c = Config::parse(&text).expect("0s: booting runners never stand in");
+        assert_eq!(c.timeouts.boot, Duration::ZERO);
+        assert_eq!(Timeouts::default().boot, Duration::from_secs(120));
     }
 
     #[test]

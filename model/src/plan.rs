@@ -382,6 +382,8 @@ pub enum Reason {
         /// Which notice.
         kind: crate::notice::NoticeKind,
     },
+    /// The run's runner took another run's job while this run's job still waits.
+    RunnerTookAnotherJob,
     /// A run failed after its attempts rested and its job still waits in Gitea.
     RetryFailed {
         /// The rest (`timeouts.retry_failed`).
@@ -421,6 +423,7 @@ impl Reason {
             Reason::WarmAged { .. } => "warm-aged",
             Reason::AttemptsExhausted { .. } => "attempts-exhausted",
             Reason::RetryFailed { .. } => "retry-failed",
+            Reason::RunnerTookAnotherJob => "runner-took-another-job",
             Reason::Notice {
                 kind: crate::notice::NoticeKind::InterruptionWarning,
             } => "interruption-warning",
@@ -488,6 +491,10 @@ impl fmt::Display for Reason {
                 write!(f, "gave up after {attempts} attempts")
             }
             Reason::Notice { kind } => write!(f, "EC2 {kind} for its instance"),
+            Reason::RunnerTookAnotherJob => write!(
+                f,
+                "its runner took another queued job and its own still waits: another runner"
+            ),
             Reason::RetryFailed { after } => write!(
                 f,
                 "failed {} ago and Gitea still queues its job: one more attempt",
@@ -520,6 +527,8 @@ mod order;
 mod rules;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_handover;
 #[cfg(test)]
 mod tests_notice;
 #[cfg(test)]

@@ -154,12 +154,12 @@ struct Pass<'a> {
     handled_instances: Vec<bool>,
     /// Runners some rule took care of, by [`Reg::slot`] (one per runner id).
     handled_runners: Vec<bool>,
-    /// Idle runners kept for queued work although their own run is over; each stands in for
-    /// one launch.
+    /// Idle (or booting) runners kept for queued work although their own run is over; each
+    /// stands in for one launch.
     spares: Vec<Spare<'a>>,
-    /// Pending runs that want a launch of an attempt, decided after every run was looked
-    /// at (so the spares are known).
-    wanting: Vec<(&'a DesiredRun, u32, Reason)>,
+    /// Runs that want a launch of an attempt, decided after every run was looked at (so the
+    /// spares are known).
+    wanting: Vec<Wanting<'a>>,
     /// Pending warm runs, launched after every job's run (jobs come first under the caps).
     warm_wanting: Vec<&'a DesiredRun>,
     /// Online, idle warm runners, ranked per pool once every run was looked at.
@@ -176,6 +176,19 @@ struct Spare<'a> {
     taken: bool,
     /// The warm run it belongs to, for a warm runner.
     warm: Option<&'a DesiredRun>,
+    /// Not online yet: its machine was launched less than `timeouts.boot` ago. Idle runners
+    /// stand in first; a booting one only where none is left.
+    booting: bool,
+}
+
+/// A run that wants a launch of `attempt`, decided once the spares are known.
+struct Wanting<'a> {
+    run: &'a DesiredRun,
+    attempt: u32,
+    reason: Reason,
+    /// The run is running, but its runner took another run's job: a launch first requeues
+    /// it as `attempt`; a spare standing in changes nothing.
+    handover: bool,
 }
 
 /// A warm runner that is online and idle: kept, used, or retired once its pool's are ranked.
@@ -425,13 +438,26 @@ impl<'a> Pass<'a> {
             }
             return;
         }
-        let wanted = runners.iter().any(|r| !r.online && !r.disabled && r.wanted);
-        if wanted && run.status.registered_at.is_none() {
+        let booting = runners
+            .iter()
+            .find(|r| !r.online && !r.disabled && r.wanted);
+        if let Some(r) = booting.filter(|_| run.status.registered_at.is_none()) {
             // Still booting, and about to come online and take one of those jobs: keep it
-            // until the registration timeout says it never will.
+            // until the registration timeout says it never will. While its machine is young
+            // enough to be booting normally, it stands in for one launch.
             let launched = run.status.launched_at.unwrap_or(i.launched_at);
             let deadline = self.policy.registration_deadline(launched);
             if deadline > self.now {
+                let boot = launched.plus(self.policy.timeouts.boot);
+                if boot > self.now {
+                    self.deadline(boot);
+                    self.spares.push(Spare {
+                        runner: *r,
+                        taken: false,
+                        warm: None,
+                        booting: true,
+                    });
+                }
                 return self.deadline(deadline);
             }
         }
@@ -447,6 +473,7 @@ impl<'a> Pass<'a> {
                 runner: *r,
                 taken: false,
                 warm: None,
+                booting: false,
             });
             return;
         }
@@ -486,8 +513,12 @@ impl<'a> Pass<'a> {
             if run.is_warm() {
                 self.warm_wanting.push(run);
             } else {
-                self.wanting
-                    .push((run, run.status.attempt.max(1), Reason::NoRunner));
+                self.wanting.push(Wanting {
+                    run,
+                    attempt: run.status.attempt.max(1),
+                    reason: Reason::NoRunner,
+                    handover: false,
+                });
             }
         }
     }
@@ -655,6 +686,21 @@ impl<'a> Pass<'a> {
                 at
             }
         };
+        if !run.is_warm() && self.idx.took_a_job(name) {
+            if let JobView::Queued { confirmed: true } = self.idx.job_view(run) {
+                // Rule "handover": the runner took another run's job (Gitea hands the oldest
+                // matching job to whichever runner asks first), and an ephemeral runner takes
+                // only one. This run's job still waits: it wants another runner, which a
+                // spare (that other run's runner, say, still booting) may be; else a new
+                // attempt. The busy machine runs on as an old attempt and ends by itself.
+                return self.wanting.push(Wanting {
+                    run,
+                    attempt: run.status.attempt.max(1) + 1,
+                    reason: Reason::RunnerTookAnotherJob,
+                    handover: true,
+                });
+            }
+        }
         if self.idx.is_busy(r) {
             if run.is_warm() && run.status.took_job_at.is_none() {
                 let change = StatusChange::TookJob { at: self.now };
@@ -694,8 +740,13 @@ impl<'a> Pass<'a> {
     /// could serve has been waiting that long too. act_runner asks for work every 2 s, and
     /// Gitea hands the oldest matching job to whichever runner asks, so a healthy runner
     /// would have taken it.
+    ///
+    /// A run that was over before its runner came online never records when it did: its
+    /// launch stands in (as for an orphan), else the runner would never count as stuck and
+    /// would stand in for launches forever.
     fn stuck(&mut self, run: &DesiredRun, r: &Reg) -> Option<Reason> {
-        self.stuck_since(run.status.registered_at.unwrap_or(self.now), r)
+        let since = run.status.registered_at.or(run.status.launched_at);
+        self.stuck_since(since.unwrap_or(self.now), r)
     }
 
     /// [`Self::stuck`] for a runner first seen online at `online_since`.
@@ -922,52 +973,78 @@ impl<'a> Pass<'a> {
             let attempt = run.status.attempt.max(1) + 1;
             let reason = Reason::RetryFailed { after };
             self.status(run, StatusChange::Requeue { attempt }, reason.clone());
-            self.wanting.push((run, attempt, reason));
+            self.wanting.push(Wanting {
+                run,
+                attempt,
+                reason,
+                handover: false,
+            });
         }
     }
 
     // ---- launches that spares stand in for ------------------------------------------------
 
-    /// Launches for pending runs, oldest first, unless an idle runner kept for queued work
-    /// can take the job instead (runners are interchangeable per label set).
+    /// Launches for pending runs, oldest first, unless a runner kept for queued work can
+    /// take the job instead (runners are interchangeable per label set): an idle one first,
+    /// else one still booting within `timeouts.boot`.
     fn launch_wanting(&mut self) {
         let wanting = std::mem::take(&mut self.wanting);
-        // Per label list asked for, where the search for a spare may start: no spare before
-        // it is both free and fitting (spares are only ever taken here), so each spare is
-        // looked at once per label list rather than once per run.
-        let mut from: HashMap<&[String], usize> = HashMap::new();
-        for (run, attempt, reason) in wanting {
+        // Per label list asked for and kind of spare, where the search for a spare may start:
+        // no spare of that kind before it is both free and fitting (spares are only ever
+        // taken here), so each spare is looked at once per label list rather than once per
+        // run.
+        let mut from: HashMap<(&[String], bool), usize> = HashMap::new();
+        for w in wanting {
+            let Wanting {
+                run,
+                attempt,
+                reason,
+                handover,
+            } = w;
             if self.choose_pool(run).is_err() {
                 self.launch(run, attempt, reason); // reports it unschedulable
                 continue;
             }
             let labels = run.spec.labels.as_slice();
-            let start = from.get(labels).copied().unwrap_or(0);
-            let found = self.spares[start..]
-                .iter()
-                .position(|s| {
-                    !s.taken
-                        && labels
-                            .iter()
-                            .all(|l| s.runner.labels.iter().any(|have| have == l))
-                })
-                .map(|k| start + k);
-            from.insert(labels, found.map_or(self.spares.len(), |k| k + 1));
+            let found = [false, true].into_iter().find_map(|booting| {
+                let start = from.get(&(labels, booting)).copied().unwrap_or(0);
+                let found = self.spares[start..]
+                    .iter()
+                    .position(|s| {
+                        !s.taken
+                            && s.booting == booting
+                            && labels
+                                .iter()
+                                .all(|l| s.runner.labels.iter().any(|have| have == l))
+                    })
+                    .map(|k| start + k);
+                from.insert(
+                    (labels, booting),
+                    found.map_or(self.spares.len(), |k| k + 1),
+                );
+                found
+            });
             if let Some(spare) = found.map(|k| &mut self.spares[k]) {
                 spare.taken = true;
                 if let Some(warm) = spare.warm {
                     self.warm_taken.insert(warm.id.as_str());
                 }
                 let name = spare.runner.name.clone();
-                self.follow_up = true;
+                let state = if spare.booting { "booting" } else { "idle" };
+                // An idle one takes a job within seconds: look again soon. A booting one is
+                // looked at again when its time to boot runs out (its run set that deadline).
+                self.follow_up |= !spare.booting;
                 self.out.deferred.push(Deferred {
                     what: format!(
                         "launch {}",
                         crate::RunnerName::new(&self.policy.cluster, &run.id, attempt)
                     ),
-                    limit: format!("idle runner {name} can take a queued job with these labels"),
+                    limit: format!("{state} runner {name} can take a queued job with these labels"),
                 });
                 continue;
+            }
+            if handover {
+                self.status(run, StatusChange::Requeue { attempt }, reason.clone());
             }
             self.launch(run, attempt, reason);
         }
@@ -1037,6 +1114,7 @@ impl<'a> Pass<'a> {
                         runner: r,
                         taken: false,
                         warm: None,
+                        booting: false,
                     }),
                 }
                 continue;

@@ -241,10 +241,13 @@ fn a_job_taken_by_its_own_runner_leaves_the_warm_runner_warm() {
 }
 
 #[test]
-fn a_job_taken_by_another_jobs_runner_leaves_the_warm_runner_warm() {
+fn a_job_whose_runner_took_another_is_served_by_the_warm_runner_and_the_pool_tops_up() {
     let p = with_warm(policy(), "go", 1, None);
     let (wr, wi, wg) = ready_warm(0, 0);
-    // Job 8's runner took job 7; job 8 still waits, so the warm runner stands in for it.
+    let warm_name = wg.name.clone();
+    // Job 8's runner took job 7 (an ephemeral runner takes one job); job 8 still waits, and
+    // Gitea hands it to the idle warm runner when that asks: it stands in for job 8's
+    // launch, is no longer warm, and the pool launches a warm runner in its place.
     let mut eight = running(job_run(8, &["go"]), "i-8", at(0));
     eight.status.registered_at = Some(at(MIN));
     let ei = instance_for(&eight, "i-8", "go", InstanceState::Running, at(0));
@@ -263,15 +266,27 @@ fn a_job_taken_by_another_jobs_runner_leaves_the_warm_runner_warm() {
         at(2 * MIN),
     );
     let plan = w.plan(&p);
+    let kinds = kinds(&plan);
     assert_eq!(
-        kinds(&plan),
-        [format!(
+        kinds[0],
+        format!(
             "mark run {} done: job was taken by another runner",
             seven.id
-        )]
+        )
     );
-    // Job 8's run has its own runner booked: nothing stands in, nothing is launched.
-    assert!(plan.deferred.is_empty());
+    assert_eq!(kinds.len(), 3, "{kinds:#?}");
+    assert!(kinds[1].starts_with("create run warm-go-"), "{kinds:#?}");
+    assert!(
+        kinds[2].starts_with("launch tq-test-warm-go-"),
+        "{kinds:#?}"
+    );
+    assert_eq!(
+        plan.deferred,
+        vec![Deferred {
+            what: "launch tq-test-job-8-1-a2".into(),
+            limit: format!("idle runner {warm_name} can take a queued job with these labels"),
+        }]
+    );
 }
 
 #[test]

@@ -94,6 +94,7 @@ impl<'a> Pass<'a> {
                     runner: w.runner,
                     taken: false,
                     warm: Some(w.run),
+                    booting: false,
                 });
             }
         }
