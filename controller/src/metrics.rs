@@ -17,8 +17,9 @@
 //! | `tinqs_cache_bytes_total` | counter | `direction` (`up`, `down`) |
 //! | `tinqs_cache_refused_total` | counter | `reason` |
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -303,10 +304,7 @@ impl Metrics {
             .unschedulable
             .iter()
             .map(|u| (u.run.to_string(), u.labels.clone()));
-        match self.0.unschedulable_logged.lock() {
-            Ok(mut t) => t.update(now),
-            Err(poisoned) => poisoned.into_inner().update(now),
-        }
+        self.0.unschedulable_logged.lock().update(now)
     }
 
     /// The text exposition format.

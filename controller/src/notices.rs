@@ -6,12 +6,13 @@
 //! Delivery is at least once and best effort: duplicates are recorded once, and a notice that
 //! never arrives leaves the instance to the rules that read EC2's own state.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use model::notice::{parse_event, Notice, Notices};
 use model::InstanceId;
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::aws::ApiError;
@@ -158,11 +159,7 @@ pub struct NoticeBook {
 impl NoticeBook {
     /// Records `notice`; `true` (and the loop woken) when it is new.
     pub fn record(&self, notice: Notice) -> bool {
-        let new = self
-            .notices
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .record(notice);
+        let new = self.notices.lock().record(notice);
         if new {
             self.wake.notify_one();
         }
@@ -172,19 +169,13 @@ impl NoticeBook {
     /// Every notice known.
     #[must_use]
     pub fn snapshot(&self) -> Vec<Notice> {
-        self.notices
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .to_vec()
+        self.notices.lock().to_vec()
     }
 
     /// Forgets the notices of instances EC2 no longer lists (call with a whole list only).
     pub fn forget_absent(&self, listed: &[model::Instance]) {
         let ids: std::collections::HashSet<&InstanceId> = listed.iter().map(|i| &i.id).collect();
-        self.notices
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|id| ids.contains(id));
+        self.notices.lock().retain(|id| ids.contains(id));
     }
 
     /// Resolves when a new notice was recorded.
@@ -330,22 +321,14 @@ mod tests {
     #[async_trait]
     impl NoticeQueue for MemQueue {
         async fn receive(&self, _wait: Duration) -> Result<Vec<Message>, String> {
-            if *self.fail.lock().unwrap() {
+            if *self.fail.lock() {
                 return Err("SQS: AccessDenied".into());
             }
-            Ok(self
-                .messages
-                .lock()
-                .unwrap()
-                .iter()
-                .take(10)
-                .cloned()
-                .collect())
+            Ok(self.messages.lock().iter().take(10).cloned().collect())
         }
         async fn delete(&self, receipts: &[String]) -> Result<(), String> {
             self.messages
                 .lock()
-                .unwrap()
                 .retain(|m| !receipts.contains(&m.receipt));
             Ok(())
         }
@@ -359,7 +342,7 @@ mod tests {
 
     fn queue_of(bodies: &[String]) -> Arc<MemQueue> {
         let q = MemQueue::default();
-        *q.messages.lock().unwrap() = bodies
+        *q.messages.lock() = bodies
             .iter()
             .enumerate()
             .map(|(k, b)| Message {
@@ -392,7 +375,7 @@ mod tests {
                 malformed: 1
             }
         );
-        assert!(q.messages.lock().unwrap().is_empty(), "nothing comes back");
+        assert!(q.messages.lock().is_empty(), "nothing comes back");
         let kinds: Vec<NoticeKind> = rx.book().snapshot().iter().map(|n| n.kind).collect();
         assert_eq!(
             kinds,
@@ -423,7 +406,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreadable_queue_is_an_error_and_records_nothing() {
         let q = queue_of(&[event(model::notice::INTERRUPTION_WARNING, "i-0abc")]);
-        *q.fail.lock().unwrap() = true;
+        *q.fail.lock() = true;
         let rx = NoticeReceiver::new(q, NoticeBook::default());
         let e = rx.drain().await.unwrap_err();
         assert!(e.contains("AccessDenied"), "{e}");

@@ -14,7 +14,7 @@
 //! its agent starts, boots slowly).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{Filter, InstanceAttributeName, InstanceStateName};
@@ -23,15 +23,12 @@ use gitea_sim::{
     Agent, AgentConfig, AgentFault, AgentHandle, AgentOutcome, AgentState, RunnerFile,
 };
 use model::{tags, RunId};
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::faults::Interruptions;
 use crate::narrate::{Events, Source};
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Timings of the simulated machines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,13 +230,16 @@ impl Booter {
 
     /// Adds a fault rule; the first rule matching a new instance applies.
     pub fn add_rule(&self, rule: FaultRule) {
-        lock(&self.shared.rules).push(rule);
+        self.shared.rules.lock().push(rule);
     }
 
     /// Every machine seen so far, in the order seen.
     #[must_use]
     pub fn machines(&self) -> Vec<MachineView> {
-        let mut all: Vec<MachineView> = lock(&self.shared.machines)
+        let mut all: Vec<MachineView> = self
+            .shared
+            .machines
+            .lock()
             .values()
             .map(|m| m.view.clone())
             .collect();
@@ -260,23 +260,23 @@ impl Booter {
     /// reclaim while their runner was running a job, with that job's id.
     #[must_use]
     pub fn busy_kills(&self) -> Vec<(String, i64)> {
-        lock(&self.shared.busy_kills).clone()
+        self.shared.busy_kills.lock().clone()
     }
 
     /// Problems the booter met (EC2 calls that failed, unreadable user-data).
     #[must_use]
     pub fn errors(&self) -> Vec<String> {
-        lock(&self.shared.errors).clone()
+        self.shared.errors.lock().clone()
     }
 
     /// Stops polling and stops every agent still running.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
-        let task = lock(&self.task).take();
+        let task = self.task.lock().take();
         if let Some(t) = task {
             let _ = t.await;
         }
-        for m in lock(&self.shared.machines).values() {
+        for m in self.shared.machines.lock().values() {
             if let Some(a) = &m.agent {
                 a.stop();
             }
@@ -287,7 +287,7 @@ impl Booter {
 impl Shared {
     fn error(&self, what: String) {
         self.events.push(Source::Ec2, "error", what.clone());
-        lock(&self.errors).push(what);
+        self.errors.lock().push(what);
     }
 
     async fn tick(self: &Arc<Self>) {
@@ -300,7 +300,7 @@ impl Shared {
                 state,
                 InstanceStateName::Pending | InstanceStateName::Running
             );
-            let known = lock(&self.machines).contains_key(&id);
+            let known = self.machines.lock().contains_key(&id);
             if live && !known {
                 self.discover(&id, &tags);
             } else if !live && known {
@@ -359,7 +359,8 @@ impl Shared {
         let run = tags.get(tags::RUN_ID).map(String::as_str);
         let attempt: Option<u32> = tags.get(tags::ATTEMPT).and_then(|a| a.parse().ok());
         let pool = tags.get(tags::POOL).map(String::as_str);
-        lock(&self.rules)
+        self.rules
+            .lock()
             .iter()
             .find(|r| match &r.matches {
                 Match::Any => true,
@@ -372,7 +373,7 @@ impl Shared {
     }
 
     fn discover(self: &Arc<Self>, id: &str, tags: &BTreeMap<String, String>) {
-        let ordinal = lock(&self.machines).len() + 1;
+        let ordinal = self.machines.lock().len() + 1;
         let fault = self.fault_for(ordinal, tags);
         let view = MachineView {
             instance: id.to_owned(),
@@ -387,7 +388,9 @@ impl Shared {
             gone: false,
             powered_off: false,
         };
-        lock(&self.machines).insert(id.to_owned(), Machine { view, agent: None });
+        self.machines
+            .lock()
+            .insert(id.to_owned(), Machine { view, agent: None });
         let s = self.clone();
         let id = id.to_owned();
         tokio::spawn(async move { s.boot(&id, fault).await });
@@ -554,7 +557,7 @@ impl Shared {
             if let Some(AgentState::Running { job_id, .. }) = running.as_ref().map(|a| a.state()) {
                 if !m.view.powered_off && !self.interruptions.contains(id) {
                     // Terminated by someone else while its runner ran a job.
-                    lock(&self.busy_kills).push((id.to_owned(), job_id));
+                    self.busy_kills.lock().push((id.to_owned(), job_id));
                 }
             }
             if let Some(a) = &running {
@@ -575,7 +578,7 @@ impl Shared {
     }
 
     fn with_machine<T>(&self, id: &str, f: impl FnOnce(&mut Machine) -> T) -> Option<T> {
-        lock(&self.machines).get_mut(id).map(f)
+        self.machines.lock().get_mut(id).map(f)
     }
 
     async fn user_data(&self, id: &str) -> Result<Option<String>, String> {

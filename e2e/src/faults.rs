@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,13 +21,10 @@ use controller::store::{Lease, Store, StoreError};
 use model::desired::{DesiredRun, JobState, RunStatus};
 use model::observed::{DesiredView, Instance, SPOT_INTERRUPTION};
 use model::{InstanceId, Phase, RunId, RunnerName, Timestamp};
+use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::narrate::{Events, Source};
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 fn now() -> Timestamp {
     Timestamp::from_system(std::time::SystemTime::now())
@@ -53,7 +50,7 @@ impl Interruptions {
     /// # Errors
     /// When EC2 refuses the termination.
     pub async fn interrupt(&self, ec2: &aws_sdk_ec2::Client, instance: &str) -> Result<(), String> {
-        lock(&self.ids).insert(instance.to_owned());
+        self.ids.lock().insert(instance.to_owned());
         ec2.terminate_instances()
             .instance_ids(instance)
             .send()
@@ -70,13 +67,13 @@ impl Interruptions {
     /// Whether `instance` was reclaimed.
     #[must_use]
     pub fn contains(&self, instance: &str) -> bool {
-        lock(&self.ids).contains(instance)
+        self.ids.lock().contains(instance)
     }
 
     /// How many instances were reclaimed.
     #[must_use]
     pub fn len(&self) -> usize {
-        lock(&self.ids).len()
+        self.ids.lock().len()
     }
 
     /// Whether none was.
@@ -151,19 +148,20 @@ impl FaultyFleet {
     /// Every launch so far.
     #[must_use]
     pub fn launches(&self) -> Vec<LaunchRecord> {
-        lock(&self.launches).clone()
+        self.launches.lock().clone()
     }
 
     /// Every termination so far.
     #[must_use]
     pub fn terminations(&self) -> Vec<TerminateRecord> {
-        lock(&self.terminations).clone()
+        self.terminations.lock().clone()
     }
 
     /// Whether the controller asked EC2 to terminate `instance` (successfully).
     #[must_use]
     pub fn terminated(&self, instance: &str) -> Option<Timestamp> {
-        lock(&self.terminations)
+        self.terminations
+            .lock()
             .iter()
             .find(|t| t.ok && t.ids.iter().any(|i| i.as_str() == instance))
             .map(|t| t.at)
@@ -211,7 +209,7 @@ impl Fleet for FaultyFleet {
 
     async fn launch(&self, req: &LaunchRequest) -> Result<(Instance, Offering), FleetError> {
         let (instance, offering) = self.inner.launch(req).await?;
-        lock(&self.launches).push(LaunchRecord {
+        self.launches.lock().push(LaunchRecord {
             at: now(),
             instance: instance.id.clone(),
             run: req.run.clone(),
@@ -224,7 +222,7 @@ impl Fleet for FaultyFleet {
 
     async fn terminate(&self, ids: &[InstanceId]) -> Result<(), FleetError> {
         let result = self.inner.terminate(ids).await;
-        lock(&self.terminations).push(TerminateRecord {
+        self.terminations.lock().push(TerminateRecord {
             at: now(),
             ids: ids.to_vec(),
             ok: result.is_ok(),

@@ -7,9 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tracing::field::{Field, Visit};
 use tracing::{Level, Subscriber};
 use tracing_subscriber::layer::Context;
@@ -118,21 +119,13 @@ impl Events {
         if self.0.echo && worth_echoing(&event) {
             println!("{event}");
         }
-        self.0
-            .list
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(event);
+        self.0.list.lock().push(event);
     }
 
     /// Every entry so far, oldest first.
     #[must_use]
     pub fn all(&self) -> Vec<Event> {
-        self.0
-            .list
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.0.list.lock().clone()
     }
 
     /// The controller's applied actions of `kind` that succeeded, as their plan lines

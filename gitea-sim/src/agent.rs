@@ -15,15 +15,15 @@
 //! (v1.26.4 services/actions/task.go:47).
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::server::lock;
 use crate::types::Conclusion;
 
 /// The content of act_runner's `.runner` file.
@@ -408,13 +408,13 @@ impl AgentHandle {
     /// The runner id, once known (at once from a `.runner` file, after `Register` otherwise).
     #[must_use]
     pub fn runner_id(&self) -> Option<i64> {
-        *lock(&self.runner_id)
+        *self.runner_id.lock()
     }
 
     /// Whether it has ended.
     #[must_use]
     pub fn is_finished(&self) -> bool {
-        lock(&self.outcome).is_some() || self.abort.is_finished()
+        self.outcome.lock().is_some() || self.abort.is_finished()
     }
 
     /// Kills the agent at once: no further contact, like terminating its machine.
@@ -424,10 +424,10 @@ impl AgentHandle {
 
     /// Waits for the agent to end and tells how. Can be called again; returns the same outcome.
     pub async fn wait(&self) -> AgentOutcome {
-        if let Some(o) = lock(&self.outcome).clone() {
+        if let Some(o) = self.outcome.lock().clone() {
             return o;
         }
-        let join = lock(&self.join).take();
+        let join = self.join.lock().take();
         let outcome = match join {
             Some(j) => match j.await {
                 Ok(o) => o,
@@ -438,20 +438,20 @@ impl AgentHandle {
             },
             // Another caller is waiting; poll for its result.
             None => loop {
-                if let Some(o) = lock(&self.outcome).clone() {
+                if let Some(o) = self.outcome.lock().clone() {
                     break o;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             },
         };
-        *lock(&self.outcome) = Some(outcome.clone());
+        *self.outcome.lock() = Some(outcome.clone());
         outcome
     }
 
     /// The outcome if it has ended, without waiting.
     #[must_use]
     pub fn outcome(&self) -> Option<AgentOutcome> {
-        lock(&self.outcome).clone()
+        self.outcome.lock().clone()
     }
 }
 
@@ -609,7 +609,7 @@ async fn run(
             (id, labels.clone())
         }
     };
-    *lock(id_slot) = Some(runner_id);
+    *id_slot.lock() = Some(runner_id);
 
     if let Err(e) = client
         .call("Declare", json!({"version": cfg.version, "labels": labels}))

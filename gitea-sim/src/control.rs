@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::agent::{Agent, AgentConfig, AgentFault, RunnerFile};
 use crate::config::{Faults, Scope, WebhookTarget};
-use crate::server::{lock, ControlAgent, Shared};
+use crate::server::{ControlAgent, Shared};
 use crate::state::{SimError, State};
 use crate::types::{JobSpec, PushSpec, RunnerSpec};
 
@@ -196,7 +196,7 @@ async fn delete_webhook(AxState(shared): Sh) -> StatusCode {
 }
 
 async fn deliveries(AxState(shared): Sh) -> Json<Value> {
-    Json(json!(lock(&shared.deliveries).clone()))
+    Json(json!(shared.deliveries.lock().clone()))
 }
 
 #[derive(Deserialize)]
@@ -338,7 +338,7 @@ async fn spawn_agent(
         tracing::info!(?outcome, "agent ended");
     });
     let id = shared.next_agent.fetch_add(1, Ordering::SeqCst) as u64;
-    lock(&shared.agents).push(ControlAgent {
+    shared.agents.lock().push(ControlAgent {
         id,
         name: name.clone(),
         handle,
@@ -347,7 +347,7 @@ async fn spawn_agent(
 }
 
 async fn list_agents(AxState(shared): Sh) -> Json<Value> {
-    let agents = lock(&shared.agents);
+    let agents = shared.agents.lock();
     let list: Vec<Value> = agents
         .iter()
         .map(|a| {
@@ -365,7 +365,7 @@ async fn list_agents(AxState(shared): Sh) -> Json<Value> {
 }
 
 async fn stop_agent(AxState(shared): Sh, Path(id): Path<u64>) -> Result<StatusCode, SimError> {
-    let agents = lock(&shared.agents);
+    let agents = shared.agents.lock();
     let a = agents
         .iter()
         .find(|a| a.id == id)

@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State as AxState};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
@@ -20,11 +21,6 @@ use crate::state::{Limits, Outgoing, SimError, State};
 use crate::types::{
     Delivery, JobPhase, JobSpec, JobView, PushResult, PushSpec, RunnerSpec, RunnerView,
 };
-
-/// Locks a mutex, recovering the data if a panicking thread poisoned it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// One agent started through the control API.
 pub(crate) struct ControlAgent {
@@ -52,7 +48,7 @@ impl Shared {
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State, i64) -> R) -> R {
         let now = self.clock.now_ms();
         let (r, out) = {
-            let mut st = lock(&self.state);
+            let mut st = self.state.lock();
             let r = f(&mut st, now);
             (r, std::mem::take(&mut st.outbox))
         };
@@ -66,7 +62,7 @@ impl Shared {
     }
 
     pub(crate) fn base_url(&self) -> String {
-        lock(&self.state).base_url.clone()
+        self.state.lock().base_url.clone()
     }
 }
 
@@ -204,7 +200,7 @@ async fn fault_layer(AxState(shared): AxState<Arc<Shared>>, req: Request, next: 
     }
     let method = req.method().as_str().to_owned();
     let (delay, error) = {
-        let mut st = lock(&shared.state);
+        let mut st = shared.state.lock();
         let applies = |m: &crate::config::FaultMatch| {
             let path_ok = match &m.path_contains {
                 Some(s) => path.contains(s.as_str()),
@@ -502,7 +498,7 @@ impl SimHandle {
     /// Every webhook attempted so far, oldest first.
     #[must_use]
     pub fn deliveries(&self) -> Vec<Delivery> {
-        lock(&self.shared().deliveries).clone()
+        self.shared().deliveries.lock().clone()
     }
 
     /// Waits until every queued webhook has been sent, dropped or has failed.
@@ -546,10 +542,10 @@ impl SimHandle {
     /// for the server to finish. Idempotent.
     pub async fn shutdown(&self) {
         let _ = self.inner.stop.send(true);
-        for a in lock(&self.shared().agents).iter() {
+        for a in self.shared().agents.lock().iter() {
             a.handle.stop();
         }
-        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&self.inner.tasks));
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.tasks.lock());
         for mut t in tasks {
             if tokio::time::timeout(Duration::from_secs(3), &mut t)
                 .await

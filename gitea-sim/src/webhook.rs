@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::{mpsc, watch};
 
-use crate::server::{lock, Shared};
+use crate::server::Shared;
 use crate::state::Outgoing;
 use crate::types::Delivery;
 
@@ -54,7 +54,7 @@ pub(crate) async fn deliver_loop(
             o = rx.recv() => match o { Some(o) => o, None => return },
         };
         let (target, drop_fraction) = {
-            let st = lock(&shared.state);
+            let st = shared.state.lock();
             (st.webhook.clone(), st.faults.drop_webhooks)
         };
         if let Some(target) = target {
@@ -110,7 +110,7 @@ pub(crate) async fn deliver_loop(
                 }
                 tracing::debug!(event = out.event, status = ?delivery.status, "webhook delivered");
             }
-            lock(&shared.deliveries).push(delivery);
+            shared.deliveries.lock().push(delivery);
         }
         shared.pending_hooks.fetch_sub(1, Ordering::SeqCst);
         shared.hooks_idle.notify_waiters();

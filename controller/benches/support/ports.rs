@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each benchmark binary uses part of this
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -22,6 +22,7 @@ use model::desired::{DesiredRun, JobState, RunStatus};
 use model::observed::{DesiredView, ForgeRunner, Instance, InstanceState, JobSeen, QueuedJob};
 use model::secret::Secret;
 use model::{InstanceId, RunId, RunnerName, Timestamp};
+use parking_lot::Mutex;
 
 /// The example configuration with the test cluster id, the caps raised to `capacity` and
 /// launches per pass raised to `launches` (an operator sizes these for the load).
@@ -117,7 +118,6 @@ impl Launches {
     fn record(&self, run: &RunId) {
         self.0
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .entry(run.clone())
             .or_insert_with(Instant::now);
     }
@@ -125,17 +125,13 @@ impl Launches {
     /// When `run`'s first launch was issued.
     #[must_use]
     pub fn at(&self, run: &RunId) -> Option<Instant> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(run)
-            .copied()
+        self.0.lock().get(run).copied()
     }
 
     /// How many runs had a launch issued.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.0.lock().len()
     }
 }
 

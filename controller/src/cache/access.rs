@@ -8,13 +8,14 @@
 //! [`REMEMBER_FOR`], so a job ending is noticed within that long.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use model::cache::{token_hash, JobScope};
 use model::desired::JobState;
 use model::RunnerName;
+use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
 
 use super::{Access, Denied};
@@ -53,10 +54,7 @@ impl Access for StoreAccess {
         }
         let hash = token_hash(token);
         {
-            let mut memo = self
-                .remembered
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut memo = self.remembered.lock();
             memo.retain(|_, (_, _, at)| at.elapsed() < REMEMBER_FOR);
             if let Some((h, scope, _)) = memo.get(runner) {
                 if bool::from(h.as_bytes().ct_eq(hash.as_bytes())) {
@@ -95,7 +93,6 @@ impl Access for StoreAccess {
         let scope = job.scope();
         self.remembered
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .insert(runner.to_owned(), (hash, scope.clone(), Instant::now()));
         Ok(scope)
     }

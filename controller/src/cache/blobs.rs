@@ -3,13 +3,14 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use axum::body::{Body, Bytes};
 use futures::Stream;
+use parking_lot::Mutex;
 
 use crate::aws::{retrying, ApiError, CallPolicy};
 
@@ -354,7 +355,7 @@ impl http_body::Body for CountingBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
-        let body = this.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let body = this.inner.get_mut();
         let polled = Pin::new(body).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
@@ -367,10 +368,7 @@ impl http_body::Body for CountingBody {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner
-            .lock()
-            .map(|b| http_body::Body::size_hint(&*b))
-            .unwrap_or_default()
+        http_body::Body::size_hint(&*self.inner.lock())
     }
 }
 

@@ -21,7 +21,7 @@ pub mod sweep;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::body::{Body, Bytes};
@@ -32,6 +32,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::{StreamExt, TryStreamExt};
 use model::cache::{self as rules, Entry, JobScope, Layout, RangeAsk};
+use parking_lot::Mutex;
 use serde::Deserialize;
 
 use crate::clock::Clock;
@@ -158,22 +159,12 @@ impl CacheService {
     /// Takes the hits and misses counted since the last call, per repository.
     #[must_use]
     pub fn take_counts(&self) -> BTreeMap<String, (u64, u64)> {
-        std::mem::take(
-            &mut *self
-                .0
-                .counts
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        std::mem::take(&mut *self.0.counts.lock())
     }
 
     /// Puts counts back (the sweep could not write them).
     pub fn restore_counts(&self, counts: BTreeMap<String, (u64, u64)>) {
-        let mut mine = self
-            .0
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut mine = self.0.counts.lock();
         for (repo, (h, m)) in counts {
             let slot = mine.entry(repo).or_default();
             slot.0 += h;
@@ -183,11 +174,7 @@ impl CacheService {
 
     fn count(&self, repo: &str, hit: bool) {
         self.0.metrics.cache_lookup(hit);
-        let mut counts = self
-            .0
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = self.0.counts.lock();
         let slot = counts.entry(repo.to_owned()).or_default();
         if hit {
             slot.0 += 1;

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::operation::describe_images::builders::DescribeImagesInputBuilder;
@@ -33,6 +33,7 @@ use base64::Engine as _;
 use model::config::PoolConfig;
 use model::observed::{Instance, InstanceState};
 use model::{tags, InstanceId, Lifecycle, Timestamp};
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 use super::offerings::UnavailableOfferings;
@@ -256,12 +257,7 @@ impl<A: Ec2Api> Ec2Fleet<A> {
 
     /// The root device name of `ami`, looked up once per AMI.
     async fn root_device(&self, ami: &str) -> Result<String, FleetError> {
-        if let Some(d) = self
-            .root_devices
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(ami)
-        {
+        if let Some(d) = self.root_devices.lock().get(ami) {
             return Ok(d.clone());
         }
         let input = DescribeImagesInputBuilder::default().image_ids(ami);
@@ -280,7 +276,6 @@ impl<A: Ec2Api> Ec2Fleet<A> {
         let device = image.root_device_name().unwrap_or("/dev/xvda").to_owned();
         self.root_devices
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .insert(ami.to_owned(), device.clone());
         Ok(device)
     }

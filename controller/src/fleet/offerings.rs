@@ -6,10 +6,10 @@
 //! clock is an argument: callers pass `now`, tests pass whatever time they like.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use model::Timestamp;
+use parking_lot::Mutex;
 
 use super::Offering;
 
@@ -41,14 +41,14 @@ impl UnavailableOfferings {
 
     /// Remembers `offering` as unavailable from `now` for the cache's TTL.
     pub fn mark(&self, offering: &Offering, now: Timestamp) {
-        let mut until = self.lock();
+        let mut until = self.until.lock();
         until.insert(offering.clone(), now.plus(self.ttl));
     }
 
     /// Whether `offering` is still marked unavailable at `now`. Expired entries are dropped.
     #[must_use]
     pub fn is_unavailable(&self, offering: &Offering, now: Timestamp) -> bool {
-        let mut until = self.lock();
+        let mut until = self.until.lock();
         match until.get(offering) {
             Some(&deadline) if deadline > now => true,
             Some(_) => {
@@ -62,17 +62,9 @@ impl UnavailableOfferings {
     /// The offerings marked unavailable at `now`, with their deadlines.
     #[must_use]
     pub fn snapshot(&self, now: Timestamp) -> Vec<(Offering, Timestamp)> {
-        let mut until = self.lock();
+        let mut until = self.until.lock();
         until.retain(|_, deadline| *deadline > now);
         until.iter().map(|(o, d)| (o.clone(), *d)).collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Offering, Timestamp>> {
-        // A panic while holding this lock cannot leave the map inconsistent (every update is
-        // a single insert or remove), so a poisoned lock is still safe to use.
-        self.until
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

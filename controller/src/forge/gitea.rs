@@ -16,7 +16,6 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,6 +24,7 @@ use model::desired::{AttemptCounting, JobAction};
 use model::observed::{ForgeRunner, JobFound, JobSeen, QueuedJob};
 use model::secret::Secret;
 use model::RunnerName;
+use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -219,7 +219,7 @@ impl GiteaForge {
 
     /// The features of the version seen last, reading the version first if none was seen.
     async fn features(&self) -> Result<(ForgeVersion, Features), ForgeError> {
-        let seen = *self.version.lock().map_err(|_| poisoned())?;
+        let seen = *self.version.lock();
         let version = match seen {
             Some(v) => v,
             None => self.version().await?,
@@ -653,7 +653,7 @@ impl Forge for GiteaForge {
         let body: ApiVersion = self.call(Method::GET, url, None).await?;
         let version = ForgeVersion::parse(&body.version)
             .map_err(|e| ForgeError::BadResponse(format!("GET /api/v1/version: {e}")))?;
-        *self.version.lock().map_err(|_| poisoned())? = Some(version);
+        *self.version.lock() = Some(version);
         Ok(version)
     }
 
@@ -825,7 +825,7 @@ impl Forge for GiteaForge {
         let parts = split_repo(repo)?;
         check_commit(commit)?;
         let key = (repo.to_owned(), commit.to_owned());
-        if let Some(hit) = self.workflows.lock().map_err(|_| poisoned())?.get(&key) {
+        if let Some(hit) = self.workflows.lock().get(&key) {
             return Ok(hit);
         }
         let mut files = Vec::new();
@@ -849,10 +849,7 @@ impl Forge for GiteaForge {
         if !found_dir && !self.commit_exists(parts, commit).await? {
             return Err(ForgeError::NotFound(format!("commit {commit} of {repo}")));
         }
-        self.workflows
-            .lock()
-            .map_err(|_| poisoned())?
-            .put(key, files.clone());
+        self.workflows.lock().put(key, files.clone());
         Ok(files)
     }
 
@@ -871,14 +868,11 @@ impl Forge for GiteaForge {
             return Ok(Some(Vec::new()));
         }
         let key = (repo.to_owned(), before.to_owned(), after.to_owned());
-        if let Some(hit) = self.changes.lock().map_err(|_| poisoned())?.get(&key) {
+        if let Some(hit) = self.changes.lock().get(&key) {
             return Ok(hit);
         }
         let changed = self.fetch_changed_files(parts, before, after).await?;
-        self.changes
-            .lock()
-            .map_err(|_| poisoned())?
-            .put(key, changed.clone());
+        self.changes.lock().put(key, changed.clone());
         Ok(changed)
     }
 }
@@ -922,10 +916,6 @@ impl GiteaForge {
 }
 
 // ---- helpers ---------------------------------------------------------------------------
-
-fn poisoned() -> ForgeError {
-    ForgeError::BadResponse("internal cache lock poisoned by an earlier panic".into())
-}
 
 /// `GET /api/v1/admin/actions/runners` — method and path, never the query or host.
 fn describe(method: &Method, url: &Url) -> String {

@@ -22,10 +22,7 @@ pub(super) async fn receive(
     let s = &state.inner;
     let delivery = header(&headers, "x-gitea-delivery").map(|d| cap(d, FIELD_CHARS));
     if !signature_ok(&s.secret, &headers, &body) {
-        let admitted = match s.bad_signatures.lock() {
-            Ok(mut limit) => limit.admit(s.clock.now()),
-            Err(poisoned) => poisoned.into_inner().admit(s.clock.now()),
-        };
+        let admitted = s.bad_signatures.lock().admit(s.clock.now());
         if let Some(held_back) = admitted {
             tracing::warn!(
                 delivery,

@@ -32,7 +32,7 @@
 //! commit, workflow, job, instance). Whether a `queued` event still holds (a manual
 //! redelivery can be old) is checked against Gitea before anything is launched.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -42,6 +42,7 @@ use axum::Router;
 use model::config::DemandSource;
 use model::desired::AttemptCounting;
 use model::secret::Secret;
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, SystemClock};
