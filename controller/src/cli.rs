@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::cmd;
 
@@ -14,16 +14,6 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Output format for commands that print data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum Output {
-    /// For people.
-    #[default]
-    Text,
-    /// For scripts.
-    Json,
 }
 
 /// The subcommands.
@@ -74,14 +64,6 @@ pub enum WorkflowsCommand {
     Show(cmd::workflows::ShowArgs),
     /// Decide whether a push triggers a workflow, as Gitea would.
     Match(cmd::workflows::MatchArgs),
-}
-
-/// Options shared by commands that print data.
-#[derive(Debug, Clone, Copy, Args)]
-pub struct OutputArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
 }
 
 /// Runs the parsed command line.

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::config::Scope;
 use crate::git::Entry;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::state::StatusFilter;
 
 type Sh = AxState<Arc<Shared>>;

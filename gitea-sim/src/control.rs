@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::agent::{Agent, AgentConfig, AgentFault, RunnerFile};
 use crate::config::{Faults, Scope, WebhookTarget};
-use crate::server::{ControlAgent, Shared};
+use crate::shared::{ControlAgent, Shared};
 use crate::state::{SimError, State};
 use crate::types::{JobSpec, PushSpec, RunnerSpec};
 

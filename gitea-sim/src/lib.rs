@@ -29,7 +29,8 @@
 //! - [`config`]: [`SimConfig`], [`Faults`], [`Scope`], [`Version`].
 //! - [`types`]: jobs, runners, pushes and deliveries as values.
 //! - `state`, `json`, `git`: the model and Gitea's JSON shapes; `api`, `rpc`, `control`,
-//!   `webhook`: the HTTP faces.
+//!   `webhook`: the HTTP faces; `shared`: the state they and [`SimHandle`] share (a leaf
+//!   module, so none of them imports `server`).
 
 pub mod agent;
 mod api;
@@ -42,6 +43,7 @@ mod ids;
 mod json;
 mod rpc;
 pub mod server;
+mod shared;
 mod state;
 pub mod types;
 mod webhook;

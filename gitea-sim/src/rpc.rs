@@ -23,7 +23,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::state::{RpcError, RunnerRec, TaskOut};
 use crate::types::Conclusion;
 

@@ -1,7 +1,7 @@
 //! Starting, driving and stopping a simulator.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,60 +11,17 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use parking_lot::Mutex;
 use serde_json::json;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::agent::{AgentHandle, RunnerFile};
+use crate::agent::RunnerFile;
 use crate::clock::SimClock;
 use crate::config::{Faults, Scope, SimConfig, WebhookTarget};
-use crate::state::{Limits, Outgoing, SimError, State};
+use crate::shared::Shared;
+use crate::state::{Limits, SimError, State};
 use crate::types::{
     Delivery, JobPhase, JobSpec, JobView, PushResult, PushSpec, RunnerSpec, RunnerView,
 };
-
-/// One agent started through the control API.
-pub(crate) struct ControlAgent {
-    pub id: u64,
-    pub name: String,
-    pub handle: Arc<AgentHandle>,
-}
-
-/// What the HTTP handlers share.
-pub(crate) struct Shared {
-    pub state: Mutex<State>,
-    pub clock: SimClock,
-    pub admin_token: String,
-    pub webhook_timeout: Duration,
-    hooks: mpsc::UnboundedSender<Outgoing>,
-    pub deliveries: Mutex<Vec<Delivery>>,
-    pub pending_hooks: AtomicUsize,
-    pub hooks_idle: Notify,
-    pub agents: Mutex<Vec<ControlAgent>>,
-    pub next_agent: AtomicUsize,
-}
-
-impl Shared {
-    /// Runs `f` on the state under the lock, then queues the webhooks it produced.
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State, i64) -> R) -> R {
-        let now = self.clock.now_ms();
-        let (r, out) = {
-            let mut st = self.state.lock();
-            let r = f(&mut st, now);
-            (r, std::mem::take(&mut st.outbox))
-        };
-        for o in out {
-            self.pending_hooks.fetch_add(1, Ordering::SeqCst);
-            if self.hooks.send(o).is_err() {
-                self.pending_hooks.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        r
-    }
-
-    pub(crate) fn base_url(&self) -> String {
-        self.state.lock().base_url.clone()
-    }
-}
 
 /// The simulator.
 pub struct Simulator;
@@ -124,18 +81,7 @@ impl Simulator {
             state.set_registration_token(&Scope::Instance, &t);
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            clock,
-            admin_token,
-            webhook_timeout,
-            hooks: tx,
-            deliveries: Mutex::new(Vec::new()),
-            pending_hooks: AtomicUsize::new(0),
-            hooks_idle: Notify::new(),
-            agents: Mutex::new(Vec::new()),
-            next_agent: AtomicUsize::new(1),
-        });
+        let shared = Arc::new(Shared::new(state, clock, admin_token, webhook_timeout, tx));
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let router = router(shared.clone());

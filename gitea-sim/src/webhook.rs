@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::{mpsc, watch};
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::state::Outgoing;
 use crate::types::Delivery;
 

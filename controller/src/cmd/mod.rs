@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod doctor;
+pub mod output;
 pub mod plan;
 pub mod reconcile;
 pub mod render_user_data;

@@ -15,7 +15,7 @@ use model::observed::{DesiredView, Observed};
 use model::{Plan, Policy, Timestamp};
 use serde::Deserialize;
 
-use crate::cli::Output;
+use crate::cmd::output::Output;
 
 /// `plan --world FILE`.
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use crate::cli::Output;
+use crate::cmd::output::Output;
 use crate::reconcile::{Mode, PassOutcome, Reconciler};
 use crate::store::StoreError;
 

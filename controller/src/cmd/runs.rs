@@ -13,8 +13,8 @@ use model::desired::{DesiredRun, JobState, Origin, RunSpec};
 use model::text::escape_control;
 use model::{RunId, Timestamp};
 
-use crate::cli::Output;
 use crate::clock::{Clock, SystemClock};
+use crate::cmd::output::Output;
 use crate::store::Store;
 
 /// `tinqs-ci runs …`

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use model::config::Config;
 
-use crate::cli::Output;
+use crate::cmd::output::Output;
 use crate::sim::{self, Faults, SimSpec};
 
 /// `sim --config FILE --seed N --jobs N --faults PROFILE`.

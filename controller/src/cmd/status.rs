@@ -18,7 +18,7 @@ use model::text::escape_control;
 use model::{Policy, Timestamp};
 use serde::Serialize;
 
-use crate::cli::Output;
+use crate::cmd::output::Output;
 use crate::reconcile::{Observation, Reconciler};
 
 pub use model::summary::{PoolStatus, Problem, NO_POOL};

@@ -15,7 +15,7 @@ use clap::Args;
 use model::workflow::{Job, PushEvent, PushFilters, Workflow};
 use serde_json::json;
 
-use crate::cli::Output;
+use crate::cmd::output::Output;
 
 /// `workflows show FILE`.
 #[derive(Debug, Args)]
