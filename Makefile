@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all setup build test test-rust test-aws test-shell lint fmt clippy shellcheck demo bench bench-aws bench-webhook bench-cache sim fuzz audit ami clean
+.PHONY: all setup build test test-rust test-aws test-shell lint fmt clippy shellcheck no-fakes demo bench bench-aws bench-webhook bench-cache sim fuzz audit ami clean
 
 all: build
 
@@ -30,7 +30,7 @@ test-aws: setup
 test-shell: setup
 	tests/shell/run.sh
 
-lint: fmt clippy shellcheck
+lint: fmt clippy shellcheck no-fakes
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -40,6 +40,11 @@ clippy:
 
 shellcheck: setup
 	@scripts/shellcheck-all.sh
+
+## The test doubles (feature `testing`) stay out of the shipped binaries: checked on the
+## resolved features, without a build (wiki/Architecture.md, "Test doubles").
+no-fakes:
+	@scripts/check-no-fakes.sh
 
 demo: setup
 	scripts/demo.sh

@@ -1,10 +1,12 @@
 //! The EC2 side: instances carrying our cluster's ownership tag.
 //!
 //! - [`ec2`]: the real port over `aws-sdk-ec2`, with a narrow [`ec2::Ec2Api`] below it.
-//! - [`fake`]: [`fake::FakeFleet`], a stateful in-memory fleet for tests and the demo.
+//! - [`fake`] (feature `testing`, never in the binary): [`fake::FakeFleet`], a stateful
+//!   in-memory fleet for tests and benchmarks.
 //! - [`offerings`]: the order offerings are tried in, and the cache of unavailable ones.
 
 pub mod ec2;
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod offerings;
 

@@ -1,7 +1,8 @@
 //! The Gitea side: runners, registrations, queued jobs and workflow files.
 //!
 //! - [`gitea`]: [`GiteaForge`], the REST and runner-RPC client.
-//! - [`fake`]: [`FakeForge`], a stateful in-memory forge for tests of everything above it.
+//! - [`fake`] (feature `testing`, never in the binary): [`FakeForge`], a stateful in-memory
+//!   forge for tests of everything above it.
 
 use std::fmt;
 
@@ -11,9 +12,11 @@ use model::observed::{ForgeRunner, JobSeen, QueuedJob};
 use model::secret::Secret;
 use model::RunnerName;
 
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod gitea;
 
+#[cfg(any(test, feature = "testing"))]
 pub use fake::FakeForge;
 pub use gitea::{GiteaForge, GiteaOptions};
 

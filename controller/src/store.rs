@@ -1,11 +1,15 @@
 //! The DynamoDB side: the desired-state table and the single-writer lease.
 //!
 //! - [`dynamo`]: the real port over `aws-sdk-dynamodb` (layout and codec in [`schema`]).
-//! - [`fake`]: [`fake::FakeStore`], an in-memory table with the same semantics, for tests and
-//!   the demo.
+//! - [`memory`]: [`memory::MemoryStore`], an in-memory table with the same semantics: the
+//!   simulator's table (`tinqs-ci sim`).
+//! - [`fake`] (feature `testing`, never in the binary): [`fake::FakeStore`], the memory table
+//!   with injected faults, a call log and operator edits, for tests and benchmarks.
 
 pub mod dynamo;
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
+pub mod memory;
 pub mod schema;
 
 use std::time::Duration;

@@ -3,7 +3,9 @@
 //! Run with `make test-aws` (or `scripts/with-moto.sh cargo test -p tinqs-ci --test aws`):
 //! the wrapper starts moto on a loopback port and exports `TINQS_TEST_MOTO_URL`,
 //! `AWS_ENDPOINT_URL`, test credentials and the region. Every test uses its own table and
-//! cluster id, so they run in parallel against one moto.
+//! cluster id, so they run in parallel against one moto. The store's contract clauses are
+//! the shared suite in `tests/contract/store.rs` (`store_port::*` here), which the in-memory
+//! table passes too (`tests/store_contract.rs`).
 //!
 //! What moto cannot do (honour client tokens, answer with capacity errors or throttling) is
 //! tested through the in-memory EC2 in `controller/src/fleet/ec2/tests.rs`.
@@ -20,9 +22,9 @@ use controller::fleet::{Fleet, LaunchRequest};
 use controller::store::dynamo::DynamoStore;
 use controller::store::{schema, Store, StoreError};
 use model::config::{Market, PoolConfig};
-use model::desired::{DesiredRun, JobRef, JobState, Origin, Phase, RunSpec, RunStatus};
+use model::desired::{Phase, RunStatus};
 use model::secret::Secret;
-use model::{tags, InstanceId, Lifecycle, RunId, RunnerName, Timestamp};
+use model::{tags, InstanceId, Lifecycle, RunId, RunnerName};
 
 const USER_DATA: &str = "#!/bin/bash\necho 'runner credentials: s3cr3t-runner-token'\n";
 
@@ -49,26 +51,6 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &id[..10])
 }
 
-fn t(secs: i64) -> Timestamp {
-    Timestamp::from_millis(1_764_000_000_000 + secs * 1000)
-}
-
-fn run(job: i64) -> DesiredRun {
-    let spec = RunSpec::for_job(
-        JobRef {
-            id: job,
-            attempt: 1,
-            name: Some("build".into()),
-            run_id: Some(9),
-        },
-        vec!["go".into(), "linux".into()],
-        Some("acme/app".into()),
-        Origin::Webhook,
-        t(0),
-    );
-    DesiredRun::new(RunId::for_job(job, 1), spec)
-}
-
 /// A fresh table, initialised, with a fast retry policy.
 async fn store() -> DynamoStore {
     let conf = conf().await;
@@ -85,7 +67,17 @@ async fn store() -> DynamoStore {
     store
 }
 
-const LEASE_TTL: Duration = Duration::from_secs(30);
+#[path = "contract/store.rs"]
+#[macro_use]
+mod store_contract;
+
+use store_contract::{run, t, TTL as LEASE_TTL};
+
+/// The store port's contract (`tests/contract/store.rs`) on DynamoDB; the in-memory table
+/// passes the same clauses (`tests/store_contract.rs`).
+mod store_port {
+    store_contract!(super::store().await);
+}
 
 #[tokio::test]
 async fn store_init_creates_table_index_and_ttl_and_a_second_run_changes_nothing() {
@@ -145,17 +137,6 @@ async fn a_missing_table_is_reported_with_the_command_that_creates_it() {
 }
 
 #[tokio::test]
-async fn creating_the_same_run_twice_creates_it_once() {
-    let store = store().await;
-    assert!(store.create(&run(1)).await.expect("create"));
-    assert!(!store.create(&run(1)).await.expect("create again"));
-    assert_eq!(store.get(&run(1).id).await.expect("get"), Some(run(1)));
-    let view = store.list_active().await.expect("list");
-    assert!(view.complete);
-    assert_eq!(view.runs, vec![run(1)]);
-}
-
-#[tokio::test]
 async fn an_item_over_dynamodbs_size_limit_is_rejected_for_good_not_taken_for_an_outage() {
     let store = store().await;
     let mut big = run(2);
@@ -163,195 +144,6 @@ async fn an_item_over_dynamodbs_size_limit_is_rejected_for_good_not_taken_for_an
     let err = store.create(&big).await.expect_err("over 400 KB");
     assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
     assert_eq!(store.get(&big.id).await.expect("get"), None);
-}
-
-#[tokio::test]
-async fn a_status_write_with_a_stale_version_is_a_conflict() {
-    let store = store().await;
-    store.create(&run(1)).await.expect("create");
-    let lease = store
-        .acquire_lease("ctl-a", LEASE_TTL, t(0))
-        .await
-        .expect("lease");
-    let claimed = RunStatus {
-        phase: Phase::Launching,
-        attempt: 1,
-        claimed_at: Some(t(1)),
-        ..RunStatus::default()
-    };
-    let v1 = store
-        .write_status(&run(1).id, 0, &claimed, &lease)
-        .await
-        .expect("first write");
-    assert_eq!(v1.version, 1);
-    let err = store
-        .write_status(&run(1).id, 0, &claimed, &lease)
-        .await
-        .expect_err("stale");
-    assert_eq!(err, StoreError::Conflict(run(1).id.to_string()));
-    let stored = store.get(&run(1).id).await.expect("get").expect("row");
-    assert_eq!(stored.status, v1);
-}
-
-#[tokio::test]
-async fn status_writes_never_touch_the_spec_and_spec_writes_never_touch_the_status() {
-    let store = store().await;
-    store.create(&run(1)).await.expect("create");
-    let lease = store
-        .acquire_lease("ctl-a", LEASE_TTL, t(0))
-        .await
-        .expect("lease");
-    assert!(store.set_cancel(&run(1).id, true).await.expect("cancel"));
-    let running = RunStatus {
-        phase: Phase::Running,
-        attempt: 1,
-        instance_id: Some(InstanceId::new("i-0123")),
-        launched_at: Some(t(5)),
-        ..RunStatus::default()
-    };
-    store
-        .write_status(&run(1).id, 0, &running, &lease)
-        .await
-        .expect("status");
-    let in_progress = JobState::InProgress {
-        runner: Some("tq-x".into()),
-    };
-    assert!(store
-        .set_job_state(&run(1).id, &in_progress)
-        .await
-        .expect("job state"));
-    let stored = store.get(&run(1).id).await.expect("get").expect("row");
-    assert!(
-        stored.spec.cancel,
-        "the operator's cancel survived the status write"
-    );
-    assert_eq!(stored.spec.job_state, in_progress);
-    assert_eq!(stored.status.instance_id, Some(InstanceId::new("i-0123")));
-    assert_eq!(stored.status.version, 1);
-    // A later status without the instance clears it (status attributes are replaced whole).
-    let requeued = RunStatus {
-        phase: Phase::Pending,
-        attempt: 2,
-        ..RunStatus::default()
-    };
-    store
-        .write_status(&run(1).id, 1, &requeued, &lease)
-        .await
-        .expect("requeue");
-    let stored = store.get(&run(1).id).await.expect("get").expect("row");
-    assert_eq!(stored.status.instance_id, None);
-    assert!(stored.spec.cancel);
-}
-
-#[tokio::test]
-async fn the_job_state_never_moves_backwards() {
-    let store = store().await;
-    store.create(&run(1)).await.expect("create");
-    let id = run(1).id;
-    let done = JobState::Completed {
-        conclusion: "success".into(),
-    };
-    assert!(store
-        .set_job_state(&id, &JobState::InProgress { runner: None })
-        .await
-        .expect("in progress"));
-    assert!(store.set_job_state(&id, &done).await.expect("completed"));
-    assert!(store
-        .set_job_state(
-            &id,
-            &JobState::InProgress {
-                runner: Some("late".into())
-            }
-        )
-        .await
-        .expect("late"));
-    assert!(store
-        .set_job_state(&id, &JobState::Queued)
-        .await
-        .expect("late queued"));
-    assert_eq!(
-        store
-            .get(&id)
-            .await
-            .expect("get")
-            .expect("row")
-            .spec
-            .job_state,
-        done
-    );
-    assert!(!store
-        .set_job_state(&RunId::for_job(999, 1), &done)
-        .await
-        .expect("missing run"));
-    assert!(!store
-        .set_cancel(&RunId::for_job(999, 1), true)
-        .await
-        .expect("missing run"));
-}
-
-#[tokio::test]
-async fn the_lease_is_renewed_taken_over_after_expiry_and_the_old_holder_cannot_write() {
-    let store = store().await;
-    store.create(&run(1)).await.expect("create");
-    let a = store
-        .acquire_lease("ctl-a", LEASE_TTL, t(0))
-        .await
-        .expect("a acquires");
-    let err = store
-        .acquire_lease("ctl-b", LEASE_TTL, t(10))
-        .await
-        .expect_err("held");
-    assert_eq!(
-        err,
-        StoreError::LeaseHeld {
-            holder: "ctl-a".into(),
-            until: t(30)
-        }
-    );
-    let a = store
-        .renew_lease(&a, LEASE_TTL, t(20))
-        .await
-        .expect("a renews");
-    assert_eq!(a.expires_at, t(50));
-    assert!(matches!(
-        store.acquire_lease("ctl-b", LEASE_TTL, t(40)).await,
-        Err(StoreError::LeaseHeld { .. })
-    ));
-    let b = store
-        .acquire_lease("ctl-b", LEASE_TTL, t(51))
-        .await
-        .expect("b takes over after expiry");
-    assert!(
-        b.fence > a.fence,
-        "the fence grows when the lease changes hands"
-    );
-    let status = RunStatus {
-        phase: Phase::Launching,
-        attempt: 1,
-        ..RunStatus::default()
-    };
-    assert_eq!(
-        store.write_status(&run(1).id, 0, &status, &a).await,
-        Err(StoreError::LeaseLost)
-    );
-    assert_eq!(
-        store.renew_lease(&a, LEASE_TTL, t(52)).await,
-        Err(StoreError::LeaseLost)
-    );
-    store
-        .release_lease(&a)
-        .await
-        .expect("releasing a lost lease is a no-op");
-    store
-        .write_status(&run(1).id, 0, &status, &b)
-        .await
-        .expect("b writes");
-    store.release_lease(&b).await.expect("b releases");
-    let c = store
-        .acquire_lease("ctl-c", LEASE_TTL, t(53))
-        .await
-        .expect("free after release");
-    assert!(c.fence > b.fence);
 }
 
 #[tokio::test]
@@ -804,38 +596,6 @@ async fn the_store_init_command_sets_up_the_table_and_is_safe_to_run_again() {
         String::from_utf8_lossy(&second.stderr)
     );
     assert!(out.contains("already set up"), "{out}");
-}
-
-#[tokio::test]
-async fn a_runner_record_holds_the_credential_hash_and_the_job_and_is_no_run() {
-    let store = store().await;
-    let runner = "tq-x-job-1-1-a1";
-    assert_eq!(store.runner_record(runner).await.expect("read"), None);
-    store
-        .set_runner_credential(runner, "ab12cd", t(10))
-        .await
-        .expect("credential");
-    let job = model::cache::RunnerJob {
-        run: RunId::for_job(1, 1),
-        job_id: 1,
-        repo: "acme/app".into(),
-        branch: Some("main".into()),
-        default_branch: Some("main".into()),
-        workflow_run: Some(3),
-    };
-    store
-        .set_runner_job(runner, &job, t(20))
-        .await
-        .expect("job");
-    let record = store
-        .runner_record(runner)
-        .await
-        .expect("read")
-        .expect("some");
-    assert_eq!(record.credential.as_deref(), Some("ab12cd"));
-    assert_eq!(record.job, Some(job));
-    let view = store.list_active().await.expect("list");
-    assert!(view.runs.is_empty() && view.invalid.is_empty(), "not a run");
 }
 
 // ---- EC2's notices over SQS ------------------------------------------------------------

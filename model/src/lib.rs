@@ -16,8 +16,12 @@
 //! - [`text`]: outside text made safe to print (control characters escaped), and label words.
 //! - [`plan`]: the planner: `plan(desired, observed, policy, now) -> Plan`.
 //! - [`summary`]: the fleet as `tinqs-ci status` shows it, from the planner's own predicates.
-//! - [`fuzz`]: structured-but-wrong inputs for fuzzing the parsers.
-//! - [`testing`]: builders and a world model for tests and benchmarks.
+//! - [`fuzz`]: structured-but-wrong inputs for fuzzing the parsers (feature `testing`).
+//! - [`testing`]: builders and a world model for tests and benchmarks (feature `testing`).
+//!
+//! [`fuzz`] and [`testing`] serve tests only: they compile under `cfg(test)` or the `testing`
+//! feature (which this crate's own tests and benchmarks, and `tinqs-ci`'s `testing` feature,
+//! switch on), never into the `tinqs-ci` binary.
 //! - [`time`]: timestamps and duration parsing.
 //! - [`userdata`]: the boot script (EC2 user-data) of a runner instance.
 //! - [`workflow`]: workflow files as Gitea reads them, and whether a push triggers one.
@@ -26,6 +30,7 @@
 pub mod cache;
 pub mod config;
 pub mod desired;
+#[cfg(any(test, feature = "testing"))]
 pub mod fuzz;
 pub mod ids;
 pub mod notice;
@@ -35,6 +40,7 @@ pub mod schedule;
 pub mod secret;
 pub mod summary;
 pub mod tags;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;
 pub mod time;

@@ -1,4 +1,5 @@
-//! [`FakeFleet`]: an in-memory EC2 that behaves like the real port, for tests and the demo.
+//! [`FakeFleet`]: an in-memory EC2 that behaves like the real port, for tests and benchmarks
+//! (feature `testing`, never in the binary).
 //!
 //! It keeps instances in a map, logs every call, and lets a test inject what real EC2 does
 //! to us: no capacity for an offering, throttling, a failed list page, Spot interruptions.

@@ -4,7 +4,7 @@
 //! request: once ([`FakeForge::fail_next`]) or until healed ([`FakeForge::fail_always`]). It
 //! follows the port's contract (deleting something gone is `Ok`, features are gated by the
 //! version) so a test of the reconciler or the webhook sees what it would see from Gitea.
-//! Always compiled, so integration tests can use it too.
+//! Compiled for tests and under the `testing` feature (integration tests and benchmarks).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};

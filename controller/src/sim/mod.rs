@@ -42,7 +42,7 @@ use self::world::{Effect, Event, World};
 use crate::fleet::offerings::UnavailableOfferings;
 use crate::metrics::Metrics;
 use crate::reconcile::{Features, Limits, LoopHooks, PassOutcome, Reconciler};
-use crate::store::fake::FakeStore;
+use crate::store::memory::MemoryStore;
 
 /// One simulated run.
 #[derive(Debug, Clone)]
@@ -280,7 +280,7 @@ fn explain(incident: &mut Incident, outcome: &PassOutcome) {
 /// Everything needed to start (and restart) a controller.
 struct Plant {
     ctx: Arc<Ctx>,
-    table: Arc<FakeStore>,
+    table: Arc<MemoryStore>,
     config: Config,
     features: Features,
     seed: u64,
@@ -376,7 +376,7 @@ impl Plant {
 
 /// Moves the world: each due event in order; webhook deliveries go through the real
 /// receiver code (and its spool, modelled as a replay 10 s later when the table is away).
-async fn world_loop(ctx: Arc<Ctx>, table: Arc<FakeStore>, policy: Policy) {
+async fn world_loop(ctx: Arc<Ctx>, table: Arc<MemoryStore>, policy: Policy) {
     let receiver = Arc::new(SimStore {
         ctx: Arc::clone(&ctx),
         table,
@@ -514,7 +514,7 @@ async fn simulate(spec: &SimSpec, policy: Policy) -> Result<Report, SimError> {
         poke: Notify::new(),
         hooks: Notify::new(),
     });
-    let table = Arc::new(FakeStore::with_retention(Duration::from_secs(3600)));
+    let table = Arc::new(MemoryStore::with_retention(Duration::from_secs(3600)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let features = Features::from_forge(&spec.config, ports::VERSION.features());
     let plant = Arc::new(Plant {

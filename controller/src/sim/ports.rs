@@ -20,7 +20,7 @@ use super::world::{JobStatus, KillPoint, World};
 use crate::fleet::offerings::UnavailableOfferings;
 use crate::fleet::{offerings, Fleet, FleetError, LaunchRequest, Offering};
 use crate::forge::{Forge, ForgeError, ForgeVersion, Registration, RepoFile};
-use crate::store::fake::FakeStore;
+use crate::store::memory::MemoryStore;
 use crate::store::{Lease, Store, StoreError};
 
 /// The Gitea version the simulated server reports.
@@ -112,11 +112,11 @@ async fn sleep_ms(ms: i64) {
 
 // ---- DynamoDB ----
 
-/// The desired-state table: [`FakeStore`]'s semantics (conditional writes, fencing, the
+/// The desired-state table: [`MemoryStore`]'s semantics (conditional writes, fencing, the
 /// active index) behind DynamoDB's latency, outages and throttling.
 pub(crate) struct SimStore {
     pub ctx: Arc<Ctx>,
-    pub table: Arc<FakeStore>,
+    pub table: Arc<MemoryStore>,
     /// The controller slot calling, `None` for the webhook receiver.
     pub ctl: Option<usize>,
 }
