@@ -3,9 +3,10 @@
 //! Run with `make test-aws` (or `scripts/with-moto.sh cargo test -p tinqs-ci --test aws`):
 //! the wrapper starts moto on a loopback port and exports `TINQS_TEST_MOTO_URL`,
 //! `AWS_ENDPOINT_URL`, test credentials and the region. Every test uses its own table and
-//! cluster id, so they run in parallel against one moto. The store's contract clauses are
-//! the shared suite in `tests/contract/store.rs` (`store_port::*` here), which the in-memory
-//! table passes too (`tests/store_contract.rs`).
+//! cluster id, so they run in parallel against one moto. The store's and the fleet's contract
+//! clauses are the shared suites in `tests/contract/` (`store_port::*` and `fleet_port::*`
+//! here), which the in-memory table and the fakes pass too (`tests/store_contract.rs`,
+//! `tests/fleet_contract.rs`).
 //!
 //! What moto cannot do (honour client tokens, answer with capacity errors or throttling) is
 //! tested through the in-memory EC2 in `controller/src/fleet/ec2/tests.rs`.
@@ -18,15 +19,12 @@ use aws_sdk_ec2::types::{Filter, InstanceAttributeName, ResourceType, Tag, TagSp
 use base64::Engine as _;
 use controller::aws::{sdk_config, CallPolicy};
 use controller::fleet::ec2::{Ec2Fleet, Ec2Settings, SdkEc2};
-use controller::fleet::{Fleet, LaunchRequest};
+use controller::fleet::Fleet;
 use controller::store::dynamo::DynamoStore;
 use controller::store::{schema, Store, StoreError};
 use model::config::{Market, PoolConfig};
 use model::desired::{Phase, RunStatus};
-use model::secret::Secret;
-use model::{tags, InstanceId, Lifecycle, RunId, RunnerName};
-
-const USER_DATA: &str = "#!/bin/bash\necho 'runner credentials: s3cr3t-runner-token'\n";
+use model::{tags, InstanceId, Lifecycle};
 
 /// The SDK configuration for moto; refuses anything but a loopback endpoint.
 async fn conf() -> aws_config::SdkConfig {
@@ -330,18 +328,58 @@ async fn ec2_rig(page_size: i32) -> Ec2Rig {
     }
 }
 
-fn launch_req(rig: &Ec2Rig, job: i64) -> LaunchRequest {
-    let run = RunId::for_job(job, 1);
-    LaunchRequest {
-        runner: RunnerName::new(&rig.cluster, &run, 1),
-        client_token: model::ids::client_token(&rig.cluster, &run, 1),
-        runner_id: None,
-        run,
-        attempt: 1,
-        pool: "go".into(),
-        pool_config: rig.pool.clone(),
-        user_data: Secret::new(USER_DATA),
+#[path = "contract/fleet.rs"]
+#[macro_use]
+mod fleet_contract;
+
+use fleet_contract::{launch_req, FleetRig, USER_DATA};
+
+#[async_trait::async_trait]
+impl FleetRig for Ec2Rig {
+    fn fleet(&self) -> &dyn Fleet {
+        &self.fleet
     }
+
+    fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    fn pool(&self) -> PoolConfig {
+        self.pool.clone()
+    }
+
+    async fn start_foreign(&self, cluster: Option<&str>) -> InstanceId {
+        let spec = cluster.map(|c| {
+            TagSpecification::builder()
+                .resource_type(ResourceType::Instance)
+                .tags(Tag::builder().key(tags::CLUSTER).value(c).build())
+                .tags(
+                    Tag::builder()
+                        .key(tags::RUNNER_NAME)
+                        .value(format!("tq-{c}-job-1-1-a1"))
+                        .build(),
+                )
+                .build()
+        });
+        let out = self
+            .client
+            .run_instances()
+            .image_id(&self.pool.ami)
+            .min_count(1)
+            .max_count(1)
+            .subnet_id(&self.pool.subnets[0])
+            .set_tag_specifications(spec.map(|s| vec![s]))
+            .send()
+            .await
+            .expect("foreign instance");
+        InstanceId::new(out.instances()[0].instance_id().expect("instance id"))
+    }
+}
+
+/// The fleet port's contract (`tests/contract/fleet.rs`) on EC2; the tests' fake passes the
+/// same clauses (`tests/fleet_contract.rs`).
+mod fleet_port {
+    fleet_contract!(super::ec2_rig(1000).await);
 }
 
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
@@ -486,78 +524,6 @@ async fn list_reads_every_page() {
         3,
         "12 reservations in pages of 5"
     );
-}
-
-#[tokio::test]
-async fn instances_without_our_cluster_tag_are_never_listed() {
-    let rig = ec2_rig(1000).await;
-    let (ours, _) = rig
-        .fleet
-        .launch(&launch_req(&rig, 1))
-        .await
-        .expect("launch");
-    let other_cluster = TagSpecification::builder()
-        .resource_type(ResourceType::Instance)
-        .tags(
-            Tag::builder()
-                .key(tags::CLUSTER)
-                .value(unique("other"))
-                .build(),
-        )
-        .tags(
-            Tag::builder()
-                .key(tags::RUNNER_NAME)
-                .value("tq-other-job-1-1-a1")
-                .build(),
-        )
-        .build();
-    for spec in [Some(other_cluster), None] {
-        rig.client
-            .run_instances()
-            .image_id(&rig.pool.ami)
-            .min_count(1)
-            .max_count(1)
-            .subnet_id(&rig.pool.subnets[0])
-            .set_tag_specifications(spec.map(|s| vec![s]))
-            .send()
-            .await
-            .expect("foreign instance");
-    }
-    let listed = rig.fleet.list().await.expect("list");
-    assert_eq!(
-        listed.iter().map(|i| i.id.clone()).collect::<Vec<_>>(),
-        vec![ours.id]
-    );
-}
-
-#[tokio::test]
-async fn terminating_twice_and_terminating_unknown_ids_both_succeed() {
-    let rig = ec2_rig(1000).await;
-    let (a, _) = rig.fleet.launch(&launch_req(&rig, 1)).await.expect("a");
-    let (b, _) = rig.fleet.launch(&launch_req(&rig, 2)).await.expect("b");
-    let ids = vec![
-        a.id.clone(),
-        InstanceId::new("i-0000000000000dead"),
-        b.id.clone(),
-    ];
-    rig.fleet.terminate(&ids).await.expect("terminate");
-    rig.fleet.terminate(&ids).await.expect("terminate again");
-    let listed = rig.fleet.list().await.expect("list");
-    assert_eq!(listed.len(), 2);
-    assert!(listed.iter().all(|i| !i.state.is_live()), "{listed:?}");
-    let desc = rig
-        .client
-        .describe_instance_status()
-        .instance_ids(a.id.as_str())
-        .include_all_instances(true)
-        .send()
-        .await
-        .expect("status");
-    let state = desc.instance_statuses()[0]
-        .instance_state()
-        .and_then(|s| s.name())
-        .map(|n| n.as_str().to_owned());
-    assert_eq!(state.as_deref(), Some("terminated"));
 }
 
 #[tokio::test]
