@@ -1,5 +1,7 @@
 //! `GiteaForge` against the Gitea simulator on 127.0.0.1: every call, paging, scopes, push-mode
-//! reads and error classification.
+//! reads and error classification. The forge port's contract clauses are the shared suite in
+//! `tests/contract/forge.rs` (`forge_port::*` here), which the tests' fake passes too
+//! (`tests/forge_contract.rs`).
 
 use std::time::Duration;
 
@@ -49,6 +51,41 @@ async fn sim(version: &str) -> SimHandle {
     )
     .await
     .expect("simulator starts")
+}
+
+#[path = "contract/forge.rs"]
+#[macro_use]
+mod forge_contract;
+
+/// The Gitea client on the simulator, as Gitea 1.26.4 with `acme/web` and `other/tool`.
+struct SimRig {
+    sim: SimHandle,
+    forge: GiteaForge,
+}
+
+impl forge_contract::ForgeRig for SimRig {
+    fn forge(&self) -> &dyn Forge {
+        &self.forge
+    }
+
+    fn queue_job(&self, repo: &str, name: &str, labels: &[&str]) -> i64 {
+        self.sim
+            .enqueue_job(JobSpec::new(repo, name, labels))
+            .expect("queued")
+            .id
+    }
+}
+
+async fn sim_rig() -> SimRig {
+    let sim = sim("1.26.4").await;
+    let forge = forge_at(&sim, RunnerScope::Instance);
+    SimRig { sim, forge }
+}
+
+/// The forge port's contract (`tests/contract/forge.rs`) on Gitea (the simulator); the tests'
+/// fake passes the same clauses (`tests/forge_contract.rs`).
+mod forge_port {
+    forge_contract!(super::sim_rig().await);
 }
 
 #[tokio::test]
@@ -221,34 +258,6 @@ async fn scopes_list_only_their_own_runners() {
         repo.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
         ["repo"]
     );
-    sim.shutdown().await;
-}
-
-#[tokio::test]
-async fn get_delete_and_disable_follow_the_contract() {
-    let sim = sim("1.26.4").await;
-    let file = sim
-        .create_runner(RunnerSpec::new("one", &["go"]))
-        .expect("creates");
-    let forge = forge_at(&sim, RunnerScope::Instance);
-    let got = forge
-        .get_runner(file.id)
-        .await
-        .expect("gets")
-        .expect("exists");
-    assert_eq!(got.name, "one");
-    assert_eq!(forge.get_runner(987_654).await.expect("answers"), None);
-
-    forge.disable_runner(file.id).await.expect("disables");
-    assert!(sim.runner(file.id).expect("still there").disabled);
-    forge
-        .disable_runner(987_654)
-        .await
-        .expect("disabling a gone runner is fine");
-
-    forge.delete_runner(file.id).await.expect("deletes");
-    assert!(sim.runner(file.id).is_none());
-    forge.delete_runner(file.id).await.expect("404 means done");
     sim.shutdown().await;
 }
 
