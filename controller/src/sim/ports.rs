@@ -358,20 +358,18 @@ impl Fleet for SimFleet {
             let tags = crate::fleet::launch_tags(&cluster, req);
             let run = req.run.to_string();
             // A double launch: another live machine of this run could still serve its job.
-            // One whose ephemeral runner works on another job, or has exited after its one
-            // job, never will: Gitea gives an ephemeral runner that has a task no other
+            // One whose ephemeral runner took another job (running, hung or gone offline in
+            // it since), or has exited, never will: Gitea gives an ephemeral runner that has
+            // had a task no other
             // (go-gitea/gitea v1.26.4 services/actions/task.go:31-49).
             let job = req.run.job_id();
             let other = w
                 .instances
                 .values()
                 .filter(|i| i.ours && i.live() && i.tags.get(model::tags::RUN_ID) == Some(&run))
-                .find(|i| match i.agent {
-                    super::world::Agent::Working(on) => Some(on) == job,
-                    super::world::Agent::Gone => false,
-                    super::world::Agent::Off
-                    | super::world::Agent::Polling
-                    | super::world::Agent::Frozen => true,
+                .find(|i| match i.took {
+                    Some(on) => Some(on) == job,
+                    None => i.agent != super::world::Agent::Gone,
                 })
                 .map(|i| {
                     #[allow(clippy::cast_precision_loss)]

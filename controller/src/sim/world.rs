@@ -215,6 +215,8 @@ pub(crate) struct Inst {
     pub visible_at: i64,
     pub fate: Fate,
     pub agent: Agent,
+    /// The job its runner took, once it took one (an ephemeral runner takes one only).
+    pub took: Option<i64>,
     pub runner: Option<i64>,
     pub runner_name: String,
     pub labels: Vec<String>,
@@ -711,6 +713,7 @@ impl World {
             visible_at,
             fate,
             agent: Agent::Off,
+            took: None,
             runner,
             runner_name: runner_name.to_owned(),
             labels,
@@ -1029,6 +1032,7 @@ impl World {
         }
         if let Some(i) = self.instances.get_mut(id) {
             i.agent = Agent::Working(job_id);
+            i.took = Some(job_id);
         }
         let ours = self.instances.get(id).is_some_and(|i| i.ours);
         if ours {
