@@ -292,6 +292,7 @@ async fn run(full: bool) -> anyhow::Result<()> {
             queued_jobs: Seen::Unavailable,
             jobs_read: Vec::new(),
             notices: Vec::new(),
+            disabled_since: std::collections::BTreeMap::new(),
         };
         let planned = plan(&view, &observed, &policy, now());
         let t3 = Instant::now();

@@ -88,6 +88,7 @@ pub async fn connect(config: Config) -> anyhow::Result<Connected> {
         metrics: Metrics::new(),
         holder: holder_name(),
         notices: book,
+        disabled: crate::reconcile::DisabledBook::default(),
     };
     Ok(Connected {
         reconciler,

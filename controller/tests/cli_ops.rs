@@ -76,6 +76,7 @@ fn rig(now: model::Timestamp) -> Rig {
         metrics: Metrics::new(),
         holder: "status-test".into(),
         notices: controller::notices::NoticeBook::default(),
+        disabled: controller::reconcile::DisabledBook::default(),
     };
     Rig {
         store,

@@ -68,6 +68,7 @@ async fn start(s: Settings) -> Server {
         metrics: Metrics::new(),
         holder: "http-limits-test".into(),
         notices: controller::notices::NoticeBook::default(),
+        disabled: controller::reconcile::DisabledBook::default(),
     };
     let spool = tempfile::tempdir().expect("tempdir");
     let spool_dir = spool.path().join("spool").display().to_string();

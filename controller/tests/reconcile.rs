@@ -67,6 +67,7 @@ fn rig_with(edit: impl FnOnce(&mut Config)) -> Rig {
         metrics: Metrics::new(),
         holder: "test-controller".into(),
         notices: controller::notices::NoticeBook::default(),
+        disabled: controller::reconcile::DisabledBook::default(),
     };
     Rig {
         store,
@@ -782,4 +783,56 @@ async fn the_loop_stands_by_as_soon_as_a_pass_finds_the_lease_lost() {
     assert_eq!(passes.load(std::sync::atomic::Ordering::SeqCst), 1);
     shutdown.notify_one();
     looped.await;
+}
+
+#[tokio::test]
+async fn a_disabled_runner_is_removed_only_once_the_disable_has_stood_long_enough_to_show_a_job() {
+    // Gitea 1.26+: a stuck runner is disabled, and removed on a later pass if still not busy.
+    // Gitea shows a job the runner picked just before the disable as busy only from the
+    // runner's first report on it, so a pass moments after the disable removes nothing.
+    let mut rig = rig();
+    rig.r.features.disable_runners = true;
+    let run = model::testing::running(job_run(1, &["go"]), "i-1", T0);
+    rig.store.put_row(run.clone());
+    rig.fleet.insert(model::testing::instance_for(
+        &run,
+        "i-1",
+        "go",
+        InstanceState::Running,
+        T0,
+    ));
+    rig.forge.queue_job(go_job(1));
+    let id = rig.forge.add_runner(
+        model::testing::name_of(&run).as_str(),
+        &["go", "linux"],
+        true,
+    );
+    rig.pass().await; // records it online
+    rig.advance(Duration::from_secs(4 * 60));
+    rig.pass().await;
+    assert!(
+        rig.forge.runner(id).is_some_and(|r| r.disabled),
+        "stuck: disabled first"
+    );
+    rig.advance(Duration::from_secs(5));
+    rig.pass().await;
+    assert!(
+        rig.forge.runner(id).is_some(),
+        "5 s after the disable it stays"
+    );
+    assert_eq!(
+        rig.fleet
+            .instance(&model::InstanceId::new("i-1"))
+            .map(|i| i.state),
+        Some(InstanceState::Running)
+    );
+    rig.advance(model::plan::DISABLE_SETTLE);
+    rig.pass().await;
+    assert!(rig.forge.runner(id).is_none(), "then it is removed");
+    assert_ne!(
+        rig.fleet
+            .instance(&model::InstanceId::new("i-1"))
+            .map(|i| i.state),
+        Some(InstanceState::Running)
+    );
 }

@@ -132,6 +132,7 @@ async fn no_live_runner_is_removed_when_a_paged_listing_skips_it() {
         metrics: Metrics::new(),
         holder: "paging-test".into(),
         notices: controller::notices::NoticeBook::default(),
+        disabled: controller::reconcile::DisabledBook::default(),
     };
 
     for round in 0..3 {

@@ -714,6 +714,7 @@ impl World {
             metrics: metrics.clone(),
             holder: options.holder.clone(),
             notices: controller::notices::NoticeBook::default(),
+            disabled: controller::reconcile::DisabledBook::default(),
         };
         let receiver = options.events_queue_url.as_deref().map(|url| {
             let queue = controller::notices::SqsQueue::new(self.sqs.clone(), url);

@@ -102,6 +102,10 @@ pub struct Observed {
     /// instances, as received; empty where no events queue is configured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<crate::notice::Notice>,
+    /// Since when each disabled runner (by Gitea id) is known disabled: when this controller
+    /// disabled it, or first saw it disabled. A runner missing here has no such bound.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub disabled_since: BTreeMap<i64, Timestamp>,
 }
 
 /// An EC2 instance as listed.

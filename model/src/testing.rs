@@ -206,6 +206,8 @@ pub struct World {
     pub reads: Vec<JobSeen>,
     /// EC2's advance notices.
     pub notices: Vec<crate::notice::Notice>,
+    /// Since when runners are known disabled, by id.
+    pub disabled_since: std::collections::BTreeMap<i64, Timestamp>,
     /// Now.
     pub now: Timestamp,
     next_id: u64,
@@ -233,6 +235,7 @@ impl World {
             jobs,
             reads: Vec::new(),
             notices: Vec::new(),
+            disabled_since: std::collections::BTreeMap::new(),
             now,
             next_id: 0,
         }
@@ -253,6 +256,7 @@ impl World {
             },
             jobs_read: self.reads.clone(),
             notices: self.notices.clone(),
+            disabled_since: self.disabled_since.clone(),
         }
     }
 

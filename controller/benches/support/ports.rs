@@ -66,6 +66,7 @@ pub fn reconciler(
         metrics: Metrics::new(),
         holder: "bench".into(),
         notices: controller::notices::NoticeBook::default(),
+        disabled: controller::reconcile::DisabledBook::default(),
     }
 }
 

@@ -368,6 +368,7 @@ mod tests {
                 queued_jobs: Seen::Complete { items: queued_jobs },
                 jobs_read: vec![],
                 notices: vec![],
+                disabled_since: std::collections::BTreeMap::new(),
             },
             errors: vec![],
         }

@@ -263,7 +263,9 @@ impl Reconciler {
                 self.call(self.forge.delete_runner(*runner_id)).await
             }
             Action::DisableRunner { runner_id, .. } => {
-                self.call(self.forge.disable_runner(*runner_id)).await
+                self.call(self.forge.disable_runner(*runner_id)).await?;
+                self.disabled.record(*runner_id, self.clock.now());
+                Ok(())
             }
             Action::UpdateStatus {
                 run: id, change, ..

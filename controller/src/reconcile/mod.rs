@@ -7,6 +7,7 @@
 //! `resync`; after a pass that could not observe everything it backs off with jitter.
 
 mod apply;
+mod disabled;
 mod error;
 mod observe;
 
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use apply::{ApplyReport, Outcome};
+pub use disabled::DisabledBook;
 pub use error::{Skip, StepError};
 use model::config::{Config, DemandSource};
 use model::{Plan, Policy};
@@ -117,6 +119,8 @@ pub struct Reconciler {
     pub holder: String,
     /// EC2's advance notices received so far (empty without `aws.events_queue_url`).
     pub notices: crate::notices::NoticeBook,
+    /// Since when runners are known disabled.
+    pub disabled: DisabledBook,
 }
 
 impl Reconciler {

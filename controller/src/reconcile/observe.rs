@@ -87,6 +87,9 @@ impl Reconciler {
         if let Seen::Complete { items } = &instances {
             self.notices.forget_absent(items);
         }
+        let disabled_since =
+            self.disabled
+                .observe(runners.items(), runners.is_complete(), self.clock.now());
         Observation {
             desired,
             observed: Observed {
@@ -95,6 +98,7 @@ impl Reconciler {
                 queued_jobs,
                 jobs_read,
                 notices: self.notices.snapshot(),
+                disabled_since,
             },
             errors,
         }

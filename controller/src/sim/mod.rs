@@ -315,6 +315,7 @@ impl Plant {
             metrics: Metrics::new(),
             holder: format!("sim-controller-{ctl}/{generation}"),
             notices: crate::notices::NoticeBook::default(),
+            disabled: crate::reconcile::DisabledBook::default(),
         };
         let wake = Arc::clone(&ctx.wakes[ctl]);
         let mut hooks = SimHooks {

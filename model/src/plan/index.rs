@@ -72,6 +72,8 @@ pub(super) struct Index<'a> {
     /// EC2's advance notices by instance id: an interruption warning over a rebalance
     /// recommendation, the earliest of a kind.
     pub notices: HashMap<&'a str, &'a Notice>,
+    /// Since when each disabled runner is known disabled, by Gitea id.
+    pub disabled_since: &'a BTreeMap<i64, Timestamp>,
 }
 
 impl<'a> Index<'a> {
@@ -252,6 +254,7 @@ impl<'a> Index<'a> {
             in_progress_on,
             invalid: desired.invalid.iter().map(|r| r.key.as_str()).collect(),
             notices: HashMap::new(),
+            disabled_since: &observed.disabled_since,
         };
         for n in &observed.notices {
             let slot = idx.notices.entry(n.instance.as_str()).or_insert(n);
@@ -353,6 +356,11 @@ impl<'a> Index<'a> {
     /// Whether any runner called `name` is busy.
     pub(super) fn is_busy_name(&self, name: &str) -> bool {
         self.runners_named(name).iter().any(|r| self.is_busy(r))
+    }
+
+    /// Since when the runner with Gitea id `id` is known to be disabled, if known.
+    pub(super) fn disabled_since(&self, id: i64) -> Option<Timestamp> {
+        self.disabled_since.get(&id).copied()
     }
 
     /// Whether a webhook said a job is in progress on the runner called `name`.

@@ -31,6 +31,14 @@ mod warm;
 /// (DescribeInstances is eventually consistent) before the run counts as lost.
 pub const EC2_LIST_LAG: Duration = Duration::from_secs(60);
 
+/// How long a runner must have been disabled before it is removed. Gitea shows a runner
+/// busy only once it reported on its task (`last_active`, written by UpdateTask and
+/// UpdateLog, debounced to 5 s on the 1.27 branch; act_runner reports task state every 5 s
+/// from v0.4.0), so a job it picked in the moment before the disable took effect may show
+/// seconds later (wiki/Gitea-Behaviour.md, "Runner status"). Three report intervals: one
+/// lost or slow report does not make a busy runner look idle.
+pub const DISABLE_SETTLE: Duration = Duration::from_secs(15);
+
 /// How soon to look again after planning a step that has a follow-up (a runner disabled
 /// before removal) or after a per-pass budget held work back.
 pub const FOLLOW_UP: Duration = Duration::from_secs(5);
@@ -844,6 +852,18 @@ impl<'a> Pass<'a> {
             for r in runners.iter().filter(|r| !r.disabled) {
                 self.disable(r, run, reason.clone());
             }
+            return false;
+        }
+        // A job picked just before the disable took effect shows as busy only from the
+        // runner's first report on it: the removal waits until that would show.
+        let settled = runners
+            .iter()
+            .filter(|r| r.disabled)
+            .filter_map(|r| self.idx.disabled_since(r.id))
+            .max()
+            .map(|t| t.plus(DISABLE_SETTLE));
+        if let Some(at) = settled.filter(|at| *at > self.now) {
+            self.deadline(at);
             return false;
         }
         if !self.terminate_allowed(i) {

@@ -474,6 +474,29 @@ fn a_disabled_runner_is_deregistered_without_a_guard() {
 }
 
 #[test]
+fn a_runner_disabled_moments_ago_is_removed_only_once_a_job_it_took_would_show() {
+    // Disabled 5 s ago: a job it picked just before would not show as busy yet (Gitea's busy
+    // flag follows the runner's first report on the task). Nothing is removed until the
+    // disable has stood for DISABLE_SETTLE; then the second step goes ahead.
+    let mut w = waiting_world(true);
+    let disabled_at = at(5 * MIN - 5);
+    w.disabled_since.insert(101, disabled_at);
+    let plan = w.plan(&disabling());
+    assert!(!plan.actions.iter().any(Action::is_destructive), "{plan:?}");
+    assert_eq!(plan.requeue_after, std::time::Duration::from_secs(10));
+    w.now = disabled_at.plus(rules::DISABLE_SETTLE);
+    let plan = w.plan(&disabling());
+    assert_eq!(
+        kinds(&plan)[..2],
+        [
+            "deregister runner tq-test-job-1-1-a1 (#101): disabled on an earlier pass and still not busy",
+            "terminate i-1 (run job-1-1) in pool go: disabled on an earlier pass and still not busy",
+        ],
+        "{plan:?}"
+    );
+}
+
+#[test]
 fn a_finished_runs_registration_waits_out_ec2s_list_lag_before_it_is_removed() {
     // Launched 10 s ago, its machine not listed by EC2 yet: its registration may be serving a
     // job already. After the list's lag, with still no machine, it is removed once silent:
