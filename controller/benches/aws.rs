@@ -293,6 +293,7 @@ async fn run(full: bool) -> anyhow::Result<()> {
             jobs_read: Vec::new(),
             notices: Vec::new(),
             disabled_since: std::collections::BTreeMap::new(),
+            instances_read_at: None,
         };
         let planned = plan(&view, &observed, &policy, now());
         let t3 = Instant::now();

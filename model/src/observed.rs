@@ -106,6 +106,11 @@ pub struct Observed {
     /// disabled it, or first saw it disabled. A runner missing here has no such bound.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub disabled_since: BTreeMap<i64, Timestamp>,
+    /// When the read of EC2's instance list started. An instance missing from the list counts
+    /// as gone only if the read started [`crate::plan::EC2_LIST_LAG`] after its launch
+    /// (DescribeInstances is eventually consistent). `None`: the time of planning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances_read_at: Option<Timestamp>,
 }
 
 /// An EC2 instance as listed.

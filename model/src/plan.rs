@@ -539,7 +539,7 @@ mod tests_retire;
 mod tests_warm;
 mod warm_summary;
 
-pub use rules::DISABLE_SETTLE;
+pub use rules::{DISABLE_SETTLE, EC2_LIST_LAG};
 pub use warm_summary::{warm_summary, WarmSummary};
 
 /// Plans one pass: compares `desired` runs with what was `observed` under `policy` at `now`.

@@ -257,6 +257,7 @@ impl World {
             jobs_read: self.reads.clone(),
             notices: self.notices.clone(),
             disabled_since: self.disabled_since.clone(),
+            instances_read_at: None,
         }
     }
 

@@ -369,6 +369,7 @@ mod tests {
                 jobs_read: vec![],
                 notices: vec![],
                 disabled_since: std::collections::BTreeMap::new(),
+                instances_read_at: None,
             },
             errors: vec![],
         }

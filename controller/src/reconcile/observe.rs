@@ -36,6 +36,9 @@ impl Reconciler {
     /// an error of the whole pass: the planner then holds back anything destructive.
     pub async fn observe(&self) -> Observation {
         let jobs_wanted = self.features.queued_jobs;
+        // The list shows nothing launched later than this; a machine missing from it is
+        // judged against this time, not the (later) time of planning.
+        let instances_read_at = self.clock.now();
         let (desired, instances, runners, jobs) = tokio::join!(
             self.timed(self.store.list_active()),
             self.timed(self.fleet.list()),
@@ -99,6 +102,7 @@ impl Reconciler {
                 jobs_read,
                 notices: self.notices.snapshot(),
                 disabled_since,
+                instances_read_at: Some(instances_read_at),
             },
             errors,
         }

@@ -74,6 +74,8 @@ pub(super) struct Index<'a> {
     pub notices: HashMap<&'a str, &'a Notice>,
     /// Since when each disabled runner is known disabled, by Gitea id.
     pub disabled_since: &'a BTreeMap<i64, Timestamp>,
+    /// When EC2's instance list was read (its read started), when known.
+    pub instances_read_at: Option<Timestamp>,
 }
 
 impl<'a> Index<'a> {
@@ -255,6 +257,7 @@ impl<'a> Index<'a> {
             invalid: desired.invalid.iter().map(|r| r.key.as_str()).collect(),
             notices: HashMap::new(),
             disabled_since: &observed.disabled_since,
+            instances_read_at: observed.instances_read_at,
         };
         for n in &observed.notices {
             let slot = idx.notices.entry(n.instance.as_str()).or_insert(n);

@@ -408,9 +408,9 @@ impl<'a> Pass<'a> {
             // A machine launched moments ago may still be missing from EC2's list: its
             // registration may be serving a job already. Wait out the list's lag.
             let recorded = run.status.launched_at.or(run.status.claimed_at);
-            if let Some(at) = recorded.map(|t| t.plus(EC2_LIST_LAG)) {
-                if at > self.now && self.idx.ended_instance(name).is_none() {
-                    return self.deadline(at);
+            if let Some(at) = recorded {
+                if self.idx.ended_instance(name).is_none() && !self.listed_since(at) {
+                    return;
                 }
             }
             if self.idx.ended_instance(name).is_none() && self.runner_talks(runners) {
@@ -605,8 +605,8 @@ impl<'a> Pass<'a> {
         let Some(i) = instance else {
             let ended = self.idx.ended_instance(name);
             let recorded = run.status.launched_at.unwrap_or(self.now);
-            if ended.is_none() && recorded.plus(EC2_LIST_LAG) > self.now {
-                return self.deadline(recorded.plus(EC2_LIST_LAG));
+            if ended.is_none() && !self.listed_since(recorded) {
+                return;
             }
             if ended.is_none() && self.runner_talks(runners) {
                 // Busy, it ends by itself. Online and idle, it is waited for as long as a
@@ -1334,6 +1334,19 @@ impl<'a> Pass<'a> {
         if at > self.now {
             self.next_deadline = Some(self.next_deadline.map_or(at, |d| d.min(at)));
         }
+    }
+
+    /// Whether EC2's list, as read this pass, would show an instance launched at `launched`:
+    /// it was read (started) at least [`EC2_LIST_LAG`] after the launch. Else the pass is
+    /// planned again once such a read can be had. The time of the read counts, not the time
+    /// of planning: the list may have been read seconds before.
+    fn listed_since(&mut self, launched: Timestamp) -> bool {
+        let due = launched.plus(EC2_LIST_LAG);
+        if self.idx.instances_read_at.unwrap_or(self.now) >= due {
+            return true;
+        }
+        self.deadline(due.max(self.now.plus(FOLLOW_UP)));
+        false
     }
 
     fn follow_up(&mut self) {

@@ -521,3 +521,26 @@ fn a_finished_runs_registration_waits_out_ec2s_list_lag_before_it_is_removed() {
         ]
     );
 }
+
+#[test]
+fn a_machine_missing_from_a_list_read_before_the_lag_ran_out_is_not_lost() {
+    // Launched at 0 and not listed: EC2's list may lag 60 s. This pass plans at 61 s, but its
+    // list was read at 59 s: nothing is concluded yet, and it looks again soon.
+    let r = running(go_run(1), "i-1", at(0));
+    let w = World::new(vec![r], vec![], vec![], vec![queued(1, &["go"])], at(61));
+    let mut seen = w.observed();
+    seen.instances_read_at = Some(at(59));
+    let plan = crate::plan(&w.desired, &seen, &policy(), w.now);
+    assert!(plan.actions.is_empty(), "{plan:?}");
+    assert_eq!(plan.requeue_after, std::time::Duration::from_secs(5));
+    // Read at 60 s or later, the machine is gone: the run goes on as its next attempt.
+    seen.instances_read_at = Some(at(60));
+    let plan = crate::plan(&w.desired, &seen, &policy(), w.now);
+    assert_eq!(
+        kinds(&plan),
+        [
+            "mark run job-1-1 pending for attempt 2: instance gone while the job still waits",
+            "launch tq-test-job-1-1-a2 (run job-1-1, attempt 2) in pool go: instance gone while the job still waits",
+        ]
+    );
+}
