@@ -855,10 +855,12 @@ impl<'a> Pass<'a> {
             return false;
         }
         // A job picked just before the disable took effect shows as busy only from the
-        // runner's first report on it: the removal waits until that would show.
+        // runner's first report on it: the removal waits until that would show. A runner
+        // seen offline now picked nothing before the disable (a pick is a contact, which
+        // would show it online), so a zombie is removed without the wait.
         let settled = runners
             .iter()
-            .filter(|r| r.disabled)
+            .filter(|r| r.disabled && r.online)
             .filter_map(|r| self.idx.disabled_since(r.id))
             .max()
             .map(|t| t.plus(DISABLE_SETTLE));

@@ -497,6 +497,28 @@ fn a_runner_disabled_moments_ago_is_removed_only_once_a_job_it_took_would_show()
 }
 
 #[test]
+fn an_offline_runner_disabled_moments_ago_is_removed_without_waiting() {
+    // A zombie: offline past the grace, disabled 5 s ago. It has not been in contact since
+    // before the disable, so it picked no job: the removal goes ahead now, before Gitea's
+    // own zombie cron fails the job and the run's reason is lost.
+    let mut r = running(go_run(1), "i-1", at(0));
+    r.status.registered_at = Some(at(MIN));
+    r.status.offline_since = Some(at(10 * MIN));
+    let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
+    let mut g = runner(5, name_of(&r).as_str(), &["go"], false, false);
+    g.disabled = true;
+    let mut w = World::new(vec![r], vec![i], vec![g], vec![], at(20 * MIN));
+    w.disabled_since.insert(5, at(20 * MIN - 5));
+    assert_eq!(
+        kinds(&w.plan(&disabling()))[..2],
+        [
+            "deregister runner tq-test-job-1-1-a1 (#5): runner offline for more than 3m",
+            "terminate i-1 (run job-1-1) in pool go: runner offline for more than 3m",
+        ]
+    );
+}
+
+#[test]
 fn a_finished_runs_registration_waits_out_ec2s_list_lag_before_it_is_removed() {
     // Launched 10 s ago, its machine not listed by EC2 yet: its registration may be serving a
     // job already. After the list's lag, with still no machine, it is removed once silent:
