@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context};
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
 use controller::aws::{sdk_config, CallPolicy};
-use controller::fleet::ec2::{system_clock, Ec2Fleet, Ec2Settings, SdkEc2};
+use controller::fleet::ec2::{Ec2Fleet, Ec2Settings, SdkEc2};
 use controller::fleet::{Fleet, LaunchRequest};
 use controller::store::dynamo::DynamoStore;
 use controller::store::{schema, Store};
@@ -154,7 +154,7 @@ async fn run(full: bool) -> anyhow::Result<()> {
             call: moto_calls(),
             ..Ec2Settings::default()
         },
-        system_clock(),
+        std::sync::Arc::new(controller::clock::SystemClock),
     );
     let started = Instant::now();
     let launched: Vec<(usize, Instance)> = stream::iter(0..n_instances)

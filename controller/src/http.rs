@@ -149,6 +149,8 @@ pub async fn serve_streaming(
 #[derive(Default)]
 struct Refused {
     since_warn: u64,
+    /// When the last WARN went out: it only spaces out log lines, decides nothing, so it
+    /// reads the monotonic clock rather than the controller's [`crate::clock::Clock`].
     warned: Option<Instant>,
 }
 

@@ -7,8 +7,8 @@ use anyhow::Context;
 use model::config::Config;
 use model::secret::Secret;
 
-use crate::clock::SystemClock;
-use crate::fleet::ec2::{Ec2Fleet, SdkEc2};
+use crate::clock::{Clock, SystemClock};
+use crate::fleet::ec2::{Ec2Fleet, Ec2Settings, SdkEc2};
 use crate::forge::gitea::GiteaForge;
 use crate::forge::ForgeVersion;
 use crate::metrics::Metrics;
@@ -65,8 +65,15 @@ pub struct Connected {
 pub async fn connect(config: Config) -> anyhow::Result<Connected> {
     let token = secret_from_env(&config.gitea.token_env, "the Gitea API token")?;
     let conf = crate::aws::sdk_config(config.aws.region.as_deref()).await;
-    let store = Arc::new(DynamoStore::from_conf(&conf, &config.store));
-    let fleet = Arc::new(Ec2Fleet::new(SdkEc2::from_conf(&conf), &config.cluster_id));
+    // One clock for every decision the controller makes, the store's and the fleet's included.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = Arc::new(DynamoStore::from_conf(&conf, &config.store).with_clock(clock.clone()));
+    let fleet = Arc::new(Ec2Fleet::with_settings(
+        SdkEc2::from_conf(&conf),
+        &config.cluster_id,
+        Ec2Settings::default(),
+        clock.clone(),
+    ));
     let (forge, version, features) = GiteaForge::connect(&config.gitea, token)
         .await
         .with_context(|| format!("cannot use Gitea at {}", config.gitea.url))?;
@@ -83,7 +90,7 @@ pub async fn connect(config: Config) -> anyhow::Result<Connected> {
         forge: forge.clone(),
         config,
         features,
-        clock: Arc::new(SystemClock),
+        clock,
         limits: Limits::default(),
         metrics: Metrics::new(),
         holder: holder_name(),

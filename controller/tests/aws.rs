@@ -318,7 +318,7 @@ async fn ec2_rig(page_size: i32) -> Ec2Rig {
         SdkEc2::new(client.clone()),
         &cluster,
         settings,
-        controller::fleet::ec2::system_clock(),
+        std::sync::Arc::new(controller::clock::SystemClock),
     );
     Ec2Rig {
         client,

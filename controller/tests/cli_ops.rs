@@ -227,7 +227,7 @@ async fn doctor_stops_at_an_invalid_configuration_and_names_the_field() {
         "cluster_id: Bad_Id\ngitea: {url: http://127.0.0.1:1}\nstore: {table: t}\npools: {}\n",
     )
     .expect("write");
-    let checks = doctor::diagnose(&path, &|_| None).await;
+    let checks = doctor::diagnose(&path, &|_| None, &controller::clock::SystemClock).await;
     assert_eq!(checks.len(), 2, "{checks:?}");
     assert!(checks[0].is_problem());
     assert!(checks[0].detail.contains("cluster_id"), "{:?}", checks[0]);

@@ -129,7 +129,7 @@ async fn doctor_passes_a_set_up_account_and_changes_nothing_in_it() {
     let (ec2, config) = world(&conf).await;
     init_table(&conf, &config).await;
 
-    let checks = doctor::check_aws(&conf, &config).await;
+    let checks = doctor::check_aws(&conf, &config, &controller::clock::SystemClock).await;
     assert_eq!(
         verdicts(&checks),
         [

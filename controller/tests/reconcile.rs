@@ -46,10 +46,10 @@ fn rig() -> Rig {
 fn rig_with(edit: impl FnOnce(&mut Config)) -> Rig {
     let mut config = config();
     edit(&mut config);
-    let store = Arc::new(FakeStore::new());
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(FakeStore::new().with_clock(Arc::new(clock.clone())));
     let fleet = Arc::new(FakeFleet::new(&config.cluster_id, T0));
     let forge = Arc::new(FakeForge::new());
-    let clock = ManualClock::new(T0);
     let r = Reconciler {
         store: store.clone(),
         fleet: fleet.clone(),

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use controller::clock::Clock;
 use controller::fleet::{Fleet, FleetError, LaunchRequest, Offering};
 use controller::store::{Lease, Store, StoreError};
 use model::desired::{DesiredRun, JobState, RunStatus};
@@ -25,10 +26,6 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::narrate::{Events, Source};
-
-fn now() -> Timestamp {
-    Timestamp::from_system(std::time::SystemTime::now())
-}
 
 /// The instances EC2 "reclaimed": shared by the booter (which decides to interrupt a machine)
 /// and every [`FaultyFleet`] (which reports the reclaim).
@@ -116,6 +113,8 @@ pub struct FaultyFleet {
     inner: Arc<dyn Fleet>,
     interruptions: Arc<Interruptions>,
     events: Events,
+    /// Stamps the records: the world's clock, the one its controllers read.
+    clock: Arc<dyn Clock>,
     launches: Mutex<Vec<LaunchRecord>>,
     terminations: Mutex<Vec<TerminateRecord>>,
     lists: AtomicU64,
@@ -131,13 +130,19 @@ impl std::fmt::Debug for FaultyFleet {
 }
 
 impl FaultyFleet {
-    /// Wraps `inner`.
+    /// Wraps `inner`, stamping what it records by `clock`.
     #[must_use]
-    pub fn new(inner: Arc<dyn Fleet>, interruptions: Arc<Interruptions>, events: Events) -> Self {
+    pub fn new(
+        inner: Arc<dyn Fleet>,
+        interruptions: Arc<Interruptions>,
+        events: Events,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         FaultyFleet {
             inner,
             interruptions,
             events,
+            clock,
             launches: Mutex::new(Vec::new()),
             terminations: Mutex::new(Vec::new()),
             lists: AtomicU64::new(0),
@@ -210,7 +215,7 @@ impl Fleet for FaultyFleet {
     async fn launch(&self, req: &LaunchRequest) -> Result<(Instance, Offering), FleetError> {
         let (instance, offering) = self.inner.launch(req).await?;
         self.launches.lock().push(LaunchRecord {
-            at: now(),
+            at: self.clock.now(),
             instance: instance.id.clone(),
             run: req.run.clone(),
             attempt: req.attempt,
@@ -223,7 +228,7 @@ impl Fleet for FaultyFleet {
     async fn terminate(&self, ids: &[InstanceId]) -> Result<(), FleetError> {
         let result = self.inner.terminate(ids).await;
         self.terminations.lock().push(TerminateRecord {
-            at: now(),
+            at: self.clock.now(),
             ids: ids.to_vec(),
             ok: result.is_ok(),
         });

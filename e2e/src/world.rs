@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, ensure, Context};
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use controller::aws::CallPolicy;
-use controller::clock::SystemClock;
-use controller::fleet::ec2::{system_clock, Ec2Fleet, Ec2Settings, SdkEc2};
+use controller::clock::{Clock, SystemClock};
+use controller::fleet::ec2::{Ec2Fleet, Ec2Settings, SdkEc2};
 use controller::fleet::Fleet;
 use controller::forge::{Forge, GiteaForge};
 use controller::metrics::Metrics;
@@ -434,6 +434,9 @@ pub struct World {
     pub booter: Booter,
     /// Instances "reclaimed" by EC2.
     pub interruptions: Arc<Interruptions>,
+    /// The clock of every controller started here, their ports and the stories: the system
+    /// clock, since moto and the Gitea simulator run in real time.
+    pub clock: Arc<dyn Clock>,
     /// The table, read directly (as an operator's `tinqs-ci runs` would).
     pub store: Arc<DynamoStore>,
     /// EC2 (moto) through the SDK.
@@ -502,12 +505,16 @@ impl World {
                 .force_path_style(true)
                 .build(),
         );
-        let store = Arc::new(DynamoStore::with_policy(
-            dynamo.clone(),
-            &table,
-            Duration::from_secs(3600),
-            CallPolicy::fast(),
-        ));
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = Arc::new(
+            DynamoStore::with_policy(
+                dynamo.clone(),
+                &table,
+                Duration::from_secs(3600),
+                CallPolicy::fast(),
+            )
+            .with_clock(clock.clone()),
+        );
         store
             .init_table(Duration::from_secs(30))
             .await
@@ -555,6 +562,7 @@ impl World {
             sim,
             booter,
             interruptions,
+            clock,
             store,
             ec2,
             network,
@@ -681,20 +689,24 @@ impl World {
                 call: CallPolicy::fast(),
                 ..Ec2Settings::default()
             },
-            system_clock(),
+            self.clock.clone(),
         );
         let inner_fleet: Arc<dyn Fleet> = Arc::new(ec2);
         let fleet = Arc::new(FaultyFleet::new(
             inner_fleet,
             self.interruptions.clone(),
             self.events.clone(),
+            self.clock.clone(),
         ));
-        let inner_store: Arc<dyn Store> = Arc::new(DynamoStore::with_policy(
-            self.dynamo.clone(),
-            &self.table,
-            Duration::from_secs(3600),
-            CallPolicy::fast(),
-        ));
+        let inner_store: Arc<dyn Store> = Arc::new(
+            DynamoStore::with_policy(
+                self.dynamo.clone(),
+                &self.table,
+                Duration::from_secs(3600),
+                CallPolicy::fast(),
+            )
+            .with_clock(self.clock.clone()),
+        );
         let store = Arc::new(FaultyStore::new(inner_store));
         let metrics = Metrics::new();
         let spool_dir = config.server.spool_dir.clone();
@@ -704,7 +716,7 @@ impl World {
             forge: forge.clone(),
             config,
             features,
-            clock: Arc::new(SystemClock),
+            clock: self.clock.clone(),
             limits: Limits {
                 concurrency: 8,
                 call_timeout: self.settings.call_timeout,

@@ -569,7 +569,7 @@ async fn while_gitea_is_unreachable_nothing_is_terminated_and_afterwards_everyth
     let min_age = world.settings.timeouts.orphan_min_age;
     ok(world
         .wait_until("the orphan is past its minimum age", SETTLE, || async {
-            let now = model::Timestamp::from_system(std::time::SystemTime::now());
+            let now = world.clock.now();
             (now.since(launched) > min_age + Duration::from_secs(2)).then_some(())
         })
         .await);

@@ -9,16 +9,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use model::cache::{token_hash, JobScope};
 use model::desired::JobState;
-use model::RunnerName;
+use model::{RunnerName, Timestamp};
 use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
 
 use super::{Access, Denied};
+use crate::clock::Clock;
 use crate::store::Store;
 
 /// How long a resolved credential is remembered.
@@ -28,16 +29,19 @@ pub const REMEMBER_FOR: Duration = Duration::from_secs(10);
 pub struct StoreAccess {
     store: Arc<dyn Store>,
     cluster: String,
-    remembered: Mutex<HashMap<String, (String, JobScope, Instant)>>,
+    /// Ages the remembered answers.
+    clock: Arc<dyn Clock>,
+    remembered: Mutex<HashMap<String, (String, JobScope, Timestamp)>>,
 }
 
 impl StoreAccess {
-    /// Checks runners of `cluster` against `store`.
+    /// Checks runners of `cluster` against `store`, remembering answers by `clock`.
     #[must_use]
-    pub fn new(store: Arc<dyn Store>, cluster: &str) -> Self {
+    pub fn new(store: Arc<dyn Store>, cluster: &str, clock: Arc<dyn Clock>) -> Self {
         StoreAccess {
             store,
             cluster: cluster.to_owned(),
+            clock,
             remembered: Mutex::new(HashMap::new()),
         }
     }
@@ -54,8 +58,9 @@ impl Access for StoreAccess {
         }
         let hash = token_hash(token);
         {
+            let now = self.clock.now();
             let mut memo = self.remembered.lock();
-            memo.retain(|_, (_, _, at)| at.elapsed() < REMEMBER_FOR);
+            memo.retain(|_, (_, _, at)| now.since(*at) < REMEMBER_FOR);
             if let Some((h, scope, _)) = memo.get(runner) {
                 if bool::from(h.as_bytes().ct_eq(hash.as_bytes())) {
                     return Ok(scope.clone());
@@ -93,7 +98,7 @@ impl Access for StoreAccess {
         let scope = job.scope();
         self.remembered
             .lock()
-            .insert(runner.to_owned(), (hash, scope.clone(), Instant::now()));
+            .insert(runner.to_owned(), (hash, scope.clone(), self.clock.now()));
         Ok(scope)
     }
 }
@@ -105,6 +110,7 @@ mod tests {
     use model::{RunId, Timestamp};
 
     use super::*;
+    use crate::clock::ManualClock;
     use crate::store::fake::FakeStore;
 
     const RUNNER: &str = "tq-prod-job-5-1-a1";
@@ -113,7 +119,7 @@ mod tests {
         format!("{n:02x}").repeat(32)
     }
 
-    async fn world(state: JobState) -> (Arc<FakeStore>, StoreAccess) {
+    async fn world(state: JobState) -> (Arc<FakeStore>, StoreAccess, ManualClock) {
         let store = Arc::new(FakeStore::new());
         let spec = RunSpec::for_job(
             JobRef {
@@ -134,8 +140,9 @@ mod tests {
             .set_runner_credential(RUNNER, &token_hash(&token(1)), Timestamp::EPOCH)
             .await
             .expect("credential");
-        let access = StoreAccess::new(store.clone(), "prod");
-        (store, access)
+        let clock = ManualClock::new(Timestamp::EPOCH);
+        let access = StoreAccess::new(store.clone(), "prod", Arc::new(clock.clone()));
+        (store, access, clock)
     }
 
     fn job() -> RunnerJob {
@@ -154,7 +161,7 @@ mod tests {
         let running = JobState::InProgress {
             runner: Some(RUNNER.into()),
         };
-        let (store, access) = world(running).await;
+        let (store, access, _) = world(running).await;
         assert_eq!(
             access.resolve(RUNNER, &token(1)).await,
             Err(Denied::NoJob(
@@ -189,14 +196,14 @@ mod tests {
                 runner: Some("tq-prod-job-6-1-a1".into()),
             },
         ] {
-            let (store, access) = world(state).await;
+            let (store, access, _) = world(state).await;
             store
                 .set_runner_job(RUNNER, &job(), Timestamp::EPOCH)
                 .await
                 .expect("job");
             assert_eq!(access.resolve(RUNNER, &token(1)).await, Err(Denied::Ended));
         }
-        let (store, access) = world(JobState::Queued).await;
+        let (store, access, _) = world(JobState::Queued).await;
         store
             .set_runner_job(RUNNER, &job(), Timestamp::EPOCH)
             .await
@@ -205,5 +212,33 @@ mod tests {
             access.resolve(RUNNER, &token(1)).await,
             Err(Denied::NoJob(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_remembered_for_a_while_by_the_clock_then_asked_again() {
+        let running = JobState::InProgress {
+            runner: Some(RUNNER.into()),
+        };
+        let (store, access, clock) = world(running).await;
+        store
+            .set_runner_job(RUNNER, &job(), Timestamp::EPOCH)
+            .await
+            .expect("job");
+        assert!(access.resolve(RUNNER, &token(1)).await.is_ok());
+        let completed = JobState::Completed {
+            conclusion: "success".into(),
+        };
+        store
+            .set_job_state(&RunId::for_job(9, 1), &completed)
+            .await
+            .expect("job state");
+
+        clock.advance(REMEMBER_FOR - Duration::from_millis(1));
+        assert!(
+            access.resolve(RUNNER, &token(1)).await.is_ok(),
+            "still remembered"
+        );
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(access.resolve(RUNNER, &token(1)).await, Err(Denied::Ended));
     }
 }

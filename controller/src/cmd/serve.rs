@@ -136,7 +136,8 @@ pub async fn serve(
     )
     .context("cannot set up the webhook receiver")?
     .with_metrics(reconciler.metrics.clone())
-    .with_attempt_counting(counting);
+    .with_attempt_counting(counting)
+    .with_clock(reconciler.clock.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready = Arc::new(AtomicBool::new(true));
     let (public, private) = http_routers(
@@ -230,8 +231,11 @@ async fn cache_service(
         .await
         .with_context(|| format!("cannot listen on {address} (server.cache_listen)"))?;
     let conf = crate::aws::sdk_config(config.aws.region.as_deref()).await;
-    let access =
-        crate::cache::access::StoreAccess::new(reconciler.store.clone(), &config.cluster_id);
+    let access = crate::cache::access::StoreAccess::new(
+        reconciler.store.clone(),
+        &config.cluster_id,
+        reconciler.clock.clone(),
+    );
     let service = CacheService::new(
         crate::cache::blobs::Blobs::from_conf(&conf, &cache.bucket),
         Arc::new(access),

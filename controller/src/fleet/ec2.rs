@@ -39,6 +39,7 @@ use sha2::{Digest, Sha256};
 use super::offerings::UnavailableOfferings;
 use super::{launch_tags, offerings, Fleet, FleetError, LaunchRequest, Offering};
 use crate::aws::{is_throttling_code, retrying, ApiError, ApiErrorKind, CallPolicy};
+use crate::clock::{Clock, SystemClock};
 
 /// The most user-data EC2 accepts, in bytes before base64 encoding.
 pub const MAX_USER_DATA: usize = 16 * 1024;
@@ -151,15 +152,6 @@ impl Ec2Api for SdkEc2 {
     }
 }
 
-/// Where the fleet reads the time (launch fallback remembers offerings until a deadline).
-pub type Clock = Arc<dyn crate::clock::Clock>;
-
-/// The system clock.
-#[must_use]
-pub fn system_clock() -> Clock {
-    Arc::new(crate::clock::SystemClock)
-}
-
 /// Tunables of [`Ec2Fleet`], each with a default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ec2Settings {
@@ -189,7 +181,8 @@ pub struct Ec2Fleet<A: Ec2Api = SdkEc2> {
     api: A,
     cluster: String,
     settings: Ec2Settings,
-    clock: Clock,
+    /// Where the fleet reads the time (launch fallback remembers offerings until a deadline).
+    clock: Arc<dyn Clock>,
     unavailable: UnavailableOfferings,
     root_devices: Mutex<BTreeMap<String, String>>,
     calls: AtomicU64,
@@ -207,11 +200,16 @@ impl<A: Ec2Api> std::fmt::Debug for Ec2Fleet<A> {
 impl<A: Ec2Api> Ec2Fleet<A> {
     /// The fleet of `cluster` over `api`, with default settings and the system clock.
     pub fn new(api: A, cluster: &str) -> Self {
-        Self::with_settings(api, cluster, Ec2Settings::default(), system_clock())
+        Self::with_settings(api, cluster, Ec2Settings::default(), Arc::new(SystemClock))
     }
 
     /// The same, with explicit settings and clock.
-    pub fn with_settings(api: A, cluster: &str, settings: Ec2Settings, clock: Clock) -> Self {
+    pub fn with_settings(
+        api: A,
+        cluster: &str,
+        settings: Ec2Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Ec2Fleet {
             api,
             cluster: cluster.to_owned(),

@@ -132,6 +132,7 @@ impl Reconciler {
 
     /// One pass: observe, plan and, in `Mode::Apply`, apply under `lease`.
     pub async fn pass(&self, mode: Mode, lease: Option<&Lease>) -> PassOutcome {
+        // The pass's duration, for its metric only: measured, not decided on, so not by `clock`.
         let started = Instant::now();
         let observation = self.observe().await;
         for (source, error) in &observation.errors {

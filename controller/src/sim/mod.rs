@@ -39,6 +39,7 @@ pub use world::{Incident, KillPoint, Sample};
 
 use self::ports::{Ctx, SimFleet, SimForge, SimStore};
 use self::world::{Effect, Event, World};
+use crate::clock::Clock;
 use crate::fleet::offerings::UnavailableOfferings;
 use crate::metrics::Metrics;
 use crate::reconcile::{Features, Limits, LoopHooks, PassOutcome, Reconciler};
@@ -291,8 +292,6 @@ struct Plant {
 impl Plant {
     fn start(self: &Arc<Self>, ctl: usize, generation: u64) {
         let ctx = Arc::clone(&self.ctx);
-        let clock_ctx = Arc::clone(&self.ctx);
-        let clock = move || Timestamp::from_millis(EPOCH_MS + clock_ctx.now());
         let r = Reconciler {
             store: Arc::new(SimStore {
                 ctx: Arc::clone(&ctx),
@@ -310,7 +309,7 @@ impl Plant {
             }),
             config: self.config.clone(),
             features: self.features,
-            clock: Arc::new(clock),
+            clock: virtual_clock(&ctx),
             limits: Limits::default(),
             metrics: Metrics::new(),
             holder: format!("sim-controller-{ctl}/{generation}"),
@@ -419,6 +418,13 @@ async fn world_loop(ctx: Arc<Ctx>, table: Arc<MemoryStore>, policy: Policy) {
     }
 }
 
+/// The simulator's clock: virtual time, counted from [`EPOCH_MS`]. The controllers and the
+/// table read it, so nothing in a run depends on the wall clock.
+fn virtual_clock(ctx: &Arc<Ctx>) -> Arc<dyn Clock> {
+    let ctx = Arc::clone(ctx);
+    Arc::new(move || Timestamp::from_millis(EPOCH_MS + ctx.now()))
+}
+
 async fn deliver(ctx: Arc<Ctx>, receiver: Arc<SimStore>, body: String, tries: u32) {
     let at = Timestamp::from_millis(EPOCH_MS + ctx.now());
     let result = crate::webhook::record_workflow_job(
@@ -515,7 +521,9 @@ async fn simulate(spec: &SimSpec, policy: Policy) -> Result<Report, SimError> {
         poke: Notify::new(),
         hooks: Notify::new(),
     });
-    let table = Arc::new(MemoryStore::with_retention(Duration::from_secs(3600)));
+    let table = Arc::new(
+        MemoryStore::with_retention(Duration::from_secs(3600)).with_clock(virtual_clock(&ctx)),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let features = Features::from_forge(&spec.config, ports::VERSION.features());
     let plant = Arc::new(Plant {

@@ -17,7 +17,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -35,6 +36,7 @@ use model::{RunId, Timestamp};
 use super::schema::{self, Item};
 use super::{expires_at, Lease, Store, StoreError};
 use crate::aws::{is_throttling_code, retrying, ApiError, ApiErrorKind, CallPolicy};
+use crate::clock::{Clock, SystemClock};
 
 /// Every IAM action the store calls while running (`TransactWriteItems` needs the actions of
 /// its parts: `dynamodb:ConditionCheckItem` and `dynamodb:UpdateItem`).
@@ -56,14 +58,28 @@ pub const INIT_IAM_ACTIONS: &[&str] = &[
 ];
 
 /// The desired-state table in DynamoDB.
-#[derive(Debug)]
 pub struct DynamoStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
     retention: Duration,
     policy: CallPolicy,
     page_limit: Option<i32>,
+    /// Where "now" comes from when a row's expiry (TTL) is stamped.
+    clock: Arc<dyn Clock>,
     calls: AtomicU64,
+}
+
+impl std::fmt::Debug for DynamoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoStore")
+            .field("client", &self.client)
+            .field("table", &self.table)
+            .field("retention", &self.retention)
+            .field("policy", &self.policy)
+            .field("page_limit", &self.page_limit)
+            .field("calls", &self.calls)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What `store init` did.
@@ -78,7 +94,7 @@ pub struct InitReport {
 }
 
 impl DynamoStore {
-    /// The store over `table`, keeping finished runs for `retention`.
+    /// The store over `table`, keeping finished runs for `retention`, on the system clock.
     #[must_use]
     pub fn new(client: aws_sdk_dynamodb::Client, table: &str, retention: Duration) -> Self {
         Self::with_policy(client, table, retention, CallPolicy::default())
@@ -98,8 +114,16 @@ impl DynamoStore {
             retention,
             policy,
             page_limit: None,
+            clock: Arc::new(SystemClock),
             calls: AtomicU64::new(0),
         }
+    }
+
+    /// The same store, reading "now" from `clock` (the controller's own clock).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Reads the active index in pages of at most `items` rows (DynamoDB's own limit is 1 MB
@@ -441,10 +465,6 @@ fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_system(SystemTime::now())
-}
-
 fn is_conditional(e: &ApiError) -> bool {
     e.code() == "ConditionalCheckFailedException"
 }
@@ -601,7 +621,10 @@ impl Store for DynamoStore {
     }
 
     async fn create(&self, run: &DesiredRun) -> Result<bool, StoreError> {
-        let item = schema::encode(run, expires_at(&run.status, self.retention, now()));
+        let item = schema::encode(
+            run,
+            expires_at(&run.status, self.retention, self.clock.now()),
+        );
         let out = self
             .call("PutItem", || {
                 let req = self
@@ -708,7 +731,10 @@ impl Store for DynamoStore {
     ) -> Result<RunStatus, StoreError> {
         let mut written = status.clone();
         written.version = expected_version + 1;
-        let set = schema::status_attrs(&written, expires_at(&written, self.retention, now()));
+        let set = schema::status_attrs(
+            &written,
+            expires_at(&written, self.retention, self.clock.now()),
+        );
         let remove: Vec<&str> = schema::STATUS_ATTRS
             .iter()
             .copied()

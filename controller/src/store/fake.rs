@@ -6,6 +6,7 @@
 //! unavailable, fail the next call of one kind) and log every call.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,8 +16,9 @@ use model::observed::DesiredView;
 use model::{RunId, Timestamp};
 use parking_lot::{Mutex, MutexGuard};
 
-use super::memory::{now, MemoryStore, Row};
+use super::memory::{MemoryStore, Row};
 use super::{expires_at, Lease, Store, StoreError};
+use crate::clock::Clock;
 
 /// Which call an injected fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,6 +77,13 @@ impl FakeStore {
         }
     }
 
+    /// The same table, reading "now" from `clock` (see [`MemoryStore::with_clock`]).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.table = self.table.with_clock(clock);
+        self
+    }
+
     fn faults(&self) -> MutexGuard<'_, Faults> {
         self.faults.lock()
     }
@@ -103,7 +112,7 @@ impl FakeStore {
     /// Writes `run` whole, spec and status, bypassing every check (a fixture, or an operator
     /// rewriting a row). The expiry follows the status.
     pub fn put_row(&self, run: DesiredRun) {
-        let expires = expires_at(&run.status, self.table.retention(), now());
+        let expires = expires_at(&run.status, self.table.retention(), self.table.now());
         self.table.lock().rows.insert(
             run.id.to_string(),
             Row::Valid {

@@ -10,7 +10,8 @@
 //! `testing`) wraps it with injected faults, a call log and operator edits.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use model::desired::{DesiredRun, JobState, RunStatus};
@@ -19,6 +20,7 @@ use model::{RunId, Timestamp};
 use parking_lot::{Mutex, MutexGuard};
 
 use super::{expires_at, Lease, Store, StoreError};
+use crate::clock::{Clock, SystemClock};
 
 /// A row as stored: a run that parsed, or what an operator wrote that does not (only the
 /// tests' [`super::fake::FakeStore`] writes such rows; every read here handles them).
@@ -49,10 +51,21 @@ pub(super) struct State {
 }
 
 /// An in-memory desired-state table.
-#[derive(Debug)]
 pub struct MemoryStore {
     retention: Duration,
+    /// Where "now" comes from when a row's expiry is stamped (the simulator's virtual time,
+    /// a test's hand-moved clock).
+    clock: Arc<dyn Clock>,
     state: Mutex<State>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("retention", &self.retention)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for MemoryStore {
@@ -62,19 +75,32 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty table keeping finished runs for 7 days.
+    /// An empty table keeping finished runs for 7 days, on the system clock.
     #[must_use]
     pub fn new() -> Self {
         Self::with_retention(Duration::from_secs(7 * 24 * 3600))
     }
 
-    /// An empty table keeping finished runs for `retention`.
+    /// An empty table keeping finished runs for `retention`, on the system clock.
     #[must_use]
     pub fn with_retention(retention: Duration) -> Self {
         MemoryStore {
             retention,
+            clock: Arc::new(SystemClock),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// The same table, reading "now" from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, by the table's clock.
+    pub(super) fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// How long finished runs are kept.
@@ -124,10 +150,6 @@ impl MemoryStore {
     }
 }
 
-pub(super) fn now() -> Timestamp {
-    Timestamp::from_system(SystemTime::now())
-}
-
 #[async_trait]
 impl Store for MemoryStore {
     async fn list_active(&self) -> Result<DesiredView, StoreError> {
@@ -172,7 +194,7 @@ impl Store for MemoryStore {
         if s.rows.contains_key(run.id.as_str()) {
             return Ok(false);
         }
-        let expires = expires_at(&run.status, self.retention, now());
+        let expires = expires_at(&run.status, self.retention, self.now());
         s.rows.insert(
             run.id.to_string(),
             Row::Valid {
@@ -226,7 +248,7 @@ impl Store for MemoryStore {
         if !Self::holds(&s, lease) {
             return Err(StoreError::LeaseLost);
         }
-        let retention = self.retention;
+        let (retention, now) = (self.retention, self.now());
         match s.rows.get_mut(id.as_str()) {
             None => Err(StoreError::Conflict(format!(
                 "{id} (the row no longer exists)"
@@ -244,7 +266,7 @@ impl Store for MemoryStore {
                 }
                 let mut written = status.clone();
                 written.version = expected_version + 1;
-                *exp = expires_at(&written, retention, now());
+                *exp = expires_at(&written, retention, now);
                 run.status = written.clone();
                 Ok(written)
             }
@@ -344,5 +366,42 @@ impl Store for MemoryStore {
     ) -> Result<Option<model::cache::RunnerRecord>, StoreError> {
         let s = self.lock();
         Ok(s.runners.get(runner).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use model::desired::Phase;
+    use model::testing::job_run;
+
+    use super::*;
+    use crate::clock::ManualClock;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[tokio::test]
+    async fn a_final_row_without_a_finish_time_expires_by_the_tables_clock() {
+        let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+        let store = MemoryStore::with_retention(HOUR).with_clock(Arc::new(clock.clone()));
+        let run = job_run(1, &["go"]);
+        store.create(&run).await.expect("create");
+        assert_eq!(store.expires_at(&run.id), None, "not final yet");
+
+        clock.advance(Duration::from_secs(500));
+        let lease = store
+            .acquire_lease("a", Duration::from_secs(60), clock.now())
+            .await
+            .expect("lease");
+        let failed = RunStatus {
+            phase: Phase::Failed,
+            attempt: 1,
+            finished_at: None,
+            ..RunStatus::default()
+        };
+        store
+            .write_status(&run.id, 0, &failed, &lease)
+            .await
+            .expect("write");
+        assert_eq!(store.expires_at(&run.id), Some(1_500 + 3_600));
     }
 }

@@ -4,6 +4,7 @@
 use aws_credential_types::provider::ProvideCredentials as _;
 
 use crate::aws::ApiError;
+use crate::clock::Clock;
 use crate::notices::SqsQueue;
 
 use super::check::{Check, PROBE_TIMEOUT};
@@ -30,8 +31,9 @@ pub async fn check_events_queue(queue: &SqsQueue) -> Check {
     }
 }
 
-/// The SDK's credential chain yields credentials (never printed), and a region is set.
-pub async fn check_credentials(conf: &aws_config::SdkConfig) -> Check {
+/// The SDK's credential chain yields credentials (never printed), and a region is set;
+/// temporary ones say how long they last by `clock`.
+pub async fn check_credentials(conf: &aws_config::SdkConfig, clock: &dyn Clock) -> Check {
     let name = "aws credentials";
     let fix = "give the controller AWS credentials the standard way: its instance or task role, \
                AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; see wiki/DevOps-Reference.md";
@@ -49,9 +51,7 @@ pub async fn check_credentials(conf: &aws_config::SdkConfig) -> Check {
         Ok(Ok(c)) => {
             let kind = match c.expiry() {
                 Some(at) => {
-                    let left = at
-                        .duration_since(std::time::SystemTime::now())
-                        .unwrap_or_default();
+                    let left = model::Timestamp::from_system(at).since(clock.now());
                     format!("temporary, valid for another {}", model::time::human(left))
                 }
                 None => "long-term keys".to_owned(),

@@ -28,6 +28,7 @@ use clap::Args;
 use model::config::Config;
 use model::secret::Secret;
 
+use crate::clock::{Clock, SystemClock};
 use crate::fleet::ec2::SdkEc2;
 use crate::notices::SqsQueue;
 
@@ -59,7 +60,8 @@ pub struct DoctorArgs {
 /// When the async runtime cannot start (every other failure is a check's result).
 pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
     let rt = crate::wiring::runtime()?;
-    let checks = rt.block_on(diagnose(&args.config, &|var: &str| std::env::var(var).ok()));
+    let env = |var: &str| std::env::var(var).ok();
+    let checks = rt.block_on(diagnose(&args.config, &env, &SystemClock));
     print!("{}", text(&checks));
     Ok(if all_passed(&checks) {
         ExitCode::SUCCESS
@@ -69,8 +71,12 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Every check against the real ports: configuration, secrets in the environment (read
-/// through `env`), AWS credentials, EC2, DynamoDB and Gitea.
-pub async fn diagnose(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Vec<Check> {
+/// through `env`), AWS credentials (their expiry read by `clock`), EC2, DynamoDB and Gitea.
+pub async fn diagnose(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    clock: &dyn Clock,
+) -> Vec<Check> {
     let (check, config) = check_config(path);
     let mut checks = vec![check];
     let Some(config) = config else {
@@ -83,7 +89,7 @@ pub async fn diagnose(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Vec<
     checks.extend(check_secrets(&config, env));
     checks.push(check_spool_dir(Path::new(&config.server.spool_dir)));
     let conf = crate::aws::sdk_config(config.aws.region.as_deref()).await;
-    checks.extend(check_aws(&conf, &config).await);
+    checks.extend(check_aws(&conf, &config, clock).await);
     match env(&config.gitea.token_env).filter(|t| !t.trim().is_empty()) {
         None => checks.push(Check::skipped(
             "gitea",
@@ -105,8 +111,12 @@ pub async fn diagnose(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Vec<
 
 /// AWS: credentials resolve, EC2 permissions (see [`check_ec2`]) and the DynamoDB table (see
 /// [`check_table`]), with clients built from `conf`.
-pub async fn check_aws(conf: &aws_config::SdkConfig, config: &Config) -> Vec<Check> {
-    let credentials = check_credentials(conf).await;
+pub async fn check_aws(
+    conf: &aws_config::SdkConfig,
+    config: &Config,
+    clock: &dyn Clock,
+) -> Vec<Check> {
+    let credentials = check_credentials(conf, clock).await;
     let resolved = !credentials.is_problem();
     let mut out = vec![credentials];
     if !resolved {

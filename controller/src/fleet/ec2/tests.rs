@@ -377,7 +377,8 @@ fn rig() -> Rig {
 fn rig_with(settings: Ec2Settings) -> Rig {
     let ec2 = MemEc2::new();
     let now = ec2.now_ms.clone();
-    let clock: Clock = Arc::new(move || Timestamp::from_millis(now.load(Ordering::SeqCst)));
+    let clock: Arc<dyn Clock> =
+        Arc::new(move || Timestamp::from_millis(now.load(Ordering::SeqCst)));
     let fleet = Ec2Fleet::with_settings(ec2.clone(), "prod", settings, clock);
     Rig { ec2, fleet }
 }
