@@ -8,12 +8,12 @@
 //! capacity, and stamp launch times from a clock the test controls.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use model::observed::{Instance, InstanceState, SPOT_INTERRUPTION};
 use model::{InstanceId, Timestamp};
+use parking_lot::{Mutex, MutexGuard};
 
 use super::offerings::UnavailableOfferings;
 use super::{launch_tags, offerings, Fleet, FleetError, LaunchRequest, Offering};
@@ -111,9 +111,7 @@ impl FakeFleet {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Every mutation below completes under the lock without panicking, so a poisoned lock
-        // still holds consistent state.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
     // ---- clock ----

@@ -7,13 +7,13 @@
 //! Compiled for tests and under the `testing` feature (integration tests and benchmarks).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use model::desired::JobAction;
 use model::observed::{ForgeRunner, JobFound, JobSeen, QueuedJob};
 use model::secret::Secret;
 use model::RunnerName;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::gitea::is_zero_sha;
 use super::{Forge, ForgeError, ForgeVersion, Registration, RepoFile};
@@ -187,10 +187,7 @@ impl FakeForge {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A test that panicked while holding the lock has failed already; keep going.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock()
     }
 
     /// Records `call` and returns the error injected for its method, if any.

@@ -20,12 +20,13 @@ mod workload;
 mod world;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use model::config::{Config, DemandSource};
 use model::desired::AttemptCounting;
 use model::Timestamp;
+use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{watch, Notify};
@@ -333,11 +334,7 @@ impl Plant {
             };
             r.run_with(wake, stopped, &mut hooks).await;
         });
-        let mut handles = self
-            .handles
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        handles[ctl] = Some(handle);
+        self.handles.lock()[ctl] = Some(handle);
     }
 
     /// Kills controllers when a port asks, and restarts them 5 to 30 s later.
@@ -353,11 +350,7 @@ impl Plant {
                 w.stats.kills += 1;
                 (ctl, w.between(5_000, 30_000))
             };
-            let old = self
-                .handles
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)[ctl]
-                .take();
+            let old = self.handles.lock()[ctl].take();
             if let Some(h) = old {
                 h.abort();
             }
@@ -567,7 +560,6 @@ async fn simulate(spec: &SimSpec, policy: Policy) -> Result<Report, SimError> {
     let handles: Vec<JoinHandle<()>> = plant
         .handles
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter_mut()
         .filter_map(Option::take)
         .collect();

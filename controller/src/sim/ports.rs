@@ -2,7 +2,7 @@
 //! exactly as it calls DynamoDB, EC2 and Gitea. Every call takes virtual time, may fail as the
 //! fault profile says, and is counted.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,6 +12,7 @@ use model::desired::{AttemptCounting, DesiredRun, JobAction, JobState, RunStatus
 use model::observed::{DesiredView, ForgeRunner, Instance, JobFound, JobSeen, QueuedJob};
 use model::secret::Secret;
 use model::{InstanceId, Phase, RunId, RunnerName, Timestamp};
+use parking_lot::{Mutex, MutexGuard};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use tokio::sync::Notify;
@@ -48,8 +49,7 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub(crate) fn lock(&self) -> MutexGuard<'_, World> {
-        // Every change to the world completes under the lock without panicking.
-        self.world.lock().unwrap_or_else(PoisonError::into_inner)
+        self.world.lock()
     }
 
     /// Milliseconds since the start, in virtual time.
