@@ -81,11 +81,11 @@ impl ForgeVersion {
     /// Everything needs 1.24 (the runner REST API and ephemeral runners). Demand mode `jobs`
     /// needs 1.24 for `workflow_job` webhooks; its queued-jobs backfill (1.25) and runner
     /// disabling (1.26) are switched on by version and skipped on older servers, see
-    /// [`Features`].
+    /// [`ForgeFeatures`].
     ///
     /// # Errors
     /// [`ForgeError::Unsupported`] naming the feature and the version it needs.
-    pub fn check_supported(self, config: &GiteaConfig) -> Result<Features, ForgeError> {
+    pub fn check_supported(self, config: &GiteaConfig) -> Result<ForgeFeatures, ForgeError> {
         let too_old = |feature: &str| ForgeError::Unsupported {
             feature: feature.to_owned(),
             need: Self::MINIMUM.to_string(),
@@ -107,8 +107,8 @@ impl ForgeVersion {
 
     /// What this version offers.
     #[must_use]
-    pub fn features(self) -> Features {
-        Features {
+    pub fn features(self) -> ForgeFeatures {
+        ForgeFeatures {
             runner_api: self.has_runner_api(),
             queued_jobs: self.has_queued_jobs_api(),
             disable: self.can_disable_runners(),
@@ -140,9 +140,10 @@ impl fmt::Display for ForgeVersion {
     }
 }
 
-/// The optional Gitea features a server version switches on.
+/// The optional Gitea features a server version switches on (what the loop uses of them:
+/// [`crate::reconcile::LoopFeatures`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Features {
+pub struct ForgeFeatures {
     /// Runner REST API, ephemeral runners, `workflow_job` webhooks (1.24).
     pub runner_api: bool,
     /// Queued-jobs backfill via `GET …/actions/jobs?status=queued` (1.25).
@@ -370,7 +371,7 @@ mod tests {
         let f = |x| v(1, x, 0).features();
         assert_eq!(
             f(24),
-            Features {
+            ForgeFeatures {
                 runner_api: true,
                 queued_jobs: false,
                 disable: false
@@ -378,7 +379,7 @@ mod tests {
         );
         assert_eq!(
             f(25),
-            Features {
+            ForgeFeatures {
                 runner_api: true,
                 queued_jobs: true,
                 disable: false
@@ -386,7 +387,7 @@ mod tests {
         );
         assert_eq!(
             f(26),
-            Features {
+            ForgeFeatures {
                 runner_api: true,
                 queued_jobs: true,
                 disable: true

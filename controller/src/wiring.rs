@@ -13,7 +13,7 @@ use crate::forge::gitea::GiteaForge;
 use crate::forge::ForgeVersion;
 use crate::metrics::Metrics;
 use crate::notices::{NoticeBook, NoticeReceiver, SqsQueue};
-use crate::reconcile::{holder_name, Features, Limits, Reconciler};
+use crate::reconcile::{holder_name, Limits, LoopFeatures, Reconciler};
 use crate::store::dynamo::DynamoStore;
 
 /// Reads and validates a configuration file.
@@ -78,7 +78,7 @@ pub async fn connect(config: Config) -> anyhow::Result<Connected> {
         .await
         .with_context(|| format!("cannot use Gitea at {}", config.gitea.url))?;
     let forge = Arc::new(forge);
-    let features = Features::from_forge(&config, features);
+    let features = LoopFeatures::from_forge(&config, features);
     let book = NoticeBook::default();
     let notices = config.aws.events_queue_url.as_deref().map(|url| {
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&conf), url);

@@ -28,7 +28,7 @@ use controller::fleet::fake::{FakeFleet, FleetOp};
 use controller::forge::fake::ForgeMethod;
 use controller::forge::{FakeForge, ForgeError, ForgeVersion};
 use controller::metrics::Metrics;
-use controller::reconcile::{Features, Limits, Reconciler};
+use controller::reconcile::{Limits, LoopFeatures, Reconciler};
 use controller::store::fake::{FakeStore, StoreOp};
 use model::config::{Config, DemandSource, RunnerScope};
 use model::testing::{at, instance_for, job_run, name_of, running, T0};
@@ -64,7 +64,7 @@ fn rig(now: model::Timestamp) -> Rig {
         fleet: fleet.clone(),
         forge: forge.clone(),
         config,
-        features: Features {
+        features: LoopFeatures {
             queued_jobs: true,
             disable_runners: true,
         },

@@ -9,7 +9,7 @@ use controller::clock::SystemClock;
 use controller::fleet::fake::{FakeFleet, FleetOp};
 use controller::forge::FakeForge;
 use controller::metrics::Metrics;
-use controller::reconcile::{Features, Limits, Reconciler};
+use controller::reconcile::{Limits, LoopFeatures, Reconciler};
 use controller::store::fake::FakeStore;
 use controller::webhook::{self, sign};
 use model::config::{Config, ConfigError};
@@ -56,7 +56,7 @@ async fn start(s: Settings) -> Server {
         fleet: fleet.clone(),
         forge: Arc::new(FakeForge::new()),
         config,
-        features: Features {
+        features: LoopFeatures {
             queued_jobs: true,
             disable_runners: true,
         },

@@ -9,7 +9,7 @@ use controller::fleet::FleetError;
 use controller::forge::fake::ForgeMethod;
 use controller::forge::{FakeForge, ForgeError};
 use controller::metrics::Metrics;
-use controller::reconcile::{Features, Limits, Mode, Reconciler, Skip, StepError};
+use controller::reconcile::{Limits, LoopFeatures, Mode, Reconciler, Skip, StepError};
 use controller::store::fake::{FakeStore, StoreOp};
 use controller::store::{Store, StoreError};
 use model::config::Config;
@@ -55,7 +55,7 @@ fn rig_with(edit: impl FnOnce(&mut Config)) -> Rig {
         fleet: fleet.clone(),
         forge: forge.clone(),
         config,
-        features: Features {
+        features: LoopFeatures {
             queued_jobs: true,
             disable_runners: false,
         },
@@ -455,24 +455,24 @@ fn features_follow_the_gitea_version_and_the_demand_mode() {
         patch: 0,
     };
     assert!(v(23).check_supported(&c.gitea).is_err());
-    let f = |c: &Config, minor| Features::from_forge(c, v(minor).features());
+    let f = |c: &Config, minor| LoopFeatures::from_forge(c, v(minor).features());
     assert_eq!(
         f(&c, 24),
-        Features {
+        LoopFeatures {
             queued_jobs: false,
             disable_runners: false
         }
     );
     assert_eq!(
         f(&c, 25),
-        Features {
+        LoopFeatures {
             queued_jobs: true,
             disable_runners: false
         }
     );
     assert_eq!(
         f(&c, 26),
-        Features {
+        LoopFeatures {
             queued_jobs: true,
             disable_runners: true
         }
@@ -480,7 +480,7 @@ fn features_follow_the_gitea_version_and_the_demand_mode() {
     c.gitea.demand = model::config::DemandSource::Push;
     assert_eq!(
         f(&c, 26),
-        Features {
+        LoopFeatures {
             queued_jobs: false,
             disable_runners: true
         }

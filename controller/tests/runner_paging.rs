@@ -10,7 +10,7 @@ use controller::clock::ManualClock;
 use controller::fleet::fake::FakeFleet;
 use controller::forge::{GiteaForge, GiteaOptions};
 use controller::metrics::Metrics;
-use controller::reconcile::{Features, Limits, Reconciler};
+use controller::reconcile::{Limits, LoopFeatures, Reconciler};
 use controller::store::fake::FakeStore;
 use gitea_sim::{Faults, RunnerFile, RunnerSpec, SimConfig, Simulator};
 use model::config::{Config, DemandSource, GiteaConfig, RegistrationMode, RunnerScope};
@@ -120,7 +120,7 @@ async fn no_live_runner_is_removed_when_a_paged_listing_skips_it() {
         fleet,
         forge: Arc::new(forge),
         config,
-        features: Features {
+        features: LoopFeatures {
             queued_jobs: true,
             disable_runners: true,
         },

@@ -18,7 +18,7 @@ use controller::fleet::ec2::{Ec2Fleet, Ec2Settings, SdkEc2};
 use controller::fleet::Fleet;
 use controller::forge::{Forge, GiteaForge};
 use controller::metrics::Metrics;
-use controller::reconcile::{Features, Limits, Reconciler};
+use controller::reconcile::{Limits, LoopFeatures, Reconciler};
 use controller::store::dynamo::DynamoStore;
 use controller::store::Store;
 use gitea_sim::{
@@ -678,7 +678,7 @@ impl World {
                 .await
                 .context("the controller cannot use the Gitea simulator")?;
         let forge: Arc<dyn Forge> = Arc::new(forge);
-        let mut features = Features::from_forge(&config, offered);
+        let mut features = LoopFeatures::from_forge(&config, offered);
         if !options.backfill {
             features.queued_jobs = false;
         }

@@ -13,7 +13,7 @@ use controller::fleet::fake::FakeFleet;
 use controller::fleet::{Fleet, FleetError, LaunchRequest, Offering};
 use controller::forge::{FakeForge, Forge, ForgeError, ForgeVersion, Registration, RepoFile};
 use controller::metrics::Metrics;
-use controller::reconcile::{Features, Limits, Reconciler};
+use controller::reconcile::{Limits, LoopFeatures, Reconciler};
 use controller::store::fake::FakeStore;
 use controller::store::{Lease, Store, StoreError};
 use model::cache::{RunnerJob, RunnerRecord};
@@ -57,7 +57,7 @@ pub fn reconciler(
         fleet,
         forge,
         config,
-        features: Features {
+        features: LoopFeatures {
             queued_jobs: true,
             disable_runners: true,
         },

@@ -30,21 +30,22 @@ use crate::forge::Forge;
 use crate::metrics::Metrics;
 use crate::store::{Lease, Store, StoreError};
 
-/// What the Gitea server supports, decided once at start-up from its version.
+/// What the loop uses of the Gitea server's features ([`crate::forge::ForgeFeatures`]) under
+/// this configuration, decided once at start-up from its version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Features {
+pub struct LoopFeatures {
     /// Read the queued-jobs API for backfill (jobs mode, Gitea 1.25+).
     pub queued_jobs: bool,
     /// Disable idle runners before removing them (Gitea 1.26+).
     pub disable_runners: bool,
 }
 
-impl Features {
+impl LoopFeatures {
     /// What a pass uses of what the Gitea server offers: backfill from the queued-jobs list
     /// only in jobs mode.
     #[must_use]
-    pub fn from_forge(config: &Config, offered: crate::forge::Features) -> Self {
-        Features {
+    pub fn from_forge(config: &Config, offered: crate::forge::ForgeFeatures) -> Self {
+        LoopFeatures {
             queued_jobs: offered.queued_jobs && config.gitea.demand == DemandSource::Jobs,
             disable_runners: offered.disable,
         }
@@ -107,8 +108,8 @@ pub struct Reconciler {
     pub forge: Arc<dyn Forge>,
     /// The configuration.
     pub config: Config,
-    /// What Gitea supports.
-    pub features: Features,
+    /// What the loop uses of what Gitea supports.
+    pub features: LoopFeatures,
     /// Where "now" comes from.
     pub clock: Arc<dyn Clock>,
     /// Bounds on a pass.

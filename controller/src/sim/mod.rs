@@ -43,7 +43,7 @@ use self::world::{Effect, Event, World};
 use crate::clock::Clock;
 use crate::fleet::offerings::UnavailableOfferings;
 use crate::metrics::Metrics;
-use crate::reconcile::{Features, Limits, LoopHooks, PassOutcome, Reconciler};
+use crate::reconcile::{Limits, LoopFeatures, LoopHooks, PassOutcome, Reconciler};
 use crate::store::memory::MemoryStore;
 
 /// One simulated run.
@@ -284,7 +284,7 @@ struct Plant {
     ctx: Arc<Ctx>,
     table: Arc<MemoryStore>,
     config: Config,
-    features: Features,
+    features: LoopFeatures,
     seed: u64,
     stop: watch::Receiver<bool>,
     handles: Mutex<[Option<JoinHandle<()>>; 2]>,
@@ -518,7 +518,7 @@ async fn simulate(spec: &SimSpec, policy: Policy) -> Result<Report, SimError> {
         MemoryStore::with_retention(Duration::from_secs(3600)).with_clock(virtual_clock(&ctx)),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
-    let features = Features::from_forge(&spec.config, ports::VERSION.features());
+    let features = LoopFeatures::from_forge(&spec.config, ports::VERSION.features());
     let plant = Arc::new(Plant {
         ctx: Arc::clone(&ctx),
         table: Arc::clone(&table),

@@ -31,7 +31,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-use super::{Features, Forge, ForgeError, ForgeVersion, Registration, RepoFile};
+use super::{Forge, ForgeError, ForgeFeatures, ForgeVersion, Registration, RepoFile};
 
 mod cache;
 mod helpers;
@@ -208,7 +208,7 @@ impl GiteaForge {
     pub async fn connect(
         config: &GiteaConfig,
         token: Secret,
-    ) -> Result<(Self, ForgeVersion, Features), ForgeError> {
+    ) -> Result<(Self, ForgeVersion, ForgeFeatures), ForgeError> {
         let forge = Self::new(config, token)?;
         let (version, features) = forge.check(config).await?;
         Ok((forge, version, features))
@@ -223,7 +223,7 @@ impl GiteaForge {
     pub async fn check(
         &self,
         config: &GiteaConfig,
-    ) -> Result<(ForgeVersion, Features), ForgeError> {
+    ) -> Result<(ForgeVersion, ForgeFeatures), ForgeError> {
         let version = self.version().await?;
         let features = version.check_supported(config)?;
         Ok((version, features))
@@ -236,7 +236,7 @@ impl GiteaForge {
     }
 
     /// The features of the version seen last, reading the version first if none was seen.
-    async fn features(&self) -> Result<(ForgeVersion, Features), ForgeError> {
+    async fn features(&self) -> Result<(ForgeVersion, ForgeFeatures), ForgeError> {
         let seen = *self.version.lock();
         let version = match seen {
             Some(v) => v,
