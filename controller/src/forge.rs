@@ -152,9 +152,10 @@ pub struct ForgeFeatures {
     pub disable: bool,
 }
 
-/// What `Register` returned: the runner's identity for its `.runner` file.
+/// A runner registered on an instance's behalf: what `Register` returned, the identity for
+/// its `.runner` file (put into user-data as [`model::userdata::Registration::Preregistered`]).
 #[derive(Debug, Clone)]
-pub struct Registration {
+pub struct RegisteredRunner {
     /// Gitea's runner id.
     pub id: i64,
     /// The runner's UUID.
@@ -228,7 +229,7 @@ pub trait Forge: Send + Sync {
         &self,
         name: &RunnerName,
         labels: &[String],
-    ) -> Result<Registration, ForgeError>;
+    ) -> Result<RegisteredRunner, ForgeError>;
 
     /// One job of `repo` (`owner/name`) by id (Gitea 1.25+), as a [`JobSeen`]: `Missing`
     /// when Gitea answers 404.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use controller::clock::{Clock, ManualClock};
 use controller::fleet::fake::FakeFleet;
 use controller::fleet::{Fleet, FleetError, LaunchRequest, Offering};
-use controller::forge::{FakeForge, Forge, ForgeError, ForgeVersion, Registration, RepoFile};
+use controller::forge::{FakeForge, Forge, ForgeError, ForgeVersion, RegisteredRunner, RepoFile};
 use controller::metrics::Metrics;
 use controller::reconcile::{Limits, LoopFeatures, Reconciler};
 use controller::store::fake::FakeStore;
@@ -294,7 +294,7 @@ impl<T: Forge + ?Sized> Forge for Slow<T> {
         &self,
         name: &RunnerName,
         labels: &[String],
-    ) -> Result<Registration, ForgeError> {
+    ) -> Result<RegisteredRunner, ForgeError> {
         self.wait().await;
         self.inner.register_runner(name, labels).await
     }

@@ -16,7 +16,7 @@ use model::RunnerName;
 use parking_lot::{Mutex, MutexGuard};
 
 use super::gitea::is_zero_sha;
-use super::{Forge, ForgeError, ForgeVersion, Registration, RepoFile};
+use super::{Forge, ForgeError, ForgeVersion, RegisteredRunner, RepoFile};
 
 /// The methods of [`Forge`], to aim injected errors and count calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -417,7 +417,7 @@ impl Forge for FakeForge {
         &self,
         name: &RunnerName,
         labels: &[String],
-    ) -> Result<Registration, ForgeError> {
+    ) -> Result<RegisteredRunner, ForgeError> {
         let mut s = self.enter(ForgeCall::RegisterRunner {
             name: name.as_str().to_owned(),
             labels: labels.to_vec(),
@@ -443,7 +443,7 @@ impl Forge for FakeForge {
             },
         );
         s.issued.insert(id, issued.clone());
-        Ok(Registration {
+        Ok(RegisteredRunner {
             id,
             uuid: issued.uuid,
             token: Secret::new(issued.token),

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use super::world::{JobStatus, KillPoint, World};
 use crate::fleet::offerings::UnavailableOfferings;
 use crate::fleet::{offerings, Fleet, FleetError, LaunchRequest, Offering};
-use crate::forge::{Forge, ForgeError, ForgeVersion, Registration, RepoFile};
+use crate::forge::{Forge, ForgeError, ForgeVersion, RegisteredRunner, RepoFile};
 use crate::store::memory::MemoryStore;
 use crate::store::{Lease, Store, StoreError};
 
@@ -517,13 +517,13 @@ impl Forge for SimForge {
         &self,
         name: &RunnerName,
         labels: &[String],
-    ) -> Result<Registration, ForgeError> {
+    ) -> Result<RegisteredRunner, ForgeError> {
         self.enter("gitea:register").await?;
         let id = self.ctx.lock().register(name.as_str(), labels, true);
         if self.ctx.kill_here(self.ctl, KillPoint::AfterRegister, true) {
             return killed().await;
         }
-        Ok(Registration {
+        Ok(RegisteredRunner {
             id,
             uuid: format!("00000000-0000-4000-8000-{id:012}"),
             token: Secret::new(format!("sim-runner-token-{id}")),

@@ -31,7 +31,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
-use super::{Forge, ForgeError, ForgeFeatures, ForgeVersion, Registration, RepoFile};
+use super::{Forge, ForgeError, ForgeFeatures, ForgeVersion, RegisteredRunner, RepoFile};
 
 mod cache;
 mod helpers;
@@ -743,7 +743,7 @@ impl Forge for GiteaForge {
         &self,
         name: &RunnerName,
         labels: &[String],
-    ) -> Result<Registration, ForgeError> {
+    ) -> Result<RegisteredRunner, ForgeError> {
         let token = self.registration_token().await?;
         let url = self.url(
             &["api", "actions", "runner.v1.RunnerService", "Register"],
@@ -788,7 +788,7 @@ impl Forge for GiteaForge {
                 "Gitea registered the runner as not ephemeral: it will not be deleted after its job"
             );
         }
-        Ok(Registration {
+        Ok(RegisteredRunner {
             id,
             uuid: runner.uuid,
             token: Secret::new(runner.token),
