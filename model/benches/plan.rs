@@ -12,11 +12,11 @@ use std::time::Instant;
 
 use model::desired::JobState;
 use model::observed::InstanceState;
-use model::testing::{at, instance_for, job_run, name_of, policy, queued, runner, running, World};
+use model::testing::{at, instance_for, job_run, name_of, policy, queued, runner, running, Scene};
 
 /// A busy world of `n` runs: a mix of pending, booting, idle, busy, finished and lost runs,
 /// each with its instance and runner, plus queued jobs for a third of them.
-fn world(n: usize) -> World {
+fn world(n: usize) -> Scene {
     let now = at(20_000);
     let mut runs = Vec::with_capacity(n);
     let mut instances = Vec::with_capacity(n);
@@ -84,7 +84,7 @@ fn world(n: usize) -> World {
         }
         runs.push(r);
     }
-    World::new(runs, instances, runners, jobs, now)
+    Scene::new(runs, instances, runners, jobs, now)
 }
 
 /// Passes timed per size; the figure is their median.

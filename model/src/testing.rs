@@ -1,5 +1,5 @@
-//! Builders and a small world model, for tests and benchmarks of the planner (here and in the
-//! controller). Pure like the rest of the crate.
+//! Builders and a planner test scene ([`Scene`]), for tests and benchmarks of the planner (here
+//! and in the controller). Pure like the rest of the crate.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -190,10 +190,10 @@ pub fn queued(job: i64, labels: &[&str]) -> QueuedJob {
     }
 }
 
-/// A whole world: the table, what EC2 and Gitea show, and the time. Every source is seen
+/// A planner test scene: the table, what EC2 and Gitea show, and the time. Every source is seen
 /// completely.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct World {
+pub struct Scene {
     /// The table.
     pub desired: DesiredView,
     /// EC2 instances (ours and others).
@@ -213,8 +213,8 @@ pub struct World {
     next_id: u64,
 }
 
-impl World {
-    /// A world.
+impl Scene {
+    /// A scene.
     #[must_use]
     pub fn new(
         runs: Vec<DesiredRun>,
@@ -223,7 +223,7 @@ impl World {
         jobs: Vec<QueuedJob>,
         now: Timestamp,
     ) -> Self {
-        World {
+        Scene {
             desired: DesiredView {
                 runs,
                 invalid: Vec::new(),
@@ -241,7 +241,7 @@ impl World {
         }
     }
 
-    /// The observation of this world.
+    /// The observation of this scene.
     #[must_use]
     pub fn observed(&self) -> Observed {
         Observed {

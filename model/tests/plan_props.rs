@@ -77,7 +77,7 @@ fn id(n: usize) -> i64 {
 }
 
 /// Builds a world from cases plus stray instances and runners; `now` is 20,000 s after T0.
-fn world(cases: &[RunCase], strays: &[(u8, u64, bool)], ghosts: &[(bool, bool)]) -> World {
+fn world(cases: &[RunCase], strays: &[(u8, u64, bool)], ghosts: &[(bool, bool)]) -> Scene {
     let now = at(20_000);
     let mut runs = Vec::new();
     let mut instances = Vec::new();
@@ -187,12 +187,12 @@ fn world(cases: &[RunCase], strays: &[(u8, u64, bool)], ghosts: &[(bool, bool)])
         ));
     }
     runners.push(runner(9999, "standing-host-runner", &["host"], true, false));
-    let mut w = World::new(runs, instances, runners, jobs, now);
+    let mut w = Scene::new(runs, instances, runners, jobs, now);
     w.reads = reads;
     w
 }
 
-fn world_strategy() -> impl Strategy<Value = World> {
+fn world_strategy() -> impl Strategy<Value = Scene> {
     (
         prop::collection::vec(run_case(), 0..10),
         prop::collection::vec((0u8..6, 0u64..30_000, any::<bool>()), 0..4),
@@ -225,7 +225,7 @@ fn runner_targets(actions: &[Action]) -> Vec<i64> {
 
 /// Runners that are (or may be) running a job: Gitea says busy, or they are online and a
 /// webhook said a job is in progress on them.
-fn busy_names(w: &World) -> HashSet<String> {
+fn busy_names(w: &Scene) -> HashSet<String> {
     let mut in_progress = HashSet::new();
     for r in &w.desired.runs {
         if let JobState::InProgress { runner: Some(n) } = &r.spec.job_state {
@@ -446,7 +446,7 @@ fn a_second_plan_after_a_disable_only_removes_that_runner() {
     let g = runner(5, name_of(&r).as_str(), &["go", "linux"], true, false);
     let mut p = policy();
     p.can_disable_runners = true;
-    let mut w = World::new(vec![r], vec![i], vec![g], vec![], at(3600));
+    let mut w = Scene::new(vec![r], vec![i], vec![g], vec![], at(3600));
     let first = w.plan(&p);
     assert!(matches!(
         &first.actions[..],
@@ -466,7 +466,7 @@ fn handover_world(
     over: &[(u8, u8, bool)],
     waiting: &[(u8, bool)],
     can_disable: bool,
-) -> (World, model::Policy) {
+) -> (Scene, model::Policy) {
     const SETS: [&[&str]; 3] = [&["go"], &["docker"], &["linux"]];
     let mut runs = Vec::new();
     let mut instances = Vec::new();
@@ -520,7 +520,7 @@ fn handover_world(
     }
     let mut p = policy();
     p.can_disable_runners = can_disable;
-    (World::new(runs, instances, runners, jobs, at(150)), p)
+    (Scene::new(runs, instances, runners, jobs, at(150)), p)
 }
 
 proptest! {
@@ -578,7 +578,7 @@ proptest! {
         r.spec.created_at = at(now - waited_for);
         let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(now - 700));
         let g = runner(5, name_of(&r).as_str(), &["go", "linux"], true, busy);
-        let w = World::new(vec![r], vec![i], vec![g], vec![queued(1, &["go"])], at(now));
+        let w = Scene::new(vec![r], vec![i], vec![g], vec![queued(1, &["go"])], at(now));
         let mut p = policy();
         p.can_disable_runners = can_disable;
         let plan = w.plan(&p);
@@ -622,7 +622,7 @@ fn warm_policy(go: u32, docker: u32, go_cap: u32, docker_cap: u32, cap: u32) -> 
 }
 
 /// Live instances of ours per pool (pool tag), and in all.
-fn live_per_pool(w: &World) -> (std::collections::BTreeMap<String, u32>, u32) {
+fn live_per_pool(w: &Scene) -> (std::collections::BTreeMap<String, u32>, u32) {
     let mut per = std::collections::BTreeMap::new();
     let mut all = 0;
     for i in w

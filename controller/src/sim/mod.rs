@@ -39,7 +39,7 @@ pub use workload::{parse_trace, synthetic, WorkJob};
 pub use world::{Incident, KillPoint, Sample};
 
 use self::ports::{Ctx, SimFleet, SimForge, SimStore};
-use self::world::{Effect, Event, World};
+use self::world::{Effect, Event, SimWorld};
 use crate::clock::Clock;
 use crate::fleet::offerings::UnavailableOfferings;
 use crate::metrics::Metrics;
@@ -465,7 +465,7 @@ async fn simulate(spec: &SimSpec, policy: Policy) -> Result<Report, SimError> {
         .map(|(name, p)| (name.clone(), p.runner_labels(name)))
         .collect();
     let world_rng = StdRng::seed_from_u64(rng.random());
-    let mut world = World::new(
+    let mut world = SimWorld::new(
         world_rng,
         spec.faults.clone(),
         &spec.config.cluster_id,
@@ -489,7 +489,7 @@ async fn simulate(spec: &SimSpec, policy: Policy) -> Result<Report, SimError> {
         }
     }
     world.add_untagged_instance(0);
-    let windows = |w: &mut World, count: u32, lo: i64, hi: i64| -> Vec<(i64, i64)> {
+    let windows = |w: &mut SimWorld, count: u32, lo: i64, hi: i64| -> Vec<(i64, i64)> {
         (0..count)
             .map(|k| {
                 let slot = span.max(1) / i64::from(count + 1);

@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use tokio::sync::Notify;
 
-use super::world::{JobStatus, KillPoint, World};
+use super::world::{JobStatus, KillPoint, SimWorld};
 use crate::fleet::offerings::UnavailableOfferings;
 use crate::fleet::{offerings, Fleet, FleetError, LaunchRequest, Offering};
 use crate::forge::{Forge, ForgeError, ForgeVersion, RegisteredRunner, RepoFile};
@@ -33,7 +33,7 @@ pub(crate) const VERSION: ForgeVersion = ForgeVersion {
 
 /// What the ports and the loops share.
 pub(crate) struct Ctx {
-    pub world: Mutex<World>,
+    pub world: Mutex<SimWorld>,
     /// Notified when a port has just killed its controller (see [`KillPoint`]).
     pub kill: Notify,
     /// Each controller slot's wake-up (webhooks stored).
@@ -48,7 +48,7 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, World> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SimWorld> {
         self.world.lock()
     }
 
@@ -84,7 +84,7 @@ impl Ctx {
         &self,
         kind: &str,
         (lo, hi): (i64, i64),
-        fault: impl FnOnce(&mut World, i64) -> Option<(E, i64)>,
+        fault: impl FnOnce(&mut SimWorld, i64) -> Option<(E, i64)>,
     ) -> Result<(), E> {
         let (latency, result) = {
             let mut w = self.lock();
@@ -126,7 +126,7 @@ impl SimStore {
         self.ctx
             .call(kind, (4, 25), |w, now| {
                 let throttle = w.faults.dynamo_throttle;
-                if World::in_window(&w.dynamo_down, now) {
+                if SimWorld::in_window(&w.dynamo_down, now) {
                     w.fault("dynamodb-outage-call");
                     let e = StoreError::Unavailable("dispatch failure: connection refused".into());
                     Some((e, 0))
@@ -445,7 +445,7 @@ impl SimForge {
         self.ctx
             .call(kind, (20, 150), |w, now| {
                 let five_xx = w.faults.gitea_5xx;
-                if World::in_window(&w.gitea_down, now) {
+                if SimWorld::in_window(&w.gitea_down, now) {
                     w.fault("gitea-outage-call");
                     // Half the calls in an outage hang until the caller's timeout.
                     let extra = if w.chance(0.5) { 30_000 } else { 0 };

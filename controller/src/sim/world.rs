@@ -355,7 +355,8 @@ pub(crate) enum Effect {
     Deliver { body: String, tries: u32 },
 }
 
-pub(crate) struct World {
+/// The whole simulated world (see the module's doc), kept under one lock in the ports' `Ctx`.
+pub(crate) struct SimWorld {
     pub rng: StdRng,
     pub faults: Faults,
     pub cluster: String,
@@ -383,7 +384,7 @@ pub(crate) struct World {
     pub inbox: Vec<super::baseline::Hook>,
 }
 
-impl World {
+impl SimWorld {
     pub(crate) fn new(
         rng: StdRng,
         faults: Faults,
@@ -393,7 +394,7 @@ impl World {
         pool_labels: BTreeMap<String, Vec<String>>,
     ) -> Self {
         let arrivals_left = workload.len();
-        World {
+        SimWorld {
             rng,
             faults,
             cluster: cluster.to_owned(),

@@ -20,7 +20,7 @@ const MIN: u64 = 60;
 
 #[test]
 fn launches_a_runner_for_a_pending_run() {
-    let w = World::new(
+    let w = Scene::new(
         vec![go_run(1)],
         vec![],
         vec![],
@@ -44,7 +44,7 @@ fn launches_a_runner_for_a_pending_run() {
 
 #[test]
 fn picks_the_pool_whose_labels_cover_every_runs_on_label() {
-    let w = World::new(
+    let w = Scene::new(
         vec![job_run(1, &["linux", "docker"])],
         vec![],
         vec![],
@@ -60,7 +60,7 @@ fn picks_the_pool_whose_labels_cover_every_runs_on_label() {
 
 #[test]
 fn reports_unschedulable_labels_instead_of_dropping_them() {
-    let w = World::new(
+    let w = Scene::new(
         vec![job_run(1, &["godot"]), job_run(2, &["go", "gpu"])],
         vec![],
         vec![],
@@ -86,7 +86,7 @@ fn reports_unschedulable_labels_instead_of_dropping_them() {
 
 #[test]
 fn ignores_runs_for_foreign_labels() {
-    let w = World::new(
+    let w = Scene::new(
         vec![job_run(1, &["host"])],
         vec![],
         vec![],
@@ -102,7 +102,7 @@ fn ignores_runs_for_foreign_labels() {
 
 #[test]
 fn backfills_a_queued_job_that_has_no_run_and_launches_for_it() {
-    let w = World::new(vec![], vec![], vec![], vec![queued(7, &["go"])], at(0));
+    let w = Scene::new(vec![], vec![], vec![], vec![queued(7, &["go"])], at(0));
     let plan = w.plan(&policy());
     assert_eq!(
         kinds(&plan),
@@ -115,7 +115,7 @@ fn backfills_a_queued_job_that_has_no_run_and_launches_for_it() {
 
 #[test]
 fn does_not_backfill_a_run_that_already_ended() {
-    let mut w = World::new(vec![], vec![], vec![], vec![queued(7, &["go"])], at(0));
+    let mut w = Scene::new(vec![], vec![], vec![], vec![queued(7, &["go"])], at(0));
     w.desired
         .finished
         .push(ended(job_run(7, &["go"]), Phase::Done, at(0)));
@@ -127,7 +127,7 @@ fn launches_respect_the_per_pass_budget_and_the_caps() {
     let mut p = policy();
     p.safety.max_launches_per_pass = 2;
     let jobs = (1..=3).map(|j| queued(j, &["go"])).collect();
-    let w = World::new((1..=3).map(go_run).collect(), vec![], vec![], jobs, at(0));
+    let w = Scene::new((1..=3).map(go_run).collect(), vec![], vec![], jobs, at(0));
     let plan = w.plan(&p);
     assert_eq!(plan.actions.len(), 2);
     assert_eq!(plan.deferred.len(), 1);
@@ -138,7 +138,7 @@ fn launches_respect_the_per_pass_budget_and_the_caps() {
     p.pools[1].max_instances = 1; // go
     let busy = running(go_run(9), "i-busy", at(0));
     let inst = instance_for(&busy, "i-busy", "go", InstanceState::Running, at(0));
-    let w = World::new(
+    let w = Scene::new(
         vec![busy, go_run(1)],
         vec![inst],
         vec![],
@@ -157,7 +157,7 @@ fn launches_respect_the_per_pass_budget_and_the_caps() {
 
     let mut p = policy();
     p.safety.max_instances = 1;
-    let w = World::new(
+    let w = Scene::new(
         vec![go_run(1), job_run(2, &["docker"])],
         vec![],
         vec![],
@@ -176,7 +176,7 @@ fn adopts_a_tagged_instance_of_a_claimed_run() {
     let mut r = go_run(1);
     r.status = r.status.claimed(1, name_of(&r), at(0));
     let i = instance_for(&r, "i-1", "go", InstanceState::Pending, at(5));
-    let w = World::new(vec![r], vec![i], vec![], vec![], at(10));
+    let w = Scene::new(vec![r], vec![i], vec![], vec![], at(10));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec!["mark run job-1-1 running on i-1: tagged instance found"]
@@ -188,7 +188,7 @@ fn relaunches_a_stale_claim_with_the_same_attempt_and_removes_its_unused_registr
     let mut r = go_run(1);
     r.status = r.status.claimed(1, name_of(&r), at(0));
     let reg = runner(5, name_of(&r).as_str(), &["go"], false, false);
-    let w = World::new(
+    let w = Scene::new(
         vec![r.clone()],
         vec![],
         vec![reg.clone()],
@@ -196,7 +196,7 @@ fn relaunches_a_stale_claim_with_the_same_attempt_and_removes_its_unused_registr
         at(4 * MIN),
     );
     assert!(w.plan(&policy()).is_empty(), "claim still fresh");
-    let w = World::new(
+    let w = Scene::new(
         vec![r],
         vec![],
         vec![reg],
@@ -217,7 +217,7 @@ fn records_a_runner_the_first_time_it_is_online() {
     let r = running(go_run(1), "i-1", at(0));
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
     let g = runner(5, name_of(&r).as_str(), &["go", "linux"], true, false);
-    let w = World::new(vec![r], vec![i], vec![g], vec![queued(1, &["go"])], at(MIN));
+    let w = Scene::new(vec![r], vec![i], vec![g], vec![queued(1, &["go"])], at(MIN));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec!["mark run job-1-1 registered as runner #5: runner online"]
@@ -229,7 +229,7 @@ fn terminates_and_retries_an_instance_that_never_registered() {
     let r = running(go_run(1), "i-1", at(0));
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
     let pre = runner(5, name_of(&r).as_str(), &["go"], false, false);
-    let w = World::new(
+    let w = Scene::new(
         vec![r.clone()],
         vec![i.clone()],
         vec![pre.clone()],
@@ -244,7 +244,7 @@ fn terminates_and_retries_an_instance_that_never_registered() {
         "resync caps the wait"
     );
 
-    let w = World::new(
+    let w = Scene::new(
         vec![r],
         vec![i],
         vec![pre],
@@ -268,7 +268,7 @@ fn fails_a_run_after_its_last_attempt() {
     r.status.attempt = 3;
     let r = running(r, "i-3", at(0));
     let i = instance_for(&r, "i-3", "go", InstanceState::Running, at(0));
-    let w = World::new(
+    let w = Scene::new(
         vec![r],
         vec![i],
         vec![],
@@ -286,10 +286,10 @@ fn fails_a_run_after_its_last_attempt() {
 }
 
 /// A run failed after its three attempts at `failed_at`, its job still queued in Gitea.
-fn given_up(failed_at: Timestamp) -> World {
+fn given_up(failed_at: Timestamp) -> Scene {
     let mut r = ended(go_run(1), Phase::Failed, failed_at);
     r.status.attempt = 3;
-    let mut w = World::new(vec![], vec![], vec![], vec![queued(1, &["go"])], failed_at);
+    let mut w = Scene::new(vec![], vec![], vec![], vec![queued(1, &["go"])], failed_at);
     w.desired.finished.push(r);
     w
 }
@@ -376,7 +376,7 @@ fn idle_world(
     disabled: bool,
     jobs: Vec<crate::QueuedJob>,
     now: Timestamp,
-) -> (World, Policy) {
+) -> (Scene, Policy) {
     let mut r = running(go_run(1), "i-1", at(0));
     // A run with no Gitea job to ask about (an operator's): the idle rule decides.
     r.spec.job = None;
@@ -387,7 +387,7 @@ fn idle_world(
     g.disabled = disabled;
     let mut p = policy();
     p.can_disable_runners = can_disable;
-    (World::new(vec![r], vec![i], vec![g], jobs, now), p)
+    (Scene::new(vec![r], vec![i], vec![g], jobs, now), p)
 }
 
 #[test]
@@ -443,7 +443,7 @@ fn never_terminates_a_busy_runner_before_max_lifetime() {
     r.spec.cancel = true;
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
     let g = runner(5, name_of(&r).as_str(), &["go"], true, true);
-    let w = World::new(
+    let w = Scene::new(
         vec![r.clone()],
         vec![i.clone()],
         vec![g.clone()],
@@ -454,7 +454,7 @@ fn never_terminates_a_busy_runner_before_max_lifetime() {
         w.plan(&policy()).is_empty(),
         "busy runner of a cancelled run is left to finish"
     );
-    let w = World::new(vec![r], vec![i], vec![g], vec![], at(6 * 3600));
+    let w = Scene::new(vec![r], vec![i], vec![g], vec![], at(6 * 3600));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
@@ -479,7 +479,7 @@ fn terminates_at_max_lifetime_whatever_the_runner_says() {
     r.status.registered_at = Some(at(MIN));
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
     let g = runner(5, name_of(&r).as_str(), &["go"], true, true);
-    let w = World::new(vec![r], vec![i], vec![g], vec![], at(6 * 3600));
+    let w = Scene::new(vec![r], vec![i], vec![g], vec![], at(6 * 3600));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
@@ -498,7 +498,7 @@ fn marks_an_offline_runner_then_removes_it_as_a_zombie_after_the_grace() {
     r.spec.job_state = JobState::InProgress { runner: None };
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
     let g = runner(5, name_of(&r).as_str(), &["go"], false, false);
-    let w = World::new(
+    let w = Scene::new(
         vec![r.clone()],
         vec![i.clone()],
         vec![g.clone()],
@@ -514,7 +514,7 @@ fn marks_an_offline_runner_then_removes_it_as_a_zombie_after_the_grace() {
     );
 
     r.status.offline_since = Some(at(20 * MIN));
-    let w = World::new(
+    let w = Scene::new(
         vec![r.clone()],
         vec![i.clone()],
         vec![g.clone()],
@@ -522,7 +522,7 @@ fn marks_an_offline_runner_then_removes_it_as_a_zombie_after_the_grace() {
         at(22 * MIN),
     );
     assert!(w.plan(&policy()).is_empty(), "within the grace");
-    let w = World::new(vec![r], vec![i], vec![g], vec![], at(23 * MIN));
+    let w = Scene::new(vec![r], vec![i], vec![g], vec![], at(23 * MIN));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
@@ -543,7 +543,7 @@ fn a_zombie_that_was_running_the_job_fails_the_run() {
     };
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
     let g = runner(5, name_of(&r).as_str(), &["go"], false, false);
-    let w = World::new(vec![r], vec![i], vec![g], vec![], at(20 * MIN));
+    let w = Scene::new(vec![r], vec![i], vec![g], vec![], at(20 * MIN));
     let plan = w.plan(&policy());
     assert!(
         matches!(
@@ -560,7 +560,7 @@ fn deregisters_a_ghost_runner_with_no_live_instance() {
     let old = name_of(&go_run(1)); // attempt 1 of a run that is gone
     let g = runner(5, old.as_str(), &["go"], false, false);
     let standing = runner(6, "host-runner", &["host"], false, false);
-    let w = World::new(vec![], vec![], vec![g, standing], vec![], at(0));
+    let w = Scene::new(vec![], vec![], vec![g, standing], vec![], at(0));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec!["deregister runner tq-test-job-1-1-a1 (#5): runner has no live instance"]
@@ -571,11 +571,11 @@ fn deregisters_a_ghost_runner_with_no_live_instance() {
 fn terminates_an_orphan_only_after_its_minimum_age() {
     let gone = go_run(1);
     let i = instance_for(&gone, "i-1", "go", InstanceState::Running, at(0));
-    let w = World::new(vec![], vec![i.clone()], vec![], vec![], at(4 * MIN));
+    let w = Scene::new(vec![], vec![i.clone()], vec![], vec![], at(4 * MIN));
     let plan = w.plan(&policy());
     assert!(plan.is_empty());
     assert_eq!(plan.requeue_after, Duration::from_secs(60));
-    let w = World::new(vec![], vec![i], vec![], vec![], at(5 * MIN));
+    let w = Scene::new(vec![], vec![i], vec![], vec![], at(5 * MIN));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
@@ -591,7 +591,7 @@ fn never_touches_an_instance_without_our_cluster_tag() {
         .tags
         .insert(crate::tags::CLUSTER.into(), "prod".into());
     let bare = bare_instance("i-bare", InstanceState::Running, at(0));
-    let w = World::new(vec![], vec![other, bare], vec![], vec![], at(24 * 3600));
+    let w = Scene::new(vec![], vec![other, bare], vec![], vec![], at(24 * 3600));
     assert!(w.plan(&policy()).is_empty());
 }
 
@@ -599,7 +599,7 @@ fn never_touches_an_instance_without_our_cluster_tag() {
 fn leaves_instances_of_an_unreadable_row_alone() {
     let r = go_run(1);
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
-    let mut w = World::new(vec![], vec![i], vec![], vec![], at(3600));
+    let mut w = Scene::new(vec![], vec![i], vec![], vec![], at(3600));
     w.desired.invalid.push(InvalidRow {
         key: r.id.to_string(),
         error: "phase: bogus".into(),
@@ -612,7 +612,7 @@ fn requeues_a_run_whose_spot_instance_was_interrupted() {
     let r = running(go_run(1), "i-1", at(0));
     let mut i = instance_for(&r, "i-1", "go", InstanceState::Terminated, at(0));
     i.state_reason = Some(SPOT_INTERRUPTION.into());
-    let w = World::new(
+    let w = Scene::new(
         vec![r],
         vec![i],
         vec![],
@@ -633,7 +633,7 @@ fn a_run_whose_instance_ended_after_its_job_is_done() {
     let mut r = running(go_run(1), "i-1", at(0));
     r.status.registered_at = Some(at(MIN));
     let i = instance_for(&r, "i-1", "go", InstanceState::Terminated, at(0));
-    let mut w = World::new(vec![r], vec![i], vec![], vec![], at(10 * MIN));
+    let mut w = Scene::new(vec![r], vec![i], vec![], vec![], at(10 * MIN));
     let plan = w.plan(&policy());
     assert!(
         plan.is_empty() && plan.requeue_after == FOLLOW_UP_FOR_TESTS,
@@ -662,7 +662,7 @@ fn a_run_whose_instance_ended_after_its_job_is_done() {
 #[test]
 fn waits_for_ec2_list_lag_before_calling_a_fresh_instance_lost() {
     let r = running(go_run(1), "i-1", at(0));
-    let w = World::new(
+    let w = Scene::new(
         vec![r.clone()],
         vec![],
         vec![],
@@ -670,7 +670,7 @@ fn waits_for_ec2_list_lag_before_calling_a_fresh_instance_lost() {
         at(30),
     );
     assert!(w.plan(&policy()).is_empty());
-    let w = World::new(
+    let w = Scene::new(
         vec![r],
         vec![],
         vec![],
@@ -685,14 +685,14 @@ fn waits_for_ec2_list_lag_before_calling_a_fresh_instance_lost() {
 
 /// A world where EC2 lists no machine for `run`, whose registration is `r`; `waiting`: its
 /// job is still queued.
-fn unlisted(run: &crate::DesiredRun, r: ForgeRunner, waiting: bool, secs: u64) -> World {
+fn unlisted(run: &crate::DesiredRun, r: ForgeRunner, waiting: bool, secs: u64) -> Scene {
     let job = run.spec.job.as_ref().map_or(0, |j| j.id);
     let jobs = if waiting {
         vec![queued(job, &["go"])]
     } else {
         vec![]
     };
-    World::new(vec![run.clone()], vec![], vec![r], jobs, at(secs))
+    Scene::new(vec![run.clone()], vec![], vec![r], jobs, at(secs))
 }
 
 /// Its registration, `online` and `busy` as Gitea shows them.
@@ -791,7 +791,7 @@ fn a_claimed_or_finished_run_keeps_a_runner_that_talks_to_gitea() {
 fn a_ghost_is_deleted_only_if_still_as_seen() {
     let old = name_of(&go_run(1));
     let g = runner(5, old.as_str(), &["go"], false, false);
-    let w = World::new(vec![], vec![], vec![g], vec![], at(0));
+    let w = Scene::new(vec![], vec![], vec![g], vec![], at(0));
     assert!(matches!(
         &w.plan(&policy()).actions[..],
         [Action::Deregister {
@@ -811,7 +811,7 @@ fn finishes_a_completed_run_after_cleaning_up() {
     };
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
     let g = runner(5, name_of(&r).as_str(), &["go"], true, false);
-    let w = World::new(vec![r.clone()], vec![i], vec![g], vec![], at(5 * MIN));
+    let w = Scene::new(vec![r.clone()], vec![i], vec![g], vec![], at(5 * MIN));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
@@ -820,7 +820,7 @@ fn finishes_a_completed_run_after_cleaning_up() {
             "mark run job-1-1 done: job finished",
         ]
     );
-    let w = World::new(vec![r], vec![], vec![], vec![], at(5 * MIN));
+    let w = Scene::new(vec![r], vec![], vec![], vec![], at(5 * MIN));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec!["mark run job-1-1 done: job finished"]
@@ -831,7 +831,7 @@ fn finishes_a_completed_run_after_cleaning_up() {
 fn cancels_a_pending_run_without_launching() {
     let mut r = go_run(1);
     r.spec.cancel = true;
-    let w = World::new(vec![r], vec![], vec![], vec![queued(1, &["go"])], at(0));
+    let w = Scene::new(vec![r], vec![], vec![], vec![queued(1, &["go"])], at(0));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec!["mark run job-1-1 cancelled: cancelled by an operator"]
@@ -846,7 +846,7 @@ fn a_pending_run_whose_job_started_elsewhere_needs_no_runner() {
             runner: Some("tq-test-job-2-1-a1".into()),
         },
     );
-    let w = World::new(vec![r], vec![], vec![], vec![], at(0));
+    let w = Scene::new(vec![r], vec![], vec![], vec![], at(0));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec!["mark run job-1-1 done: job was taken by another runner"]
@@ -858,7 +858,7 @@ fn a_partial_view_plans_no_destruction_but_still_launches() {
     let gone = go_run(1);
     let orphan = instance_for(&gone, "i-1", "go", InstanceState::Running, at(0));
     let ghost = runner(5, "tq-test-job-9-1-a1", &["go"], false, false);
-    let w = World::new(
+    let w = Scene::new(
         vec![go_run(2)],
         vec![orphan],
         vec![ghost],
@@ -896,7 +896,7 @@ fn a_partial_view_plans_no_destruction_but_still_launches() {
 /// as a ghost while it ran a job.
 #[test]
 fn nothing_is_backfilled_from_a_partial_read_of_the_table() {
-    let mut w = World::new(vec![], vec![], vec![], vec![queued(7, &["go"])], at(0));
+    let mut w = Scene::new(vec![], vec![], vec![], vec![queued(7, &["go"])], at(0));
     w.desired.complete = false;
     let plan = w.plan(&policy());
     assert!(plan.actions.is_empty(), "{:?}", kinds(&plan));
@@ -910,7 +910,7 @@ fn terminations_respect_the_per_pass_budget() {
     p.safety.max_terminations_per_pass = 1;
     let a = instance_for(&go_run(1), "i-1", "go", InstanceState::Running, at(0));
     let b = instance_for(&go_run(2), "i-2", "go", InstanceState::Running, at(0));
-    let w = World::new(vec![], vec![a, b], vec![], vec![], at(3600));
+    let w = Scene::new(vec![], vec![a, b], vec![], vec![], at(3600));
     let plan = w.plan(&p);
     assert_eq!(plan.actions.len(), 1);
     assert_eq!(
@@ -927,7 +927,7 @@ fn a_duplicate_instance_for_one_runner_is_an_orphan() {
     let r = running(go_run(1), "i-1", at(0));
     let first = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
     let second = instance_for(&r, "i-2", "go", InstanceState::Running, at(1));
-    let w = World::new(
+    let w = Scene::new(
         vec![r],
         vec![first, second],
         vec![],
@@ -948,7 +948,7 @@ fn requeue_after_is_the_nearest_deadline() {
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
     let mut p = policy();
     p.timeouts.resync = Duration::from_secs(3600);
-    let w = World::new(
+    let w = Scene::new(
         vec![r],
         vec![i],
         vec![],
@@ -987,7 +987,7 @@ fn a_runner_that_ended_after_taking_its_job_is_a_success_even_without_the_comple
     };
     let mut i = instance_for(&r, "i-1", "go", InstanceState::Terminated, at(0));
     i.state_reason = Some("Client.InstanceInitiatedShutdown".into());
-    let w = World::new(
+    let w = Scene::new(
         vec![r.clone()],
         vec![i.clone()],
         vec![],
@@ -1000,7 +1000,7 @@ fn a_runner_that_ended_after_taking_its_job_is_a_success_even_without_the_comple
     );
     // The same end by a Spot reclaim fails the run: Gitea will fail that job.
     i.state_reason = Some(SPOT_INTERRUPTION.into());
-    let w = World::new(vec![r], vec![i], vec![], vec![], at(10 * MIN));
+    let w = Scene::new(vec![r], vec![i], vec![], vec![], at(10 * MIN));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec!["mark run job-1-1 failed (spot interruption before the run finished while running the job; re-run it in Gitea): spot interruption before the run finished"]

@@ -64,7 +64,7 @@ fn swapped(
 #[test]
 fn a_booting_runner_whose_job_went_elsewhere_stands_in_for_the_job_its_runner_left() {
     let (runs, instances, runners) = swapped(true);
-    let w = World::new(runs, instances, runners, vec![queued(2, &["go"])], at(MIN));
+    let w = Scene::new(runs, instances, runners, vec![queued(2, &["go"])], at(MIN));
     let plan = w.plan(&policy());
     assert!(
         plan.actions.is_empty(),
@@ -85,7 +85,7 @@ fn a_booting_runner_whose_job_went_elsewhere_stands_in_for_the_job_its_runner_le
 #[test]
 fn past_its_time_to_boot_the_job_its_runner_left_gets_a_new_attempt() {
     let (runs, instances, runners) = swapped(true);
-    let w = World::new(
+    let w = Scene::new(
         runs,
         instances,
         runners,
@@ -107,7 +107,7 @@ fn past_its_time_to_boot_the_job_its_runner_left_gets_a_new_attempt() {
 #[test]
 fn gitea_s_busy_flag_may_lag_the_webhook_that_says_the_runner_took_a_job() {
     let (runs, instances, runners) = swapped(false);
-    let w = World::new(
+    let w = Scene::new(
         runs,
         instances,
         runners,
@@ -152,7 +152,7 @@ fn an_idle_spare_stands_in_before_a_booting_one() {
         false,
     ));
     runs.push(three);
-    let w = World::new(runs, instances, runners, vec![queued(2, &["go"])], at(MIN));
+    let w = Scene::new(runs, instances, runners, vec![queued(2, &["go"])], at(MIN));
     let plan = w.plan(&policy());
     assert!(plan.actions.is_empty(), "{plan:?}");
     assert_eq!(
@@ -170,7 +170,7 @@ fn without_word_of_which_job_the_runner_took_nothing_changes() {
     // queued list and the runner list are not read at one instant).
     let (mut runs, instances, runners) = swapped(true);
     runs[0].spec.job_state = JobState::Queued;
-    let w = World::new(
+    let w = Scene::new(
         runs,
         instances,
         runners,
@@ -191,7 +191,7 @@ fn without_word_of_which_job_the_runner_took_nothing_changes() {
 fn while_its_own_job_is_not_confirmed_waiting_nothing_changes() {
     // Job 2 is not in the queued list (taken, or the list moved on) and nothing says more.
     let (runs, instances, runners) = swapped(true);
-    let w = World::new(runs, instances, runners, vec![], at(3 * MIN));
+    let w = Scene::new(runs, instances, runners, vec![], at(3 * MIN));
     let plan = w.plan(&policy());
     assert!(
         !plan
@@ -205,7 +205,7 @@ fn while_its_own_job_is_not_confirmed_waiting_nothing_changes() {
 #[test]
 fn the_busy_machine_of_the_old_attempt_runs_on_and_max_attempts_does_not_bar_a_handover() {
     let (runs, instances, runners) = swapped(true);
-    let mut w = World::new(
+    let mut w = Scene::new(
         runs,
         instances,
         runners,
@@ -235,7 +235,7 @@ fn a_runner_that_came_online_after_its_run_was_over_and_takes_nothing_is_stuck()
     // online afterwards (its run never recorded that) and takes nothing while job 2 waits.
     let (runs, instances, mut runners) = swapped(true);
     runners[0].online = true;
-    let before = World::new(
+    let before = Scene::new(
         runs.clone(),
         instances.clone(),
         runners.clone(),
@@ -249,7 +249,7 @@ fn a_runner_that_came_online_after_its_run_was_over_and_takes_nothing_is_stuck()
             .any(|d| d.limit.starts_with("idle runner tq-test-job-1-1-a1")),
         "it stands in while it may still take the job: {plan:?}"
     );
-    let w = World::new(
+    let w = Scene::new(
         runs,
         instances,
         runners,

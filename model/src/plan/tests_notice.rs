@@ -30,7 +30,7 @@ fn warning(instance: &str, secs: u64) -> Notice {
 
 /// Run 1 on `i-1`, its runner (#101) online since minute 1 and idle (busy: taking its job);
 /// its job queued; a warning about `i-1` at minute 2.
-fn warned_world(busy: bool) -> World {
+fn warned_world(busy: bool) -> Scene {
     let mut r = running(job_run(1, &["go"]), "i-1", at(0));
     r.status.registered_at = Some(at(MIN));
     r.status.runner_id = Some(101);
@@ -51,7 +51,7 @@ fn warned_world(busy: bool) -> World {
     } else {
         r
     };
-    let mut w = World::new(vec![r], vec![i], vec![g], jobs, at(2 * MIN));
+    let mut w = Scene::new(vec![r], vec![i], vec![g], jobs, at(2 * MIN));
     w.notices.push(warning("i-1", 2 * MIN));
     w
 }
@@ -186,7 +186,7 @@ fn a_run_whose_machine_is_warned_before_its_runner_registers_is_replaced() {
     // Launched a minute ago, no registration yet.
     let r = running(job_run(1, &["go"]), "i-1", at(0));
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
-    let mut w = World::new(vec![r], vec![i], vec![], vec![queued(1, &["go"])], at(MIN));
+    let mut w = Scene::new(vec![r], vec![i], vec![], vec![queued(1, &["go"])], at(MIN));
     w.notices.push(warning("i-1", MIN));
     let k = kinds(&w.plan(&disabling()));
     assert_eq!(
@@ -207,7 +207,7 @@ fn a_warned_warm_runner_is_disabled_then_retired_and_the_pool_topped_up() {
     r.status.registered_at = Some(at(MIN));
     let i = instance_for(&r, "i-w0", "go", InstanceState::Running, launched);
     let g = runner(500, name_of(&r).as_str(), &["go", "linux"], true, false);
-    let mut w = World::new(vec![r], vec![i], vec![g], vec![], at(3 * MIN));
+    let mut w = Scene::new(vec![r], vec![i], vec![g], vec![], at(3 * MIN));
     assert!(w.plan(&p).is_empty(), "a ready warm runner is kept");
     w.notices.push(warning("i-w0", 3 * MIN));
     // At once: the runner is disabled and a fresh warm runner launched in its place.

@@ -52,13 +52,13 @@ fn on_machine(
 /// Worlds in which runs take every path with more than one step: a stuck runner replaced,
 /// a lost machine, a Spot reclaim, a cancel, max lifetime, a finished job's leftovers, a
 /// registration without a machine, a failed run tried again, a backfill.
-fn worlds() -> Vec<(&'static str, World)> {
+fn worlds() -> Vec<(&'static str, Scene)> {
     let mut out = Vec::new();
 
     let (r, i, g) = on_machine(1, true, false);
     out.push((
         "stuck",
-        World::new(
+        Scene::new(
             vec![r],
             vec![i],
             vec![g],
@@ -71,7 +71,7 @@ fn worlds() -> Vec<(&'static str, World)> {
     i.state = InstanceState::Terminated;
     out.push((
         "lost machine, registration left",
-        World::new(
+        Scene::new(
             vec![r],
             vec![i],
             vec![g],
@@ -85,7 +85,7 @@ fn worlds() -> Vec<(&'static str, World)> {
     i.state_reason = Some(SPOT_INTERRUPTION.into());
     out.push((
         "spot reclaim",
-        World::new(
+        Scene::new(
             vec![r],
             vec![i],
             vec![],
@@ -98,13 +98,13 @@ fn worlds() -> Vec<(&'static str, World)> {
     r.spec.cancel = true;
     out.push((
         "cancelled",
-        World::new(vec![r], vec![i], vec![g], vec![], at(10 * MIN)),
+        Scene::new(vec![r], vec![i], vec![g], vec![], at(10 * MIN)),
     ));
 
     let (r, i, g) = on_machine(5, true, true);
     out.push((
         "max lifetime",
-        World::new(vec![r], vec![i], vec![g], vec![], at(6 * 3600)),
+        Scene::new(vec![r], vec![i], vec![g], vec![], at(6 * 3600)),
     ));
 
     let (r, i, g) = on_machine(6, true, false);
@@ -116,7 +116,7 @@ fn worlds() -> Vec<(&'static str, World)> {
     );
     out.push((
         "finished job, idle runner",
-        World::new(vec![r], vec![i], vec![g], vec![], at(10 * MIN)),
+        Scene::new(vec![r], vec![i], vec![g], vec![], at(10 * MIN)),
     ));
 
     let (r, _, g) = on_machine(7, false, false);
@@ -128,11 +128,11 @@ fn worlds() -> Vec<(&'static str, World)> {
     );
     out.push((
         "registration without a machine",
-        World::new(vec![r], vec![], vec![g], vec![], at(10 * MIN)),
+        Scene::new(vec![r], vec![], vec![g], vec![], at(10 * MIN)),
     ));
 
     let failed = ended(job_run(8, &["go"]), Phase::Failed, at(0));
-    let mut w = World::new(
+    let mut w = Scene::new(
         vec![],
         vec![],
         vec![],
@@ -144,11 +144,11 @@ fn worlds() -> Vec<(&'static str, World)> {
 
     out.push((
         "backfill",
-        World::new(vec![], vec![], vec![], vec![queued(9, &["go"])], at(0)),
+        Scene::new(vec![], vec![], vec![], vec![queued(9, &["go"])], at(0)),
     ));
 
     // All of them at once, so their steps interleave in one plan.
-    let mut all = World::new(vec![], vec![], vec![], vec![], at(6 * 3600));
+    let mut all = Scene::new(vec![], vec![], vec![], vec![], at(6 * 3600));
     for (_, w) in &out {
         all.desired.runs.extend(w.desired.runs.iter().cloned());
         all.desired
@@ -195,7 +195,7 @@ fn every_runs_steps_come_in_an_order_the_executor_carries_out_as_written() {
 fn a_replaced_runner_is_removed_then_its_machine_then_the_next_attempt_starts() {
     let (r, i, g) = on_machine(1, true, false);
     let id = r.id.clone();
-    let w = World::new(
+    let w = Scene::new(
         vec![r],
         vec![i],
         vec![g],
@@ -216,7 +216,7 @@ fn a_cancelled_run_ends_only_after_its_runner_and_machine_are_removed() {
     let (mut r, i, g) = on_machine(4, true, false);
     r.spec.cancel = true;
     let id = r.id.clone();
-    let w = World::new(vec![r], vec![i], vec![g], vec![], at(10 * MIN));
+    let w = Scene::new(vec![r], vec![i], vec![g], vec![], at(10 * MIN));
     assert_eq!(
         steps_of(&w.plan(&policy()), &id),
         ["deregister", "terminate", "finish"]

@@ -33,10 +33,10 @@ fn online_run(job: i64, labels: &[&str]) -> (crate::DesiredRun, crate::Instance,
 
 /// Run 1's runner online and idle for 4 minutes while its job waits; its runner disabled
 /// (on an earlier pass) or not.
-fn waiting_world(disabled: bool) -> World {
+fn waiting_world(disabled: bool) -> Scene {
     let (r, i, mut g) = online_run(1, &["go"]);
     g.disabled = disabled;
-    World::new(
+    Scene::new(
         vec![r],
         vec![i],
         vec![g],
@@ -59,7 +59,7 @@ fn a_re_run_of_a_finished_job_gets_a_run_of_its_own() {
     // run_attempt 1, the pick it waits for is 2.
     let mut job = queued(1, &["go"]);
     job.attempt = 1;
-    let mut w = World::new(vec![], vec![], vec![], vec![job], at(0));
+    let mut w = Scene::new(vec![], vec![], vec![], vec![job], at(0));
     w.desired
         .finished
         .push(ended(job_run(1, &["go"]), Phase::Done, at(0)));
@@ -77,7 +77,7 @@ fn the_first_queue_of_a_job_is_pick_one() {
     let job = queued(7, &["go"]);
     assert_eq!(job.attempt, 0, "Gitea lists a new job with run_attempt 0");
     assert_eq!(job.run_id(), RunId::for_job(7, 1));
-    let w = World::new(vec![go_run(7)], vec![], vec![], vec![job], at(0));
+    let w = Scene::new(vec![go_run(7)], vec![], vec![], vec![job], at(0));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec!["launch tq-test-job-7-1-a1 (run job-7-1, attempt 1) in pool go: run wants a runner and has none"]
@@ -92,7 +92,7 @@ fn go_run(job: i64) -> crate::DesiredRun {
 fn a_stale_queued_redelivery_launches_nothing() {
     // A `queued` event for pick 1 of job 1 arrives after that pick completed: the queued list
     // does not show the job, and reading it says completed at run_attempt 1.
-    let mut w = World::new(vec![go_run(1)], vec![], vec![], vec![], at(0));
+    let mut w = Scene::new(vec![go_run(1)], vec![], vec![], vec![], at(0));
     w.reads = vec![read(1, &["go"], "completed", 1, Some("tq-test-job-1-1-a1"))];
     assert_eq!(
         kinds(&w.plan(&policy())),
@@ -102,7 +102,7 @@ fn a_stale_queued_redelivery_launches_nothing() {
     // own run from the queued list.
     let mut job = queued(1, &["go"]);
     job.attempt = 1;
-    let w = World::new(vec![go_run(1)], vec![], vec![], vec![job], at(0));
+    let w = Scene::new(vec![go_run(1)], vec![], vec![], vec![job], at(0));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
@@ -115,7 +115,7 @@ fn a_stale_queued_redelivery_launches_nothing() {
 
 #[test]
 fn a_run_whose_job_gitea_cannot_confirm_waits_without_launching() {
-    let w = World::new(vec![go_run(1)], vec![], vec![], vec![], at(0));
+    let w = Scene::new(vec![go_run(1)], vec![], vec![], vec![], at(0));
     let plan = w.plan(&policy());
     assert!(plan.actions.is_empty(), "{plan:?}");
     assert_eq!(plan.requeue_after, rules::FOLLOW_UP);
@@ -131,7 +131,7 @@ fn a_run_whose_job_gitea_cannot_confirm_waits_without_launching() {
 #[test]
 fn without_a_queued_list_a_webhook_run_launches_as_told() {
     // Gitea 1.24 has no jobs API: the webhook is all there is.
-    let w = World::new(vec![go_run(1)], vec![], vec![], vec![], at(0));
+    let w = Scene::new(vec![go_run(1)], vec![], vec![], vec![], at(0));
     let mut observed = w.observed();
     observed.queued_jobs = Seen::Unavailable;
     let plan = super::plan(&w.desired, &observed, &policy(), w.now);
@@ -147,7 +147,7 @@ fn without_a_queued_list_a_webhook_run_launches_as_told() {
 fn a_runner_online_and_idle_while_its_job_waits_is_stuck_and_replaced() {
     let (r, i, g) = online_run(1, &["go"]);
     let jobs = vec![queued(1, &["go"])];
-    let mut w = World::new(vec![r], vec![i], vec![g], jobs, at(3 * MIN));
+    let mut w = Scene::new(vec![r], vec![i], vec![g], jobs, at(3 * MIN));
     let plan = w.plan(&disabling());
     assert!(plan.actions.is_empty(), "not stuck yet: {plan:?}");
     assert_eq!(plan.requeue_after, Duration::from_secs(60));
@@ -183,7 +183,7 @@ fn a_runner_is_not_stuck_while_the_job_it_could_serve_is_new() {
     r.spec.job_state = JobState::Completed {
         conclusion: "success".into(),
     };
-    let w = World::new(
+    let w = Scene::new(
         vec![r, other],
         vec![i],
         vec![g],
@@ -229,7 +229,7 @@ fn a_finished_runs_idle_runner_is_kept_while_a_job_it_could_serve_waits() {
         conclusion: "success".into(),
     };
     let waiting = go_run(63);
-    let w = World::new(
+    let w = Scene::new(
         vec![r.clone(), waiting.clone()],
         vec![i.clone()],
         vec![g.clone()],
@@ -249,7 +249,7 @@ fn a_finished_runs_idle_runner_is_kept_while_a_job_it_could_serve_waits() {
         }]
     );
     // Once nothing queued could use it, it is retired in two steps.
-    let w = World::new(
+    let w = Scene::new(
         vec![r.clone()],
         vec![i.clone()],
         vec![g.clone()],
@@ -262,7 +262,7 @@ fn a_finished_runs_idle_runner_is_kept_while_a_job_it_could_serve_waits() {
     );
     let mut g = g;
     g.disabled = true;
-    let w = World::new(vec![r], vec![i], vec![g], vec![], at(3 * MIN + 5));
+    let w = Scene::new(vec![r], vec![i], vec![g], vec![], at(3 * MIN + 5));
     assert_eq!(
         kinds(&w.plan(&disabling())),
         vec![
@@ -281,7 +281,7 @@ fn a_disabled_runner_that_took_a_job_meanwhile_is_left_to_finish() {
     };
     g.disabled = true;
     g.busy = true;
-    let w = World::new(
+    let w = Scene::new(
         vec![r.clone()],
         vec![i.clone()],
         vec![g.clone()],
@@ -293,7 +293,7 @@ fn a_disabled_runner_that_took_a_job_meanwhile_is_left_to_finish() {
     g.busy = false;
     let mut other = go_run(63);
     other.status = other.status.claimed(1, name_of(&other), at(0));
-    let mut w = World::new(vec![r, other], vec![i], vec![g], vec![], at(3 * MIN));
+    let mut w = Scene::new(vec![r, other], vec![i], vec![g], vec![], at(3 * MIN));
     w.reads = vec![read(
         63,
         &["go"],
@@ -318,7 +318,7 @@ fn a_run_whose_job_another_runner_took_releases_its_runner_at_once() {
     r.spec.job_state = JobState::InProgress {
         runner: Some("tq-test-job-2-1-a1".into()),
     };
-    let w = World::new(vec![r], vec![i], vec![g], vec![], at(2 * MIN));
+    let w = Scene::new(vec![r], vec![i], vec![g], vec![], at(2 * MIN));
     assert_eq!(
         kinds(&w.plan(&disabling())),
         vec!["disable runner tq-test-job-1-1-a1 (#101): job was taken by another runner"]
@@ -329,7 +329,7 @@ fn a_run_whose_job_another_runner_took_releases_its_runner_at_once() {
 fn a_cancelled_run_keeps_its_idle_runner_for_queued_work_too() {
     let (mut r, i, g) = online_run(1, &["go"]);
     r.spec.cancel = true;
-    let w = World::new(
+    let w = Scene::new(
         vec![r],
         vec![i],
         vec![g],
@@ -343,7 +343,7 @@ fn a_cancelled_run_keeps_its_idle_runner_for_queued_work_too() {
 #[test]
 fn max_lifetime_does_not_wait_for_a_disable() {
     let (r, i, g) = online_run(1, &["go"]);
-    let w = World::new(vec![r], vec![i], vec![g], vec![], at(6 * 3600));
+    let w = Scene::new(vec![r], vec![i], vec![g], vec![], at(6 * 3600));
     assert_eq!(
         kinds(&w.plan(&disabling())),
         vec![
@@ -358,7 +358,7 @@ fn max_lifetime_does_not_wait_for_a_disable() {
 fn an_orphan_with_a_runner_is_disabled_before_it_is_terminated() {
     let (mut r, i, g) = online_run(1, &["go"]);
     r.status.phase = Phase::Done;
-    let mut w = World::new(vec![], vec![i], vec![g.clone()], vec![], at(10 * MIN));
+    let mut w = Scene::new(vec![], vec![i], vec![g.clone()], vec![], at(10 * MIN));
     w.desired.finished.push(r.clone());
     assert_eq!(
         kinds(&w.plan(&disabling())),
@@ -380,7 +380,7 @@ fn an_orphan_with_a_runner_is_disabled_before_it_is_terminated() {
 fn a_runs_steps_carry_the_run_so_they_are_carried_out_in_order() {
     let (mut r, i, g) = online_run(1, &["go"]);
     r.spec.cancel = true;
-    let w = World::new(vec![r], vec![i], vec![g], vec![], at(2 * MIN));
+    let w = Scene::new(vec![r], vec![i], vec![g], vec![], at(2 * MIN));
     let plan = w.plan(&policy());
     let runs: Vec<Option<&str>> = plan
         .actions
@@ -407,7 +407,7 @@ fn a_booting_runner_of_a_run_that_is_over_is_kept_while_queued_work_could_use_it
     );
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
     let booting = runner(101, name_of(&r).as_str(), &["go", "linux"], false, false);
-    let w = World::new(
+    let w = Scene::new(
         vec![r.clone()],
         vec![i.clone()],
         vec![booting.clone()],
@@ -417,7 +417,7 @@ fn a_booting_runner_of_a_run_that_is_over_is_kept_while_queued_work_could_use_it
     let plan = w.plan(&policy());
     assert!(!plan.actions.iter().any(Action::is_destructive), "{plan:?}");
     // Past the registration timeout it never will: retired, deregistration first.
-    let w = World::new(
+    let w = Scene::new(
         vec![r],
         vec![i],
         vec![booting],
@@ -507,7 +507,7 @@ fn an_offline_runner_disabled_moments_ago_is_removed_without_waiting() {
     let i = instance_for(&r, "i-1", "go", InstanceState::Running, at(0));
     let mut g = runner(5, name_of(&r).as_str(), &["go"], false, false);
     g.disabled = true;
-    let mut w = World::new(vec![r], vec![i], vec![g], vec![], at(20 * MIN));
+    let mut w = Scene::new(vec![r], vec![i], vec![g], vec![], at(20 * MIN));
     w.disabled_since.insert(5, at(20 * MIN - 5));
     assert_eq!(
         kinds(&w.plan(&disabling()))[..2],
@@ -528,13 +528,13 @@ fn a_finished_runs_registration_waits_out_ec2s_list_lag_before_it_is_removed() {
         conclusion: "success".into(),
     };
     let mut g = runner(101, name_of(&r).as_str(), &["go", "linux"], true, false);
-    let w = World::new(vec![r.clone()], vec![], vec![g.clone()], vec![], at(10));
+    let w = Scene::new(vec![r.clone()], vec![], vec![g.clone()], vec![], at(10));
     let plan = w.plan(&policy());
     assert!(plan.actions.is_empty(), "{plan:?}");
-    let w = World::new(vec![r.clone()], vec![], vec![g.clone()], vec![], at(61));
+    let w = Scene::new(vec![r.clone()], vec![], vec![g.clone()], vec![], at(61));
     assert!(w.plan(&policy()).actions.is_empty());
     g.online = false;
-    let w = World::new(vec![r], vec![], vec![g], vec![], at(61));
+    let w = Scene::new(vec![r], vec![], vec![g], vec![], at(61));
     assert_eq!(
         kinds(&w.plan(&policy())),
         vec![
@@ -549,7 +549,7 @@ fn a_machine_missing_from_a_list_read_before_the_lag_ran_out_is_not_lost() {
     // Launched at 0 and not listed: EC2's list may lag 60 s. This pass plans at 61 s, but its
     // list was read at 59 s: nothing is concluded yet, and it looks again soon.
     let r = running(go_run(1), "i-1", at(0));
-    let w = World::new(vec![r], vec![], vec![], vec![queued(1, &["go"])], at(61));
+    let w = Scene::new(vec![r], vec![], vec![], vec![queued(1, &["go"])], at(61));
     let mut seen = w.observed();
     seen.instances_read_at = Some(at(59));
     let plan = crate::plan(&w.desired, &seen, &policy(), w.now);

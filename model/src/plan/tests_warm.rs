@@ -61,7 +61,7 @@ fn created(plan: &Plan) -> Vec<&RunSpec> {
 #[test]
 fn a_warm_pool_is_filled_with_runs_of_its_own_then_left_alone_while_they_boot() {
     let p = with_warm(policy(), "go", 2, None);
-    let mut w = World::new(vec![], vec![], vec![], vec![], at(0));
+    let mut w = Scene::new(vec![], vec![], vec![], vec![], at(0));
     let plan = w.plan(&p);
     let reason = Reason::WarmPool {
         pool: "go".into(),
@@ -124,15 +124,15 @@ fn outside_its_windows_a_pool_keeps_no_warm_runner_and_retires_idle_ones() {
     let window = crate::schedule::Window::parse("Mon-Fri 07:00-19:00 UTC").expect("window");
     p.pools[1].warm.as_mut().expect("warm").schedule = vec![window];
     // T0 is Thursday 2026-01-01 00:00 UTC: outside.
-    let w = World::new(vec![], vec![], vec![], vec![], at(0));
+    let w = Scene::new(vec![], vec![], vec![], vec![], at(0));
     assert!(w.plan(&p).is_empty());
     // 08:00: inside.
-    let w = World::new(vec![], vec![], vec![], vec![], at(8 * 3600));
+    let w = Scene::new(vec![], vec![], vec![], vec![], at(8 * 3600));
     assert_eq!(created(&w.plan(&p)).len(), 1);
     // 19:30, a warm runner idle since 18:00: retired by the idle rule.
     let (r, i, g) = ready_warm(0, 18 * 3600);
     let (id, name) = (r.id.clone(), name_of(&r));
-    let w = World::new(vec![r], vec![i], vec![g], vec![], at(19 * 3600 + 1800));
+    let w = Scene::new(vec![r], vec![i], vec![g], vec![], at(19 * 3600 + 1800));
     let why = "idle for 10m with nothing queued for its labels";
     assert_eq!(
         kinds(&w.plan(&p)),
@@ -150,7 +150,7 @@ fn a_job_taken_by_a_warm_runner_launches_no_machine_and_the_pool_is_topped_up() 
     let (wr, wi, wg) = ready_warm(0, 0);
     let mut job = job_run(7, &["go"]);
     job.spec.created_at = at(10 * MIN);
-    let mut w = World::new(
+    let mut w = Scene::new(
         vec![wr.clone(), job.clone()],
         vec![wi],
         vec![wg],
@@ -229,7 +229,7 @@ fn a_job_taken_by_its_own_runner_leaves_the_warm_runner_warm() {
     };
     let ji = instance_for(&job, "i-7", "go", InstanceState::Running, at(0));
     let jg = runner(7, name_of(&job).as_str(), &["go", "linux"], true, true);
-    let w = World::new(
+    let w = Scene::new(
         vec![wr, job],
         vec![wi, ji],
         vec![wg, jg],
@@ -258,7 +258,7 @@ fn a_job_whose_runner_took_another_is_served_by_the_warm_runner_and_the_pool_top
             runner: Some(name_of(&eight).to_string()),
         },
     );
-    let w = World::new(
+    let w = Scene::new(
         vec![wr, seven.clone(), eight],
         vec![wi, ei],
         vec![wg, eg],
@@ -296,7 +296,7 @@ fn the_idle_rule_keeps_min_idle_warm_runners_youngest_first_and_retires_the_rest
         .into_iter()
         .map(|(n, online)| ready_warm(n, online))
         .collect();
-    let w = World::new(
+    let w = Scene::new(
         runs.iter().map(|r| r.0.clone()).collect(),
         runs.iter().map(|r| r.1.clone()).collect(),
         runs.iter().map(|r| r.2.clone()).collect(),
@@ -324,7 +324,7 @@ fn the_idle_rule_keeps_min_idle_warm_runners_youngest_first_and_retires_the_rest
 fn a_warm_runner_past_its_max_idle_age_is_replaced_before_it_is_retired() {
     let p = with_warm(policy(), "go", 1, Some(Duration::from_secs(3600)));
     let (old, oi, og) = ready_warm(0, 0);
-    let mut w = World::new(vec![old.clone()], vec![oi], vec![og], vec![], at(61 * MIN));
+    let mut w = Scene::new(vec![old.clone()], vec![oi], vec![og], vec![], at(61 * MIN));
     // Aged: a replacement is launched, the old one stays until it is ready.
     let plan = w.plan(&p);
     assert_eq!(created(&plan).len(), 1, "{:#?}", plan.actions);
@@ -360,7 +360,7 @@ fn a_warm_runner_that_never_registers_fails_its_run_and_is_replaced() {
     let p = with_warm(policy(), "go", 1, None);
     let r = running(warm_run("go", 0, at(0)), "i-w0", at(0));
     let i = instance_for(&r, "i-w0", "go", InstanceState::Running, at(0));
-    let w = World::new(vec![r.clone()], vec![i], vec![], vec![], at(11 * MIN));
+    let w = Scene::new(vec![r.clone()], vec![i], vec![], vec![], at(11 * MIN));
     let plan = w.plan(&p);
     assert_eq!(
         kinds(&plan)[..2],
@@ -384,7 +384,7 @@ fn a_stuck_warm_runner_is_retired_and_the_job_launches_its_own() {
     let p = with_warm(policy(), "go", 1, None);
     let (wr, wi, wg) = ready_warm(0, 0);
     let job = job_run(7, &["go"]); // created at T0, waiting since
-    let w = World::new(
+    let w = Scene::new(
         vec![wr.clone(), job.clone()],
         vec![wi],
         vec![wg],
@@ -405,7 +405,7 @@ fn jobs_launch_before_warm_runners_when_a_cap_allows_only_one() {
     let mut p = with_warm(policy(), "go", 1, None);
     p.pools[1].max_instances = 1;
     let job = job_run(7, &["go"]);
-    let w = World::new(
+    let w = Scene::new(
         vec![job.clone()],
         vec![],
         vec![],
@@ -424,7 +424,7 @@ fn pending_warm_runs_beyond_what_the_pool_wants_end_unlaunched() {
     let p = with_warm(policy(), "go", 1, None);
     let a = warm_run("go", 0, at(0));
     let b = warm_run("go", 1, at(0));
-    let w = World::new(vec![a.clone(), b.clone()], vec![], vec![], vec![], at(MIN));
+    let w = Scene::new(vec![a.clone(), b.clone()], vec![], vec![], vec![], at(MIN));
     let plan = w.plan(&p);
     assert_eq!(launches(&plan), [&a.id]);
     assert_eq!(
@@ -508,7 +508,7 @@ fn counts_of(s: &WarmSummary) -> [(&'static str, u32); 6] {
 fn the_summary_counts_each_warm_runner_where_it_stands() {
     let p = with_warm(policy(), "go", 1, Some(Duration::from_secs(15 * MIN)));
     for (state, run, instances, runners) in warm_in_each_state() {
-        let w = World::new(vec![run], instances, runners, vec![], at(16 * MIN));
+        let w = Scene::new(vec![run], instances, runners, vec![], at(16 * MIN));
         let s = warm_summary(&w.desired, &w.observed(), &p, w.now);
         assert_eq!(s.len(), 1, "one row, for the only pool with warm runners");
         let row = &s[0];
@@ -525,7 +525,7 @@ fn the_summary_counts_each_warm_runner_where_it_stands() {
 fn the_summary_and_the_top_up_agree_on_what_counts() {
     let p = with_warm(policy(), "go", 1, Some(Duration::from_secs(15 * MIN)));
     for (state, run, instances, runners) in warm_in_each_state() {
-        let w = World::new(vec![run], instances, runners, vec![], at(16 * MIN));
+        let w = Scene::new(vec![run], instances, runners, vec![], at(16 * MIN));
         let s = &warm_summary(&w.desired, &w.observed(), &p, w.now)[0];
         let plan = w.plan(&p);
         let tops_up = plan.actions.iter().any(|a| {
@@ -554,7 +554,7 @@ fn the_summary_wants_min_idle_inside_the_schedule_and_none_outside() {
     let window = crate::schedule::Window::parse("Mon-Fri 07:00-19:00 UTC").expect("window");
     p.pools[1].warm.as_mut().expect("warm").schedule = vec![window];
     for (now, wanted) in [(at(0), 0), (at(8 * 3600), 2), (at(19 * 3600), 0)] {
-        let w = World::new(vec![], vec![], vec![], vec![], now);
+        let w = Scene::new(vec![], vec![], vec![], vec![], now);
         let s = warm_summary(&w.desired, &w.observed(), &p, now);
         assert_eq!((s[0].wanted, s[0].min_idle), (wanted, 2), "at {now}");
         assert_eq!(s[0].schedule, ["Mon-Fri 07:00-19:00 UTC"]);
@@ -570,7 +570,7 @@ fn the_idle_cost_is_the_price_of_every_warm_machine_that_serves_no_job() {
         instances.extend(i);
         runners.extend(g);
     }
-    let w = World::new(runs, instances, runners, vec![], at(16 * MIN));
+    let w = Scene::new(runs, instances, runners, vec![], at(16 * MIN));
     let s = &warm_summary(&w.desired, &w.observed(), &p, w.now)[0];
     assert_eq!(
         s.idle_cost_per_hour, None,
@@ -595,6 +595,6 @@ fn the_idle_cost_is_the_price_of_every_warm_machine_that_serves_no_job() {
 
 #[test]
 fn pools_without_warm_runners_have_no_summary() {
-    let w = World::new(vec![], vec![], vec![], vec![], at(0));
+    let w = Scene::new(vec![], vec![], vec![], vec![], at(0));
     assert!(warm_summary(&w.desired, &w.observed(), &policy(), w.now).is_empty());
 }

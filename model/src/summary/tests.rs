@@ -9,7 +9,7 @@ use crate::testing::*;
 
 const MIN: u64 = 60;
 
-fn summary(w: &World, policy: &Policy) -> FleetSummary {
+fn summary(w: &Scene, policy: &Policy) -> FleetSummary {
     fleet_summary(&w.desired, &w.observed(), policy, w.now)
 }
 
@@ -19,10 +19,10 @@ fn row<'s>(s: &'s FleetSummary, pool: &str) -> &'s PoolStatus {
 
 /// Run job-1-1 of pool go on instance i-1 since `T0`, its runner #5 online and busy or
 /// offline (never online yet).
-fn one_go_run(online: bool) -> World {
+fn one_go_run(online: bool) -> Scene {
     let run = running(job_run(1, &["go"]), "i-1", T0);
     let name = name_of(&run);
-    World::new(
+    Scene::new(
         vec![run.clone()],
         vec![instance_for(&run, "i-1", "go", InstanceState::Running, T0)],
         vec![runner(5, name.as_str(), &["go", "linux"], online, online)],
@@ -65,7 +65,7 @@ fn counts_runs_instances_and_runners_per_pool_in_configuration_order() {
     let pending = job_run(1, &["go"]);
     let busy = running(job_run(2, &["go"]), "i-2", T0);
     let idle = running(job_run(3, &["docker"]), "i-3", T0);
-    let w = World::new(
+    let w = Scene::new(
         vec![pending, busy.clone(), idle.clone()],
         vec![
             instance_for(&busy, "i-2", "go", InstanceState::Running, T0),
@@ -117,7 +117,7 @@ fn a_foreign_run_is_left_alone_by_both_the_plan_and_the_summary() {
     let host = job_run(1, &["host"]);
     let mut pinned = job_run(2, &["host"]);
     pinned.spec.pool = Some("go".into());
-    let w = World::new(
+    let w = Scene::new(
         vec![host, pinned],
         vec![],
         vec![],
@@ -183,7 +183,7 @@ fn offline_runners_say_why_they_are_a_problem() {
     went.status.registered_at = Some(at(30));
     went.status.runner_id = Some(5);
     went.status.offline_since = Some(at(60));
-    let w = World::new(
+    let w = Scene::new(
         vec![went.clone()],
         vec![instance_for(&went, "i-1", "go", InstanceState::Running, T0)],
         vec![
@@ -239,7 +239,7 @@ fn aging_uses_the_pools_own_lifetime_the_one_the_plan_terminates_at() {
 fn partial_sources_invalid_rows_run_errors_and_the_plans_problems_come_in_order() {
     let mut failing = job_run(2, &["go"]);
     failing.status.last_error = Some("launch: no capacity".into());
-    let mut w = World::new(
+    let mut w = Scene::new(
         vec![failing, job_run(3, &["gpu"])],
         vec![],
         vec![],
@@ -280,7 +280,7 @@ fn partial_sources_invalid_rows_run_errors_and_the_plans_problems_come_in_order(
 
 #[test]
 fn the_summary_has_the_warm_rows_of_the_same_observation() {
-    let w = World::new(vec![], vec![], vec![], vec![], at(10));
+    let w = Scene::new(vec![], vec![], vec![], vec![], at(10));
     let p = with_warm(policy(), "go", 2, None);
     let s = summary(&w, &p);
     assert_eq!(s.warm, warm_summary(&w.desired, &w.observed(), &p, w.now));
