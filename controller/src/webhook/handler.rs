@@ -1,4 +1,4 @@
-//! The HTTP shell around [`super::apply`]: signature, event header, demand mode, the deadline
+//! The HTTP shell around [`super::record`]: signature, event header, demand mode, the deadline
 //! and the spool. Every path ends in one [`Outcome`], which is the answer.
 
 use axum::body::Bytes;
@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use model::config::DemandSource;
 
-use super::apply::{apply, Applied, ApplyError};
 use super::decode::Invalid;
 use super::outcome::Outcome;
+use super::record::{record, EventError, Recorded};
 use super::{header, signature_ok, WebhookState, BAD_SIGNATURE_WARN_EVERY};
 use crate::quiet::{cap, FIELD_CHARS};
 use crate::spool::{SpooledEvent, FORMAT};
@@ -41,20 +41,21 @@ pub(super) async fn receive(
         return Outcome::Ignored("event not used in this demand mode".into());
     }
     let received_at = s.clock.now();
-    let outcome = tokio::time::timeout(s.deadline, apply(&state, &event, &body, received_at)).await;
+    let outcome =
+        tokio::time::timeout(s.deadline, record(&state, &event, &body, received_at)).await;
     let failure = match outcome {
-        Ok(Ok(Applied::Stored { runs, created })) => {
+        Ok(Ok(Recorded::Stored { runs, created })) => {
             if !runs.is_empty() {
                 s.wake.notify_one();
             }
             tracing::info!(event, delivery, created, runs = ?runs, "webhook stored");
             return Outcome::Stored { runs, created };
         }
-        Ok(Ok(Applied::Ignored(why))) => {
+        Ok(Ok(Recorded::Ignored(why))) => {
             tracing::debug!(event, delivery, why, "webhook ignored");
             return Outcome::Ignored(why);
         }
-        Ok(Err(ApplyError::Invalid(Invalid::Malformed(reason)))) => {
+        Ok(Err(EventError::Invalid(Invalid::Malformed(reason)))) => {
             tracing::warn!(event, delivery, reason, "webhook refused: malformed");
             return Outcome::Malformed(reason);
         }

@@ -10,7 +10,7 @@
 //! - `signature.rs`: the HMAC check ([`signature_ok`], [`sign`]).
 //! - `job.rs`, `push.rs`: the pure translation of a payload into runs (no I/O): a
 //!   `workflow_job` to (run id, spec, job state), a push and its workflow files to runs.
-//! - `apply.rs`: what the handler and the replayer do with a translated event: the store's
+//! - `record.rs`: what the handler and the replayer do with a translated event: the store's
 //!   writes, and Gitea's reads in push mode ([`record_workflow_job`]).
 //! - `replay.rs`: the spool replayer ([`replay_spool_once`], [`run_spool_replayer`]).
 //! - [`limits`]: what one event may put in a run.
@@ -52,19 +52,19 @@ use crate::quiet::RateLimit;
 use crate::spool::Spool;
 use crate::store::Store;
 
-mod apply;
 mod decode;
 mod handler;
 mod job;
 pub mod limits;
 mod outcome;
 mod push;
+mod record;
 mod replay;
 mod signature;
 #[cfg(test)]
 mod tests;
 
-pub use apply::{record_workflow_job, RecordError};
+pub use record::{record_workflow_job, RecordError};
 pub use replay::{replay_spool_once, run_spool_replayer, ReplayReport};
 pub use signature::{sign, signature_ok};
 

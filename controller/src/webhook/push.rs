@@ -1,7 +1,7 @@
 //! Push mode, translated: a `push` payload becomes a push to match ([`translate`]), and that
 //! push with the workflow files at its commit becomes one desired run per job instance of
 //! every workflow it triggers ([`runs`]). Pure: Gitea's reads and the store's writes are
-//! [`super::apply`]'s.
+//! [`super::record`]'s.
 //!
 //! Order, as Gitea does it (`wiki/Gitea-Behaviour.md#push-events-and-workflow-files`): a push
 //! by the Actions bot triggers nothing, nor does one that starts no workflow whatever the

@@ -1,9 +1,9 @@
-//! The spool replayer: events the store could not take in time, applied again, oldest first.
+//! The spool replayer: events the store could not take in time, recorded again, oldest first.
 
 use std::future::Future;
 use std::time::Duration;
 
-use super::apply::{apply, Applied, ApplyError};
+use super::record::{record, EventError, Recorded};
 use super::WebhookState;
 use crate::quiet::{cap, FIELD_CHARS};
 use crate::spool::SpoolError;
@@ -11,7 +11,7 @@ use crate::spool::SpoolError;
 /// What one replay did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ReplayReport {
-    /// Events applied and deleted from the spool.
+    /// Events recorded and deleted from the spool.
     pub replayed: usize,
     /// Events still waiting (the store or Gitea is still unavailable).
     pub remaining: usize,
@@ -19,7 +19,7 @@ pub struct ReplayReport {
     pub quarantined: usize,
 }
 
-/// Replays the spool once, oldest first: each event is applied exactly as the handler would,
+/// Replays the spool once, oldest first: each event is recorded exactly as the handler would,
 /// then deleted. An event that fails for a reason that may pass (Gitea down) stays; the first
 /// store failure that may pass ends the round (the table is away); events that can never
 /// apply (unreadable, over a limit, refused by the table as invalid) are set aside into the
@@ -44,7 +44,7 @@ pub async fn replay_spool_once(state: &WebhookState) -> Result<ReplayReport, Spo
             }
             Err(e) => return Err(e),
         };
-        match apply(
+        match record(
             state,
             &event.event,
             event.payload.as_bytes(),
@@ -52,12 +52,12 @@ pub async fn replay_spool_once(state: &WebhookState) -> Result<ReplayReport, Spo
         )
         .await
         {
-            Ok(applied) => {
-                stored |= matches!(applied, Applied::Stored { .. });
+            Ok(recorded) => {
+                stored |= matches!(recorded, Recorded::Stored { .. });
                 s.spool.remove(path).await?;
                 report.replayed += 1;
             }
-            Err(e @ ApplyError::Store(_)) if e.retryable() => {
+            Err(e @ EventError::Store(_)) if e.retryable() => {
                 // The table is away: the rest would fail the same way.
                 tracing::info!(error = %e, waiting = files.len() - i, "spool replay paused");
                 report.remaining += files.len() - i;

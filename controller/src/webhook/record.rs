@@ -1,6 +1,7 @@
-//! What the handler and the replayer do with an event once its signature checks out: the
+//! Recording an event once its signature checks out, for the handler and the replayer: the
 //! pure translation ([`super::job`], [`super::push`]), then the store's writes (and, in push
 //! mode, Gitea's reads of workflow files and changed files). Nothing here answers HTTP.
+//! (Carrying out a plan is the reconciler's `apply`; nothing here plans or acts on EC2.)
 
 use model::desired::{AttemptCounting, DesiredRun, JobState};
 use model::{RunId, Timestamp};
@@ -11,28 +12,28 @@ use super::{job, push, WebhookState, RUNNER_RECORD_KEPT};
 use crate::forge::ForgeError;
 use crate::store::{Store, StoreError};
 
-/// What an event did.
+/// What recording an event did.
 #[derive(Debug)]
-pub(super) enum Applied {
+pub(super) enum Recorded {
     /// Runs written (created or updated).
     Stored { runs: Vec<RunId>, created: usize },
     /// Nothing to do, and why.
     Ignored(String),
 }
 
-impl Applied {
+impl Recorded {
     fn stored(run: RunId, created: bool) -> Self {
-        Applied::Stored {
+        Recorded::Stored {
             runs: vec![run],
             created: usize::from(created),
         }
     }
 }
 
-/// Why an event was not applied.
+/// Why an event was not recorded.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum ApplyError {
-    /// The payload can never apply ([`Invalid`]).
+pub(super) enum EventError {
+    /// The payload can never be recorded ([`Invalid`]).
     #[error(transparent)]
     Invalid(#[from] Invalid),
     #[error("store: {0}")]
@@ -41,19 +42,19 @@ pub(super) enum ApplyError {
     Forge(#[from] ForgeError),
 }
 
-impl ApplyError {
+impl EventError {
     /// Worth keeping for a later try: the store, or Gitea being down, slow, or refusing our
     /// token (an operator can fix that).
     pub(super) fn retryable(&self) -> bool {
         match self {
-            ApplyError::Invalid(_) => false,
+            EventError::Invalid(_) => false,
             // A hand-broken row stays broken until someone edits it, and an item the table
             // refuses (too large, invalid) is refused again; everything else is the table
             // being away.
-            ApplyError::Store(e) => {
+            EventError::Store(e) => {
                 !matches!(e, StoreError::InvalidRow { .. } | StoreError::Rejected(_))
             }
-            ApplyError::Forge(e) => {
+            EventError::Forge(e) => {
                 e.is_transient()
                     || matches!(e, ForgeError::Unauthorized(_) | ForgeError::Forbidden(_))
             }
@@ -61,24 +62,24 @@ impl ApplyError {
     }
 }
 
-/// Applies one event of kind `event` received at `at`.
-pub(super) async fn apply(
+/// Records one event of kind `event` received at `at`.
+pub(super) async fn record(
     state: &WebhookState,
     event: &str,
     body: &[u8],
     at: Timestamp,
-) -> Result<Applied, ApplyError> {
+) -> Result<Recorded, EventError> {
     let s = &state.inner;
     match event {
         "workflow_job" => {
-            let applied = store_workflow_job(s.store.as_ref(), s.counting, body, at).await?;
+            let recorded = store_workflow_job(s.store.as_ref(), s.counting, body, at).await?;
             if let (Some(metrics), Some(wait)) = (&s.metrics, job::queued_to_started(body)) {
                 metrics.queued_to_started(wait.as_secs_f64());
             }
-            Ok(applied)
+            Ok(recorded)
         }
-        "push" => apply_push(state, body, at).await,
-        _ => Ok(Applied::Ignored("event not used".into())),
+        "push" => record_push(state, body, at).await,
+        _ => Ok(Recorded::Ignored("event not used".into())),
     }
 }
 
@@ -107,8 +108,8 @@ pub async fn record_workflow_job(
     at: Timestamp,
 ) -> Result<bool, RecordError> {
     match store_workflow_job(store, counting, body, at).await {
-        Ok(Applied::Stored { .. }) => Ok(true),
-        Ok(Applied::Ignored(_)) => Ok(false),
+        Ok(Recorded::Stored { .. }) => Ok(true),
+        Ok(Recorded::Ignored(_)) => Ok(false),
         Err(e) => Err(RecordError {
             message: e.to_string(),
             retryable: e.retryable(),
@@ -124,14 +125,14 @@ async fn store_workflow_job(
     counting: AttemptCounting,
     body: &[u8],
     at: Timestamp,
-) -> Result<Applied, ApplyError> {
+) -> Result<Recorded, EventError> {
     let e = match job::translate(body, counting, at)? {
         Decoded::Use(e) => e,
-        Decoded::Ignore(why) => return Ok(Applied::Ignored(why)),
+        Decoded::Ignore(why) => return Ok(Recorded::Ignored(why)),
     };
     let row = || DesiredRun::new(e.run.clone(), e.spec.clone());
     if *e.state() == JobState::Queued {
-        return Ok(Applied::stored(e.run.clone(), store.create(&row()).await?));
+        return Ok(Recorded::stored(e.run.clone(), store.create(&row()).await?));
     }
     // The cache learns which job a runner of ours runs from here (wiki/Cache.md); written
     // before the job state, which the cache checks second.
@@ -141,37 +142,37 @@ async fn store_workflow_job(
             .await?;
     }
     if store.set_job_state(&e.run, e.state()).await? {
-        return Ok(Applied::stored(e.run.clone(), false));
+        return Ok(Recorded::stored(e.run.clone(), false));
     }
     if store.create(&row()).await? {
-        return Ok(Applied::stored(e.run.clone(), true));
+        return Ok(Recorded::stored(e.run.clone(), true));
     }
     // Lost a race with a concurrent create: the row exists now.
     store.set_job_state(&e.run, e.state()).await?;
-    Ok(Applied::stored(e.run.clone(), false))
+    Ok(Recorded::stored(e.run.clone(), false))
 }
 
 /// A `push` event ([`push::translate`]): the workflow files at its commit read from Gitea
 /// (and its changed files when a path filter needs them), the runs it triggers
 /// ([`push::runs`]) created, all checked before any is written.
-async fn apply_push(
+async fn record_push(
     state: &WebhookState,
     body: &[u8],
     at: Timestamp,
-) -> Result<Applied, ApplyError> {
+) -> Result<Recorded, EventError> {
     let mut push: Push = match push::translate(body)? {
         Decoded::Use(p) => p,
-        Decoded::Ignore(why) => return Ok(Applied::Ignored(why)),
+        Decoded::Ignore(why) => return Ok(Recorded::Ignored(why)),
     };
     let Some(forge) = state.inner.forge.as_ref() else {
         // WebhookState::new refuses push mode without a forge.
-        return Ok(Applied::Ignored("no Gitea client for push mode".into()));
+        return Ok(Recorded::Ignored("no Gitea client for push mode".into()));
     };
     let files = forge.workflow_files(&push.repo, push.after()).await?;
     let (workflows, notes) = push::parse_workflows(files);
     log_notes(&push.repo, &notes);
     if workflows.is_empty() {
-        return Ok(Applied::Ignored(
+        return Ok(Recorded::Ignored(
             "no workflow files at the pushed commit".into(),
         ));
     }
@@ -197,9 +198,9 @@ async fn apply_push(
         runs.push(run.id);
     }
     if runs.is_empty() {
-        return Ok(Applied::Ignored("no workflow triggered".into()));
+        return Ok(Recorded::Ignored("no workflow triggered".into()));
     }
-    Ok(Applied::Stored { runs, created })
+    Ok(Recorded::Stored { runs, created })
 }
 
 /// Logs what the push translation noted about files and jobs that get no run.
