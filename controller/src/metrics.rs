@@ -17,6 +17,7 @@
 //! | `tinqs_cache_bytes_total` | counter | `direction` (`up`, `down`) |
 //! | `tinqs_cache_refused_total` | counter | `reason` |
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -229,31 +230,36 @@ impl Metrics {
         plan: &model::Plan,
         policy: &model::Policy,
     ) {
-        self.0.runs.clear();
+        // Counted first, then one series set per label pair: a pass of 10,000 runs builds a
+        // handful of label sets, not one per run.
+        let mut runs: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         for run in &obs.desired.runs {
-            let pool = policy.pool_for(&run.spec).map(|p| p.name.clone());
-            let pool = pool.unwrap_or_else(|| "none".to_owned());
+            let pool = policy
+                .pool_for(&run.spec)
+                .map_or("none", |p| p.name.as_str());
+            *runs.entry((run.status.phase.as_str(), pool)).or_default() += 1;
+        }
+        self.0.runs.clear();
+        for ((phase, pool), n) in runs {
             self.0
                 .runs
-                .get_or_create(&labels(&[
-                    ("phase", run.status.phase.as_str()),
-                    ("pool", &pool),
-                ]))
-                .inc();
+                .get_or_create(&labels(&[("phase", phase), ("pool", pool)]))
+                .set(n);
         }
-        self.0.instances.clear();
+        let mut instances: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         for i in obs.observed.instances.items() {
             let lifecycle = match i.lifecycle {
                 model::Lifecycle::Spot => "spot",
                 model::Lifecycle::OnDemand => "on-demand",
             };
+            *instances.entry((i.state.as_str(), lifecycle)).or_default() += 1;
+        }
+        self.0.instances.clear();
+        for ((state, lifecycle), n) in instances {
             self.0
                 .instances
-                .get_or_create(&labels(&[
-                    ("state", i.state.as_str()),
-                    ("lifecycle", lifecycle),
-                ]))
-                .inc();
+                .get_or_create(&labels(&[("state", state), ("lifecycle", lifecycle)]))
+                .set(n);
         }
         self.0
             .unschedulable

@@ -48,6 +48,37 @@ fn the_same_seed_gives_byte_identical_json() {
 }
 
 #[test]
+fn compare_runs_the_policies_side_by_side_with_the_reports_each_would_give_alone() {
+    let spec = SimSpec {
+        config: config(),
+        seed: 5,
+        jobs: 120,
+        profile: "default".to_owned(),
+        faults: Faults::profile("default").expect("profile"),
+        trace: None,
+    };
+    let together = sim::compare(&spec).expect("simulation runs");
+    let policies: Vec<_> = together.iter().map(|r| r.policy.clone()).collect();
+    let names: Vec<_> = sim::Policy::ALL
+        .iter()
+        .map(|p| p.name().to_owned())
+        .collect();
+    assert_eq!(
+        policies, names,
+        "tinqs-ci first, then the baselines in order"
+    );
+    for (report, policy) in together.iter().zip(sim::Policy::ALL) {
+        let alone = sim::run_policy(&spec, policy).expect("simulation runs");
+        assert_eq!(
+            serde_json::to_string(report).expect("json"),
+            serde_json::to_string(&alone).expect("json"),
+            "{} differs when run beside the others",
+            report.policy
+        );
+    }
+}
+
+#[test]
 fn a_thousand_jobs_under_the_default_faults_keep_every_promise() {
     let r = run(1000, "default", 7);
     assert_clean(&r);
