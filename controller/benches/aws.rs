@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
 use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
-use controller::aws::{sdk_config, CallPolicy};
+use controller::aws::CallPolicy;
 use controller::fleet::ec2::{Ec2Fleet, Ec2Settings, SdkEc2};
 use controller::fleet::{Fleet, LaunchRequest};
 use controller::store::dynamo::DynamoStore;
@@ -77,13 +77,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(full: bool) -> anyhow::Result<()> {
-    let url = std::env::var("TINQS_TEST_MOTO_URL")
-        .context("TINQS_TEST_MOTO_URL is not set: run `make bench-aws`, which starts moto")?;
-    if !url.starts_with("http://127.0.0.1:")
-        || std::env::var("AWS_ENDPOINT_URL").ok().as_deref() != Some(url.as_str())
-    {
-        bail!("refusing to run: AWS_ENDPOINT_URL must be moto's loopback URL ({url})");
-    }
+    let conf = controller::aws::moto::config()
+        .await
+        .context("refusing to run: `make bench-aws` starts moto")?;
     let (n_instances, n_runs, passes) = if full {
         (
             env_size("TINQS_BENCH_INSTANCES", 5000)?,
@@ -93,7 +89,6 @@ async fn run(full: bool) -> anyhow::Result<()> {
     } else {
         (SMOKE, SMOKE, 1)
     };
-    let conf = sdk_config(Some("us-east-1")).await;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let cluster = format!("bench-{}", &id[..8]);
     let config =

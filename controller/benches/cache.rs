@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use controller::aws::sdk_config;
 use controller::cache::blobs::Blobs;
 use controller::cache::pattern::{byte_at, Pattern};
 use controller::cache::{router, Access, CacheService, Denied, Settings};
@@ -64,10 +63,9 @@ async fn run() -> Result<(), String> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024)
         << 20;
-    if std::env::var("TINQS_TEST_MOTO_URL").is_err() {
-        return Err("TINQS_TEST_MOTO_URL is not set: run with `make bench-cache`".into());
-    }
-    let conf = sdk_config(Some("us-east-1")).await;
+    let conf = controller::aws::moto::config()
+        .await
+        .map_err(|e| format!("{e} (`make bench-cache` starts moto)"))?;
     let bucket = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let blobs = Blobs::from_conf(&conf, &bucket);
     blobs.ensure_bucket().await.map_err(|e| e.to_string())?;

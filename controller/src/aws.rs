@@ -18,6 +18,8 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use backon::{ExponentialBuilder, Retryable};
 
+pub mod moto;
+
 /// Loads the AWS SDK configuration from the standard sources; `region` (from the config
 /// file) overrides the environment's region when given.
 pub async fn sdk_config(region: Option<&str>) -> SdkConfig {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ec2::types::{Filter, InstanceAttributeName, ResourceType, Tag, TagSpecification};
 use base64::Engine as _;
-use controller::aws::{sdk_config, CallPolicy};
+use controller::aws::CallPolicy;
 use controller::fleet::ec2::{Ec2Fleet, Ec2Settings, SdkEc2};
 use controller::fleet::Fleet;
 use controller::store::dynamo::DynamoStore;
@@ -28,20 +28,9 @@ use model::{tags, InstanceId, Lifecycle};
 
 /// The SDK configuration for moto; refuses anything but a loopback endpoint.
 async fn conf() -> aws_config::SdkConfig {
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    let url = std::env::var("TINQS_TEST_MOTO_URL").unwrap_or_else(|_| {
-        panic!("TINQS_TEST_MOTO_URL is not set: run these tests with `make test-aws`, which starts moto")
-    });
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "TINQS_TEST_MOTO_URL must be a loopback URL, got {url}"
-    );
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert_eq!(
-        endpoint, url,
-        "AWS_ENDPOINT_URL must point at moto too (scripts/with-moto.sh sets both)"
-    );
-    sdk_config(Some("us-east-1")).await
+    controller::aws::moto::config()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn unique(prefix: &str) -> String {

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use controller::aws::sdk_config;
 use controller::cache::blobs::Blobs;
 use controller::cache::pattern::{byte_at, Pattern};
 use controller::cache::sweep::{self, SweepReport};
@@ -25,12 +24,9 @@ use model::Timestamp;
 use tokio::net::TcpListener;
 
 async fn conf() -> aws_config::SdkConfig {
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    let url = std::env::var("TINQS_TEST_MOTO_URL").unwrap_or_else(|_| {
-        panic!("TINQS_TEST_MOTO_URL is not set: run these tests with scripts/with-moto.sh")
-    });
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    sdk_config(Some("us-east-1")).await
+    controller::aws::moto::config()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn token(n: u8) -> String {

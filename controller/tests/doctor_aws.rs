@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-use controller::aws::sdk_config;
 use controller::cmd::doctor::{self, Check, Verdict};
 use controller::store::dynamo::DynamoStore;
 use controller::store::schema;
@@ -18,20 +17,9 @@ use model::config::{Config, Market, PoolConfig};
 
 /// The SDK configuration for moto; refuses anything but a loopback endpoint.
 async fn conf() -> aws_config::SdkConfig {
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    let url = std::env::var("TINQS_TEST_MOTO_URL").unwrap_or_else(|_| {
-        panic!("TINQS_TEST_MOTO_URL is not set: run these tests under scripts/with-moto.sh (make test)")
-    });
-    assert!(
-        url.starts_with("http://127.0.0.1:"),
-        "TINQS_TEST_MOTO_URL must be a loopback URL, got {url}"
-    );
-    assert_eq!(
-        std::env::var("AWS_ENDPOINT_URL").unwrap_or_default(),
-        url,
-        "AWS_ENDPOINT_URL must point at moto too (scripts/with-moto.sh sets both)"
-    );
-    sdk_config(Some("us-east-1")).await
+    controller::aws::moto::config()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn unique(prefix: &str) -> String {

@@ -131,27 +131,7 @@ impl Settings {
 /// When `TINQS_TEST_MOTO_URL` is unset (these need `scripts/with-moto.sh`), not loopback, or
 /// not what `AWS_ENDPOINT_URL` says, or when `AWS_EC2_METADATA_DISABLED` is not `true`.
 pub fn moto_url() -> anyhow::Result<String> {
-    let url = std::env::var("TINQS_TEST_MOTO_URL").map_err(|_| {
-        anyhow!(
-            "TINQS_TEST_MOTO_URL is not set: run this under scripts/with-moto.sh \
-             (`make test`, `make demo`, or `scripts/with-moto.sh cargo test -p e2e`), \
-             which starts moto and points the AWS SDK at it"
-        )
-    })?;
-    ensure!(
-        url.starts_with("http://127.0.0.1:"),
-        "TINQS_TEST_MOTO_URL must be a loopback URL (http://127.0.0.1:PORT), got {url}"
-    );
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    ensure!(
-        endpoint == url,
-        "AWS_ENDPOINT_URL ({endpoint:?}) must point at moto ({url}); scripts/with-moto.sh sets both"
-    );
-    ensure!(
-        std::env::var("AWS_EC2_METADATA_DISABLED").as_deref() == Ok("true"),
-        "AWS_EC2_METADATA_DISABLED must be `true` so the AWS SDK never calls the instance metadata address"
-    );
-    Ok(url)
+    Ok(controller::aws::moto::url()?)
 }
 
 /// The VPC pieces and AMI the pools launch into, created in moto.
@@ -495,7 +475,7 @@ impl World {
         let cluster = format!("{name}-{}", &suffix[..6]);
         let table = format!("tinqs-{cluster}");
 
-        let conf = controller::aws::sdk_config(Some("us-east-1")).await;
+        let conf = controller::aws::moto::config().await?;
         let ec2 = aws_sdk_ec2::Client::new(&conf);
         let dynamo = aws_sdk_dynamodb::Client::new(&conf);
         let sqs = aws_sdk_sqs::Client::new(&conf);
