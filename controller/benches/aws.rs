@@ -289,6 +289,7 @@ async fn run(full: bool) -> anyhow::Result<()> {
             notices: Vec::new(),
             disabled_since: std::collections::BTreeMap::new(),
             instances_read_at: None,
+            pools_without_capacity: std::collections::BTreeMap::new(),
         };
         let planned = plan(&view, &observed, &policy, now());
         let t3 = Instant::now();

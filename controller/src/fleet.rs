@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use model::config::{Market, PoolConfig};
 use model::observed::Instance;
 use model::secret::Secret;
-use model::{InstanceId, RunId, RunnerName};
+use model::{InstanceId, RunId, RunnerName, Timestamp};
 
 /// Everything needed to launch one runner instance.
 #[derive(Debug, Clone)]
@@ -145,12 +145,12 @@ pub trait Fleet: Send + Sync {
     /// The last offering's error when none could launch.
     async fn launch(&self, req: &LaunchRequest) -> Result<(Instance, Offering), FleetError>;
 
-    /// Whether a launch in a pool with these settings would try at least one offering now:
-    /// `false` while every one is remembered as recently without capacity, when
-    /// [`Fleet::launch`] would fail without asking EC2. The executor then skips the launch's
-    /// other steps (the claim, the runner's registration), which would only be undone.
-    fn can_try(&self, _pool: &PoolConfig) -> bool {
-        true
+    /// While every offering of a pool with these settings is remembered as recently without
+    /// capacity (so [`Fleet::launch`] would fail without asking EC2), the first time one may
+    /// be tried again; `None` when a launch would try at least one now. Observed each pass
+    /// (`Observed::pools_without_capacity`): the planner defers such a pool's launches.
+    fn without_capacity_until(&self, _pool: &PoolConfig) -> Option<Timestamp> {
+        None
     }
 
     /// Terminates `ids`. Instances already gone count as done.

@@ -111,6 +111,11 @@ pub struct Observed {
     /// (DescribeInstances is eventually consistent). `None`: the time of planning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instances_read_at: Option<Timestamp>,
+    /// Pools whose every offering (instance type, subnet, market) is remembered as recently
+    /// without capacity, each with the time the first of them may be tried again. A launch
+    /// there would fail without asking EC2, so the planner defers it until then.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pools_without_capacity: BTreeMap<String, Timestamp>,
 }
 
 /// An EC2 instance as listed.

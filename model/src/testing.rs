@@ -208,6 +208,8 @@ pub struct Scene {
     pub notices: Vec<crate::notice::Notice>,
     /// Since when runners are known disabled, by id.
     pub disabled_since: std::collections::BTreeMap<i64, Timestamp>,
+    /// Pools without capacity, until when.
+    pub pools_without_capacity: std::collections::BTreeMap<String, Timestamp>,
     /// Now.
     pub now: Timestamp,
     next_id: u64,
@@ -236,6 +238,7 @@ impl Scene {
             reads: Vec::new(),
             notices: Vec::new(),
             disabled_since: std::collections::BTreeMap::new(),
+            pools_without_capacity: std::collections::BTreeMap::new(),
             now,
             next_id: 0,
         }
@@ -258,6 +261,7 @@ impl Scene {
             notices: self.notices.clone(),
             disabled_since: self.disabled_since.clone(),
             instances_read_at: None,
+            pools_without_capacity: self.pools_without_capacity.clone(),
         }
     }
 

@@ -370,6 +370,7 @@ mod tests {
                 notices: vec![],
                 disabled_since: std::collections::BTreeMap::new(),
                 instances_read_at: None,
+                pools_without_capacity: std::collections::BTreeMap::new(),
             },
             errors: vec![],
         }

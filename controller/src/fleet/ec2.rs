@@ -329,11 +329,9 @@ impl<A: Ec2Api> Fleet for Ec2Fleet<A> {
         Ok(out)
     }
 
-    fn can_try(&self, pool: &PoolConfig) -> bool {
-        let now = self.clock.now();
-        offerings(pool)
-            .iter()
-            .any(|o| !self.unavailable.is_unavailable(o, now))
+    fn without_capacity_until(&self, pool: &PoolConfig) -> Option<Timestamp> {
+        self.unavailable
+            .all_unavailable_until(&offerings(pool), self.clock.now())
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<(Instance, Offering), FleetError> {

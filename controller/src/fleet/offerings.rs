@@ -59,6 +59,27 @@ impl UnavailableOfferings {
         }
     }
 
+    /// When every one of `offerings` is marked unavailable at `now`, the first time one of
+    /// them may be tried again; `None` when one can be tried now (or there are none).
+    #[must_use]
+    pub fn all_unavailable_until(
+        &self,
+        offerings: &[Offering],
+        now: Timestamp,
+    ) -> Option<Timestamp> {
+        let until = self.until.lock();
+        let mut first: Option<Timestamp> = None;
+        for o in offerings {
+            match until.get(o) {
+                Some(&deadline) if deadline > now => {
+                    first = Some(first.map_or(deadline, |f| f.min(deadline)));
+                }
+                _ => return None,
+            }
+        }
+        first
+    }
+
     /// The offerings marked unavailable at `now`, with their deadlines.
     #[must_use]
     pub fn snapshot(&self, now: Timestamp) -> Vec<(Offering, Timestamp)> {

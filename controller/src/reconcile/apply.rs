@@ -370,13 +370,6 @@ impl Reconciler {
         labels: &[String],
         lease: &PassLease<'_>,
     ) -> Result<(), StepError> {
-        // Every offering of the pool recently without capacity: the launch would fail without
-        // asking EC2; claiming and registering a runner first would only be undone.
-        if let Some(pool_config) = self.config.pools.get(pool) {
-            if !self.fleet.can_try(pool_config) {
-                return Err(StepError::HeldBack(pool.to_owned()));
-            }
-        }
         let now = self.clock.now();
         // 1. Claim: only one writer can move the run to Launching at this version.
         let claimed = run.status.claimed(attempt, runner.clone(), now);

@@ -39,10 +39,6 @@ pub enum StepError {
         /// Whether it is busy now.
         busy: bool,
     },
-    /// The launch was held back before its claim: every offering of the pool was recently
-    /// without capacity.
-    #[error("held back: every offering of pool {0} was recently without capacity")]
-    HeldBack(String),
     /// The step cannot be carried out as planned (its run is not in this pass's view, its
     /// pool is not configured, its boot script cannot be made).
     #[error("{0}")]
@@ -85,7 +81,6 @@ impl StepError {
             StepError::TimedOut(_) => "timed-out",
             StepError::LeaseLost => "lease-lost",
             StepError::RunnerChanged { .. } => "runner-changed",
-            StepError::HeldBack(_) => "held-back",
             StepError::Invalid(_) => "invalid",
             StepError::Skipped(_) => "skipped",
             StepError::Launch { source, .. } => source.kind(),

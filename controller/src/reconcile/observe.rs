@@ -103,6 +103,15 @@ impl Reconciler {
                 notices: self.notices.snapshot(),
                 disabled_since,
                 instances_read_at: Some(instances_read_at),
+                pools_without_capacity: self
+                    .config
+                    .pools
+                    .iter()
+                    .filter_map(|(name, p)| {
+                        let until = self.fleet.without_capacity_until(p)?;
+                        Some((name.clone(), until))
+                    })
+                    .collect(),
             },
             errors,
         }

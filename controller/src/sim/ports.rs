@@ -293,12 +293,10 @@ impl Fleet for SimFleet {
             .collect())
     }
 
-    fn can_try(&self, pool: &PoolConfig) -> bool {
+    fn without_capacity_until(&self, pool: &PoolConfig) -> Option<Timestamp> {
         let epoch = self.ctx.lock().epoch;
         let at = Timestamp::from_millis(epoch.as_millis() + self.ctx.now());
-        offerings(pool)
-            .iter()
-            .any(|o| !self.unavailable.is_unavailable(o, at))
+        self.unavailable.all_unavailable_until(&offerings(pool), at)
     }
 
     async fn launch(&self, req: &LaunchRequest) -> Result<(Instance, Offering), FleetError> {

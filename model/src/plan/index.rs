@@ -74,6 +74,8 @@ pub(super) struct Index<'a> {
     pub notices: HashMap<&'a str, &'a Notice>,
     /// Since when each disabled runner is known disabled, by Gitea id.
     pub disabled_since: &'a BTreeMap<i64, Timestamp>,
+    /// Pools without capacity now, until when ([`Observed::pools_without_capacity`]).
+    pub pools_without_capacity: &'a BTreeMap<String, Timestamp>,
     /// When EC2's instance list was read (its read started), when known.
     pub instances_read_at: Option<Timestamp>,
 }
@@ -257,6 +259,7 @@ impl<'a> Index<'a> {
             invalid: desired.invalid.iter().map(|r| r.key.as_str()).collect(),
             notices: HashMap::new(),
             disabled_since: &observed.disabled_since,
+            pools_without_capacity: &observed.pools_without_capacity,
             instances_read_at: observed.instances_read_at,
         };
         for n in &observed.notices {

@@ -1296,7 +1296,16 @@ impl<'a> Pass<'a> {
             .get(pool.name.as_str())
             .copied()
             .unwrap_or(0);
-        let limit = if self.launches >= safety.max_launches_per_pass {
+        let retry_at = self.idx.pools_without_capacity.get(pool.name.as_str());
+        let limit = if let Some(&at) = retry_at {
+            // The launch would fail without asking EC2; claiming and registering a runner
+            // first would only be undone. The pass after `at` tries again.
+            self.deadline(at.max(self.now.plus(FOLLOW_UP)));
+            Some(format!(
+                "every offering of pools.{} is without capacity until {at}",
+                pool.name
+            ))
+        } else if self.launches >= safety.max_launches_per_pass {
             self.follow_up = true;
             Some(format!(
                 "safety.max_launches_per_pass ({})",

@@ -839,6 +839,47 @@ fn cancels_a_pending_run_without_launching() {
 }
 
 #[test]
+fn a_launch_in_a_pool_without_capacity_waits_until_an_offering_may_be_tried_again() {
+    // Every offering of `go` failed for capacity a moment ago: its launch would fail without
+    // asking EC2. It is deferred, with the reason, until the first offering may be tried
+    // again; the `docker` pool is not held back with it.
+    let mut w = Scene::new(
+        vec![go_run(1), job_run(2, &["docker"])],
+        vec![],
+        vec![],
+        vec![queued(1, &["go"]), queued(2, &["docker"])],
+        at(0),
+    );
+    w.pools_without_capacity.insert("go".into(), at(30));
+    let plan = w.plan(&policy());
+    let launched: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Launch { pool, .. } => Some(pool.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(launched, vec!["docker"], "{plan:?}");
+    assert_eq!(plan.deferred.len(), 1, "{plan:?}");
+    assert_eq!(
+        plan.deferred[0].limit,
+        format!(
+            "every offering of pools.go is without capacity until {}",
+            at(30)
+        )
+    );
+    assert_eq!(plan.requeue_after, std::time::Duration::from_secs(30));
+    w.pools_without_capacity.clear();
+    w.now = at(30);
+    assert!(w
+        .plan(&policy())
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Launch { pool, .. } if pool == "go")));
+}
+
+#[test]
 fn a_pending_run_whose_job_started_elsewhere_needs_no_runner() {
     let r = with_job_state(
         go_run(1),

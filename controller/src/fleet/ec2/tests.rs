@@ -532,23 +532,29 @@ async fn offerings_without_capacity_are_skipped_until_they_expire() {
 async fn a_pool_can_be_tried_again_once_one_of_its_offerings_expires() {
     let r = rig();
     let spot = req(1, Market::Spot);
-    assert!(r.fleet.can_try(&spot.pool_config));
+    assert_eq!(r.fleet.without_capacity_until(&spot.pool_config), None);
     for t in ["c7a.large", "m7a.large"] {
         for s in ["subnet-a", "subnet-b"] {
             no_capacity(&r.ec2, t, s, true);
         }
     }
+    let failed_at = Timestamp::from_millis(r.ec2.now_ms.load(Ordering::SeqCst));
     r.fleet
         .launch(&spot)
         .await
         .expect_err("no capacity anywhere");
+    let until = r
+        .fleet
+        .without_capacity_until(&spot.pool_config)
+        .expect("every offering is remembered as without capacity");
     assert!(
-        !r.fleet.can_try(&spot.pool_config),
-        "every offering is remembered as without capacity"
+        until > failed_at && until <= failed_at.plus(std::time::Duration::from_secs(180)),
+        "{until} within 3 minutes of {failed_at}"
     );
     r.ec2.now_ms.fetch_add(181_000, Ordering::SeqCst);
-    assert!(
-        r.fleet.can_try(&spot.pool_config),
+    assert_eq!(
+        r.fleet.without_capacity_until(&spot.pool_config),
+        None,
         "expired after 3 minutes"
     );
 }
