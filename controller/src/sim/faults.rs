@@ -104,7 +104,7 @@ impl Faults {
     pub fn chaos() -> Self {
         Faults {
             ice: 0.1,
-            spot_per_hour: 0.6,
+            spot_per_hour: 1.0,
             ec2_throttle: 0.02,
             list_lag_s: 60,
             never_boot: 0.05,
