@@ -51,7 +51,7 @@ demo: setup
 
 ## Every performance figure, one line each (`<name>: <value> <unit>`), also written as JSON to
 ## target/bench.json (wiki/Performance.md says what each measures and its goal): planning
-## (`plan <N>`, median of 5 passes), then the controller's figures over the in-memory ports
+## (`plan <N>`, median of about a second of passes), then the controller's figures over the in-memory ports
 ## (`webhook ingest`, `webhook to launch`, `pass 10000`) and `rss` in a process of its own.
 ## The controller is built in the `bench-fast` profile (release, but the AWS SDK crates
 ## unoptimised): from the dev-seeded target its first build took 9.5 min of CPU (23.5 min on

@@ -87,8 +87,12 @@ fn world(n: usize) -> Scene {
     Scene::new(runs, instances, runners, jobs, now)
 }
 
-/// Passes timed per size; the figure is their median.
-const PASSES: usize = 5;
+/// Passes timed for `n` runs; the figure is their median. About a second of passes per size
+/// (at least 9), so that one pass slowed by the machine moves the median of the small sizes,
+/// and the ratios built on them, no more than that of the large one.
+fn passes(n: usize) -> usize {
+    (1_000_000 / n.max(1)).clamp(9, 101)
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -130,7 +134,7 @@ fn main() {
             println!("digest {n}: {}", hex::encode(sha2::Sha256::digest(&text)));
         }
         drop(warm);
-        let mut times: Vec<f64> = (0..PASSES)
+        let mut times: Vec<f64> = (0..passes(n))
             .map(|_| {
                 let start = Instant::now();
                 let plan = model::plan(&w.desired, &observed, &p, w.now);
