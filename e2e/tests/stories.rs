@@ -754,7 +754,13 @@ async fn a_warm_runner_takes_a_job_without_a_launch_and_the_pool_is_topped_up_ag
     // takes its place.
     let over = ok(world.run_final(&warm.id, SETTLE).await);
     assert_eq!(over.status.phase, Phase::Done, "{over:?}");
-    assert!(over.status.took_job_at.is_some(), "{over:?}");
+    // Whether a pass saw the runner busy (`took_job_at`) depends on timing: a one-second job
+    // can start and end between two passes. The run's outcome says it served a job either way.
+    assert_eq!(
+        over.status.outcome.as_deref(),
+        Some("its runner took the job and ended"),
+        "{over:?}"
+    );
     let fresh = ok(world
         .wait_until(
             "a fresh warm runner of pool go is ready",

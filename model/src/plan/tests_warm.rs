@@ -218,6 +218,54 @@ fn a_job_taken_by_a_warm_runner_launches_no_machine_and_the_pool_is_topped_up() 
     );
 }
 
+/// A short job started and finished between two passes: no pass saw the warm runner busy,
+/// and the job's `in_progress` and `completed` webhooks folded into its final state. Gitea
+/// deleted the ephemeral runner when the job ended, which it does only for a runner that
+/// took a job, and the machine then powered off (or EC2 reclaimed it afterwards).
+#[test]
+fn a_warm_runner_gitea_removed_after_a_job_no_pass_saw_served_it_whatever_ended_its_machine() {
+    let p = with_warm(policy(), "go", 1, None);
+    for reason in [None, Some("Server.SpotInstanceTermination")] {
+        let (wr, mut wi, _deleted) = ready_warm(0, 0);
+        wi.state = InstanceState::Terminated;
+        wi.state_reason = reason.map(str::to_owned);
+        let mut job = job_run(7, &["go"]);
+        job.spec.job_state = JobState::Completed {
+            conclusion: "success".into(),
+        };
+        let w = Scene::new(
+            vec![wr.clone(), job],
+            vec![wi],
+            vec![],
+            vec![],
+            at(10 * MIN),
+        );
+        let plan = w.plan(&p);
+        let done = format!("mark run {} done: its runner took the job and ended", wr.id);
+        assert!(
+            kinds(&plan).contains(&done),
+            "{reason:?}: {:#?}",
+            plan.actions
+        );
+        assert_eq!(launches(&plan).len(), 1, "{reason:?}: topped up");
+    }
+    // The same machine gone while its runner is still registered (offline): the machine
+    // failed, not the job's end.
+    let (wr, mut wi, mut wg) = ready_warm(0, 0);
+    wi.state = InstanceState::Terminated;
+    wg.online = false;
+    let w = Scene::new(vec![wr.clone()], vec![wi], vec![wg], vec![], at(10 * MIN));
+    let plan = w.plan(&p);
+    assert!(
+        kinds(&plan).contains(&format!(
+            "mark run {} failed (instance gone while the job still waits): instance gone while the job still waits",
+            wr.id
+        )),
+        "{:#?}",
+        plan.actions
+    );
+}
+
 #[test]
 fn a_job_taken_by_its_own_runner_leaves_the_warm_runner_warm() {
     let p = with_warm(policy(), "go", 1, None);

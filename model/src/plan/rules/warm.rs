@@ -103,15 +103,24 @@ impl<'a> Pass<'a> {
     /// What becomes of a warm run whose runner is gone or retired. One machine per warm
     /// run: it ends (the top-up launches a fresh one), done when its runner served a job or
     /// was retired by a rule, failed when its machine failed.
+    ///
+    /// A short job can start and finish between two passes, with its webhooks folded into
+    /// one: no pass saw the runner busy. Gitea itself tells: it deletes an ephemeral runner
+    /// once its task reaches a final status, and never one that took no job, so a runner
+    /// that registered and is gone from a whole runner list served its job to the end.
     pub(super) fn warm_over(&mut self, run: &'a DesiredRun, name: &str, cause: Reason) {
-        let took = run.status.took_job_at.is_some() || self.idx.took_a_job(name);
-        let died = matches!(
-            cause,
-            Reason::SpotInterruption
-                | Reason::Zombie { .. }
-                | Reason::InstanceLost
-                | Reason::NeverRegistered { .. }
-        );
+        let served = run.status.registered_at.is_some()
+            && self.forge_ok
+            && self.idx.runners_named(name).is_empty();
+        let took = served || run.status.took_job_at.is_some() || self.idx.took_a_job(name);
+        let died = !served
+            && matches!(
+                cause,
+                Reason::SpotInterruption
+                    | Reason::Zombie { .. }
+                    | Reason::InstanceLost
+                    | Reason::NeverRegistered { .. }
+            );
         match (took, died) {
             (true, true) if cause != Reason::InstanceLost => {
                 let error = format!("{cause} while running a job; re-run it in Gitea");
