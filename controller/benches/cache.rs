@@ -83,6 +83,7 @@ async fn run() -> Result<(), String> {
             url: base.clone(),
             prefix: String::new(),
             max_repo_size: 16 << 30,
+            hold_unknown_job: controller::cache::HOLD_UNKNOWN_JOB,
         },
         Metrics::new(),
         Arc::new(SystemClock),

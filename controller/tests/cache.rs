@@ -106,6 +106,7 @@ async fn start(max_repo_size: u64) -> Cache {
             url: base.clone(),
             prefix: "ci/".into(),
             max_repo_size,
+            hold_unknown_job: Duration::from_secs(1),
         },
         Metrics::new(),
         Arc::new(clock.clone()),
@@ -688,6 +689,37 @@ async fn a_large_entry_streams_through_with_memory_bounded() {
         SIZE >> 20,
         CHUNK >> 20
     );
+}
+
+/// The `in_progress` webhook lands while the request is held: the request is answered as
+/// any other, not with the 503 that would cost the job its one retry, 5 s later.
+#[tokio::test]
+async fn a_request_held_while_the_job_is_not_known_is_answered_once_it_is() {
+    let cache = start(model::cache::DEFAULT_MAX_REPO_SIZE).await;
+    let runner = "tq-t-job-8-1-a1";
+    cache
+        .runners
+        .waiting
+        .lock()
+        .expect("lock")
+        .push(runner.into());
+    let runners = cache.runners.clone();
+    let webhook = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        runners.add(runner, &token(8), scope("org/app", "main"));
+        runners.waiting.lock().expect("lock").clear();
+    });
+    let url = model::cache::runner_url(&cache.base, runner, &token(8));
+    let resp = cache
+        .http
+        .get(format!(
+            "{url}_apis/artifactcache/cache?keys=deps-1&version=v"
+        ))
+        .send()
+        .await
+        .expect("sent");
+    webhook.await.expect("webhook");
+    assert_eq!(resp.status(), 204, "a miss for a known job, not a 503");
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ pub mod sweep;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::body::{Body, Bytes};
@@ -86,7 +87,18 @@ pub struct Settings {
     pub prefix: String,
     /// Largest entry, and most bytes per repository.
     pub max_repo_size: u64,
+    /// How long a request from a runner whose job is not known yet is held, asking the run
+    /// table again, before it is answered 503 ([`HOLD_UNKNOWN_JOB`] for a `cache:` section).
+    pub hold_unknown_job: Duration,
 }
+
+/// How long a request whose runner's job is not known yet waits for its `in_progress` webhook
+/// before the 503 that `actions/cache` retries once: a webhook queued behind others in Gitea,
+/// or a slow table write, then costs the job no cache.
+pub const HOLD_UNKNOWN_JOB: Duration = Duration::from_secs(10);
+
+/// How often a held request asks again.
+const ASK_AGAIN_EVERY: Duration = Duration::from_millis(250);
 
 impl Settings {
     /// The settings of a `cache:` section.
@@ -96,6 +108,7 @@ impl Settings {
             url: config.url.clone(),
             prefix: config.prefix.clone(),
             max_repo_size: config.max_repo_size,
+            hold_unknown_job: HOLD_UNKNOWN_JOB,
         }
     }
 }
@@ -225,13 +238,23 @@ async fn scope_of(service: &CacheService, runner: &str, token: &str) -> Result<J
         service.0.metrics.cache_refused("credential");
         return Err(error(StatusCode::FORBIDDEN, Denied::Credential.to_string()));
     }
-    service.0.access.resolve(runner, token).await.map_err(|d| {
+    let held_until = Instant::now() + service.0.settings.hold_unknown_job;
+    let resolved = loop {
+        match service.0.access.resolve(runner, token).await {
+            Err(Denied::NoJob(_)) if Instant::now() + ASK_AGAIN_EVERY <= held_until => {
+                tokio::time::sleep(ASK_AGAIN_EVERY).await;
+            }
+            answer => break answer,
+        }
+    };
+    resolved.map_err(|d| {
         service.0.metrics.cache_refused(d.label());
         tracing::info!(runner = %crate::quiet::cap(runner, 200), reason = %d, "cache request refused");
         match d {
             // Not known yet is not a no: the `in_progress` webhook naming the runner's job
-            // may be moments away. A 503 is what `actions/cache` retries (once, 5 s later:
-            // actions/toolkit packages/cache/src/internal/requestUtils.ts, constants.ts).
+            // may still be on its way after the hold. A 503 is what `actions/cache` retries
+            // (once, 5 s later: actions/toolkit packages/cache/src/internal/requestUtils.ts,
+            // constants.ts).
             Denied::NoJob(_) => {
                 let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, d.to_string());
                 resp.headers_mut().insert(
