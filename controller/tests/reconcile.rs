@@ -388,6 +388,70 @@ async fn a_capacity_error_releases_the_claim_and_drops_the_registration() {
     assert_eq!(rig.run(&RunId::for_job(1, 1)).status.phase, Phase::Running);
 }
 
+/// Every offering of a pool answered "no capacity": until the first of them may be tried
+/// again, the pool's launches wait in the plan (no registration, no RunInstances call), then
+/// go ahead.
+#[tokio::test]
+async fn a_pool_whose_every_offering_lacks_capacity_defers_its_launches_until_one_may_be_tried() {
+    let rig = rig();
+    let go = rig.r.config.pools["go"].clone();
+    let all = controller::fleet::offerings(&go);
+    for o in &all {
+        rig.fleet.set_no_capacity(o.clone());
+    }
+    rig.store.put_row(job_run(1, &["go"]));
+    rig.forge.queue_job(go_job(1));
+    let launches = || {
+        rig.fleet
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, controller::fleet::fake::FleetCall::Launch { .. }))
+            .count()
+    };
+    let out = rig.pass().await;
+    assert_eq!(
+        out.report.expect("applied").failures(),
+        1,
+        "every offering tried"
+    );
+    assert_eq!(rig.fleet.unavailable_offerings().len(), all.len());
+    assert_eq!(launches(), 1);
+
+    rig.advance(Duration::from_secs(60));
+    let out = rig.pass().await;
+    assert!(
+        !out.plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Launch { .. })),
+        "{:#?}",
+        out.plan.actions
+    );
+    assert!(
+        out.plan
+            .deferred
+            .iter()
+            .any(|d| d.what == "launch tq-test-job-1-1-a1" && d.limit.contains("go")),
+        "{:#?}",
+        out.plan.deferred
+    );
+    assert_eq!(
+        launches(),
+        1,
+        "no RunInstances call while nothing may be tried"
+    );
+    assert!(rig.forge.runners().is_empty(), "no registration either");
+    assert_eq!(rig.run(&RunId::for_job(1, 1)).status.phase, Phase::Pending);
+
+    for o in &all {
+        rig.fleet.restore_capacity(o);
+    }
+    rig.advance(controller::fleet::offerings::DEFAULT_TTL);
+    rig.pass().await;
+    assert_eq!(launches(), 2);
+    assert_eq!(rig.run(&RunId::for_job(1, 1)).status.phase, Phase::Running);
+}
+
 #[tokio::test]
 async fn only_one_controller_holds_the_lease() {
     let rig = rig();

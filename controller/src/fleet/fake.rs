@@ -328,6 +328,12 @@ impl Fleet for FakeFleet {
         Ok(out)
     }
 
+    fn without_capacity_until(&self, pool: &model::config::PoolConfig) -> Option<Timestamp> {
+        let now = self.lock().now;
+        self.unavailable
+            .all_unavailable_until(&offerings(pool), now)
+    }
+
     async fn launch(&self, req: &LaunchRequest) -> Result<(Instance, Offering), FleetError> {
         let mut s = self.lock();
         let mut call = FleetCall::Launch {
