@@ -249,6 +249,16 @@ fn a_warm_runner_gitea_removed_after_a_job_no_pass_saw_served_it_whatever_ended_
         );
         assert_eq!(launches(&plan).len(), 1, "{reason:?}: topped up");
     }
+    // Registered by us before the launch, it took the job the moment it came online: no
+    // pass ever saw it online.
+    let (mut wr, mut wi, _deleted) = ready_warm(0, 0);
+    wr.status.registered_at = None;
+    wr.status.runner_id = Some(500);
+    wi.state = InstanceState::Terminated;
+    let w = Scene::new(vec![wr.clone()], vec![wi], vec![], vec![], at(10 * MIN));
+    let plan = w.plan(&p);
+    let done = format!("mark run {} done: its runner took the job and ended", wr.id);
+    assert!(kinds(&plan).contains(&done), "{:#?}", plan.actions);
     // The same machine gone while its runner is still registered (offline): the machine
     // failed, not the job's end.
     let (wr, mut wi, mut wg) = ready_warm(0, 0);

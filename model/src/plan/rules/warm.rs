@@ -105,11 +105,12 @@ impl<'a> Pass<'a> {
     /// was retired by a rule, failed when its machine failed.
     ///
     /// A short job can start and finish between two passes, with its webhooks folded into
-    /// one: no pass saw the runner busy. Gitea itself tells: it deletes an ephemeral runner
-    /// once its task reaches a final status, and never one that took no job, so a runner
-    /// that registered and is gone from a whole runner list served its job to the end.
+    /// one: no pass saw the runner busy (or even online). Gitea itself tells: it deletes an
+    /// ephemeral runner once its task reaches a final status, and never one that took no job,
+    /// so a runner known registered (seen online, or registered by us before the launch) and
+    /// gone from a whole runner list served its job to the end.
     pub(super) fn warm_over(&mut self, run: &'a DesiredRun, name: &str, cause: Reason) {
-        let served = run.status.registered_at.is_some()
+        let served = (run.status.registered_at.is_some() || run.status.runner_id.is_some())
             && self.forge_ok
             && self.idx.runners_named(name).is_empty();
         let took = served || run.status.took_job_at.is_some() || self.idx.took_a_job(name);
