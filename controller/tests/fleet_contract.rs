@@ -71,7 +71,7 @@ impl FleetRig for FakeRig {
             lifecycle: Lifecycle::OnDemand,
             instance_type: "t3.micro".into(),
             zone: "us-east-1a".into(),
-            tags,
+            tags: tags.into(),
         });
         id
     }

@@ -137,7 +137,7 @@ pub struct Instance {
     /// Availability zone.
     pub zone: String,
     /// All tags.
-    pub tags: BTreeMap<String, String>,
+    pub tags: tags::Tags,
 }
 
 /// EC2 instance states.

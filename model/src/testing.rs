@@ -1,7 +1,6 @@
 //! Builders and a planner test scene ([`Scene`]), for tests and benchmarks of the planner (here
 //! and in the controller). Pure like the rest of the crate.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::config::{Safety, Timeouts};
@@ -158,7 +157,7 @@ pub fn bare_instance(id: &str, state: InstanceState, launched: Timestamp) -> Ins
         lifecycle: Lifecycle::Spot,
         instance_type: "c7a.large".into(),
         zone: "eu-west-1a".into(),
-        tags: BTreeMap::new(),
+        tags: tags::Tags::default(),
     }
 }
 

@@ -402,7 +402,7 @@ impl Fleet for FakeFleet {
                 lifecycle: offering.lifecycle,
                 instance_type: offering.instance_type.clone(),
                 zone,
-                tags: launch_tags(&self.cluster, req),
+                tags: launch_tags(&self.cluster, req).into(),
             };
             s.instances.insert(id.clone(), instance.clone());
             s.offering_of.insert(id.clone(), offering.clone());

@@ -284,12 +284,15 @@ impl Fleet for SimFleet {
         self.enter("ec2:DescribeInstances", 80, 400).await?;
         let w = self.ctx.lock();
         let now = self.ctx.now();
-        let cluster = w.cluster.clone();
+        // Real EC2 filters by the ownership tag before answering: only ours are copied.
         Ok(w.instances
             .values()
-            .filter(|i| i.visible_at <= now)
+            .filter(|i| {
+                i.visible_at <= now
+                    && i.tags.get(model::tags::CLUSTER).map(String::as_str)
+                        == Some(w.cluster.as_str())
+            })
             .map(|i| i.view(w.epoch))
-            .filter(|i| i.is_ours(&cluster))
             .collect())
     }
 

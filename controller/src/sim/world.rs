@@ -205,7 +205,8 @@ pub(crate) enum Bucket {
 #[derive(Debug, Clone)]
 pub(crate) struct Inst {
     pub id: String,
-    pub tags: BTreeMap<String, String>,
+    /// Built once at launch; every listing shares it.
+    pub tags: model::tags::Tags,
     pub lifecycle: Lifecycle,
     pub itype: String,
     pub zone: String,
@@ -704,7 +705,7 @@ impl SimWorld {
         let price = price_per_hour(itype, lifecycle);
         let inst = Inst {
             id: id.clone(),
-            tags,
+            tags: tags.into(),
             lifecycle,
             itype: itype.to_owned(),
             zone: format!("{subnet}-zone"),
