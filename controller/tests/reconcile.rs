@@ -91,6 +91,18 @@ impl Rig {
         out
     }
 
+    /// Puts `run` in the table and a running instance of ours, `instance`, tagged for it.
+    fn put_running(&self, run: &model::DesiredRun, instance: &str) {
+        self.store.put_row(run.clone());
+        self.fleet.insert(model::testing::instance_for(
+            run,
+            instance,
+            "go",
+            InstanceState::Running,
+            T0,
+        ));
+    }
+
     fn run(&self, id: &RunId) -> model::DesiredRun {
         self.store
             .runs()
@@ -559,14 +571,7 @@ async fn without_disable_a_runner_that_took_a_job_since_the_plan_is_neither_dere
     // reads it again, leaves it, and skips the run's terminate.
     let rig = rig();
     let run = model::testing::running(job_run(1, &["go"]), "i-1", T0);
-    rig.store.put_row(run.clone());
-    rig.fleet.insert(model::testing::instance_for(
-        &run,
-        "i-1",
-        "go",
-        InstanceState::Running,
-        T0,
-    ));
+    rig.put_running(&run, "i-1");
     let id = rig.forge.add_runner(
         model::testing::name_of(&run).as_str(),
         &["go", "linux"],
@@ -748,14 +753,7 @@ async fn after_a_lost_lease_no_other_runs_step_is_carried_out_not_even_a_termina
     let launching = job_run(1, &["go"]);
     let ending = model::testing::running(job_run(2, &["go"]), "i-2", T0);
     rig.store.put_row(launching.clone());
-    rig.store.put_row(ending.clone());
-    rig.fleet.insert(model::testing::instance_for(
-        &ending,
-        "i-2",
-        "go",
-        InstanceState::Running,
-        T0,
-    ));
+    rig.put_running(&ending, "i-2");
     let lease = lease_taken_over(&rig).await;
     let reason = model::Reason::Cancelled;
     let plan = model::Plan {
@@ -857,14 +855,7 @@ async fn a_disabled_runner_is_removed_only_once_the_disable_has_stood_long_enoug
     let mut rig = rig();
     rig.r.features.disable_runners = true;
     let run = model::testing::running(job_run(1, &["go"]), "i-1", T0);
-    rig.store.put_row(run.clone());
-    rig.fleet.insert(model::testing::instance_for(
-        &run,
-        "i-1",
-        "go",
-        InstanceState::Running,
-        T0,
-    ));
+    rig.put_running(&run, "i-1");
     rig.forge.queue_job(go_job(1));
     let id = rig.forge.add_runner(
         model::testing::name_of(&run).as_str(),
@@ -898,5 +889,216 @@ async fn a_disabled_runner_is_removed_only_once_the_disable_has_stood_long_enoug
             .instance(&model::InstanceId::new("i-1"))
             .map(|i| i.state),
         Some(InstanceState::Running)
+    );
+}
+
+#[tokio::test]
+async fn one_runs_failed_launch_does_not_stop_another_runs_launch() {
+    let rig = one_at_a_time();
+    for job in 1..=2 {
+        rig.store.put_row(job_run(job, &["go"]));
+        rig.forge.queue_job(go_job(job));
+    }
+    rig.fleet.fail_next(
+        FleetOp::Launch,
+        FleetError::Throttled("Request limit exceeded.".into()),
+    );
+    let out = rig.pass().await;
+    let report = out.report.expect("applied");
+    assert_eq!(report.failures(), 1, "{:?}", report.outcomes);
+    assert_eq!(rig.fleet.count(FleetOp::Launch), 2, "both were tried");
+    let phases: Vec<Phase> = (1..=2)
+        .map(|job| rig.run(&RunId::for_job(job, 1)).status.phase)
+        .collect();
+    assert_eq!(phases, [Phase::Pending, Phase::Running]);
+}
+
+/// A forge on which registering a runner takes long enough for our lease to lapse and
+/// another controller to take it: the launch learns it on its next write.
+struct LeaseLapsesWhileRegistering {
+    inner: Arc<FakeForge>,
+    store: Arc<FakeStore>,
+    clock: ManualClock,
+    ttl: Duration,
+}
+
+#[async_trait::async_trait]
+impl controller::forge::Forge for LeaseLapsesWhileRegistering {
+    async fn version(&self) -> Result<controller::forge::ForgeVersion, ForgeError> {
+        self.inner.version().await
+    }
+    async fn list_runners(&self) -> Result<Vec<model::ForgeRunner>, ForgeError> {
+        self.inner.list_runners().await
+    }
+    async fn get_runner(&self, id: i64) -> Result<Option<model::ForgeRunner>, ForgeError> {
+        self.inner.get_runner(id).await
+    }
+    async fn delete_runner(&self, id: i64) -> Result<(), ForgeError> {
+        self.inner.delete_runner(id).await
+    }
+    async fn disable_runner(&self, id: i64) -> Result<(), ForgeError> {
+        self.inner.disable_runner(id).await
+    }
+    async fn registration_token(&self) -> Result<model::secret::Secret, ForgeError> {
+        self.inner.registration_token().await
+    }
+    async fn register_runner(
+        &self,
+        name: &model::RunnerName,
+        labels: &[String],
+    ) -> Result<controller::forge::RegisteredRunner, ForgeError> {
+        let registered = self.inner.register_runner(name, labels).await;
+        self.clock.advance(self.ttl + Duration::from_secs(1));
+        self.store
+            .acquire_lease(
+                "other-controller",
+                Duration::from_secs(60),
+                self.clock.now(),
+            )
+            .await
+            .expect("the lapsed lease is free");
+        registered
+    }
+    async fn get_job(&self, repo: &str, id: i64) -> Result<model::observed::JobSeen, ForgeError> {
+        self.inner.get_job(repo, id).await
+    }
+    async fn queued_jobs(&self) -> Result<Vec<model::QueuedJob>, ForgeError> {
+        self.inner.queued_jobs().await
+    }
+    async fn workflow_files(
+        &self,
+        repo: &str,
+        commit: &str,
+    ) -> Result<Vec<controller::forge::RepoFile>, ForgeError> {
+        self.inner.workflow_files(repo, commit).await
+    }
+    async fn changed_files(
+        &self,
+        repo: &str,
+        before: &str,
+        after: &str,
+    ) -> Result<Option<Vec<String>>, ForgeError> {
+        self.inner.changed_files(repo, before, after).await
+    }
+}
+
+#[tokio::test]
+async fn a_lease_lost_in_the_middle_of_a_launch_stops_it_before_ec2_is_called() {
+    let mut rig = one_at_a_time();
+    rig.r.forge = Arc::new(LeaseLapsesWhileRegistering {
+        inner: rig.forge.clone(),
+        store: rig.store.clone(),
+        clock: rig.clock.clone(),
+        ttl: rig.r.limits.lease_ttl,
+    });
+    for job in 1..=2 {
+        rig.store.put_row(job_run(job, &["go"]));
+        rig.forge.queue_job(go_job(job));
+    }
+    let lease = rig.r.acquire().await.expect("lease");
+    let out = rig.r.pass(Mode::Apply, Some(&lease)).await;
+    let report = out.report.expect("applied");
+    assert!(report.lease_lost());
+    assert_eq!(rig.forge.calls_to(ForgeMethod::RegisterRunner), 1);
+    assert_eq!(rig.fleet.count(FleetOp::Launch), 0, "no RunInstances call");
+    let first = report.outcomes[0].result.clone().expect_err("stopped");
+    assert_eq!(first.kind(), "lease-lost", "{first:?}");
+    let second = report.outcomes[1].result.clone().expect_err("skipped");
+    assert_eq!(second, StepError::Skipped(Skip::LeaseLost));
+    // The claim stands for whoever holds the lease to find stale; nothing else was written.
+    let run = rig.run(&RunId::for_job(1, 1));
+    assert_eq!(run.status.phase, Phase::Launching);
+    assert_eq!(run.status.instance_id, None);
+    assert_eq!(rig.run(&RunId::for_job(2, 1)).status.phase, Phase::Pending);
+}
+
+/// A fleet whose launch starts the instance but whose answer never arrives.
+struct LaunchAnswerLost(Arc<FakeFleet>);
+
+#[async_trait::async_trait]
+impl controller::fleet::Fleet for LaunchAnswerLost {
+    async fn list(&self) -> Result<Vec<model::Instance>, FleetError> {
+        self.0.list().await
+    }
+    async fn launch(
+        &self,
+        req: &controller::fleet::LaunchRequest,
+    ) -> Result<(model::Instance, controller::fleet::Offering), FleetError> {
+        self.0.launch(req).await?;
+        std::future::pending().await
+    }
+    async fn terminate(&self, ids: &[model::InstanceId]) -> Result<(), FleetError> {
+        self.0.terminate(ids).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_launch_whose_outcome_is_unknown_keeps_its_claim_and_the_next_pass_adopts_the_instance() {
+    let mut rig = rig();
+    rig.r.fleet = Arc::new(LaunchAnswerLost(rig.fleet.clone()));
+    rig.store.put_row(job_run(1, &["go"]));
+    rig.forge.queue_job(go_job(1));
+    let out = rig.pass().await;
+    let error = out.report.expect("applied").outcomes[0]
+        .result
+        .clone()
+        .expect_err("timed out");
+    assert_eq!(error.kind(), "timed-out", "{error:?}");
+    let run = rig.run(&RunId::for_job(1, 1));
+    assert_eq!(run.status.phase, Phase::Launching, "the claim is kept");
+    assert!(run.status.runner_id.is_some(), "and its registration");
+    assert_eq!(rig.forge.calls_to(ForgeMethod::DeleteRunner), 0);
+    assert_eq!(rig.forge.runners().len(), 1);
+
+    rig.advance(Duration::from_secs(70));
+    rig.pass().await;
+    let instances = rig.fleet.all_instances();
+    assert_eq!(instances.len(), 1, "one instance, never a second");
+    let run = rig.run(&RunId::for_job(1, 1));
+    assert_eq!(run.status.phase, Phase::Running);
+    assert_eq!(run.status.instance_id.as_ref(), Some(&instances[0].id));
+}
+
+#[tokio::test]
+async fn a_runner_read_by_id_that_fails_leaves_the_view_partial_and_destroys_nothing() {
+    // A zombie: registered, offline past the grace, and its registration missing from the
+    // listing. Read by id, Gitea's 404 would confirm it gone; a failed read confirms nothing.
+    let rig = rig();
+    let mut run = model::testing::running(job_run(1, &["go"]), "i-1", T0);
+    run.status.registered_at = Some(T0);
+    run.status.runner_id = Some(41);
+    run.status.offline_since = Some(T0);
+    rig.put_running(&run, "i-1");
+    rig.advance(Duration::from_secs(30 * 60));
+    rig.forge.fail_next(
+        ForgeMethod::GetRunner,
+        ForgeError::Unavailable("connection reset".into()),
+    );
+    let out = rig.pass().await;
+    assert_eq!(rig.forge.calls_to(ForgeMethod::GetRunner), 1);
+    assert!(
+        !out.observation.is_complete(),
+        "{:?}",
+        out.observation.errors
+    );
+    assert!(
+        !out.plan.actions.iter().any(Action::is_destructive),
+        "{:#?}",
+        out.plan.actions
+    );
+    assert_eq!(rig.fleet.count(FleetOp::Terminate), 0);
+
+    // Read again, Gitea answers 404: the zombie goes.
+    let out = rig.pass().await;
+    assert!(
+        out.observation.is_complete(),
+        "{:?}",
+        out.observation.errors
+    );
+    assert_eq!(
+        rig.fleet.count(FleetOp::Terminate),
+        1,
+        "{:#?}",
+        out.plan.actions
     );
 }
