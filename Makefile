@@ -42,9 +42,10 @@ shellcheck: setup
 	@scripts/shellcheck-all.sh
 
 ## The test doubles (feature `testing`) stay out of the shipped binaries: checked on the
-## resolved features, without a build (wiki/Architecture.md, "Test doubles").
+## resolved features, without a build, and on the release binary's symbols when one has been
+## built (wiki/Architecture.md, "Test doubles").
 no-fakes:
-	@scripts/check-no-fakes.sh
+	@scripts/check-no-fakes.sh $(wildcard target/release/tinqs-ci)
 
 demo: setup
 	scripts/demo.sh
