@@ -136,3 +136,52 @@ fn as_json(outcome: &PassOutcome) -> serde_json::Value {
     });
     json!({"observation_errors": errors, "plan": outcome.plan, "applied": applied})
 }
+
+#[cfg(test)]
+mod tests {
+    use model::testing::{at, Scene};
+
+    use super::*;
+    use crate::fleet::FleetError;
+    use crate::reconcile::{ApplyReport, Observation, Outcome, StepError};
+
+    #[test]
+    fn the_json_report_gives_each_failed_steps_kind_next_to_its_text() {
+        let scene = Scene::new(vec![], vec![], vec![], vec![], at(0));
+        let action = model::Action::Terminate {
+            instance: model::InstanceId::new("i-1"),
+            run: None,
+            pool: None,
+            reason: model::Reason::Cancelled,
+        };
+        let outcome = PassOutcome {
+            observation: Observation {
+                desired: scene.desired.clone(),
+                observed: scene.observed(),
+                errors: vec![("Gitea runners", "timed out".into())],
+            },
+            plan: model::Plan::default(),
+            report: Some(ApplyReport {
+                outcomes: vec![
+                    Outcome {
+                        action: action.clone(),
+                        result: Err(StepError::Fleet(FleetError::Throttled("slow down".into()))),
+                    },
+                    Outcome {
+                        action,
+                        result: Ok(()),
+                    },
+                ],
+            }),
+        };
+        let json = as_json(&outcome);
+        assert_eq!(json["applied"][0]["ok"], false);
+        assert_eq!(json["applied"][0]["error_kind"], "fleet");
+        assert!(json["applied"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("slow down")));
+        assert_eq!(json["applied"][1]["ok"], true);
+        assert!(json["applied"][1]["error_kind"].is_null());
+        assert_eq!(json["observation_errors"][0]["source"], "Gitea runners");
+    }
+}

@@ -124,6 +124,17 @@ async fn a_queued_job_is_stored_answered_200_with_its_run_and_wakes_the_loop() {
 }
 
 #[tokio::test]
+async fn a_workflow_job_event_is_recorded_without_asking_gitea_anything() {
+    let r = rig(DemandSource::Jobs);
+    for action in ["queued", "in_progress", "completed"] {
+        let (status, body) = r.job(action, 5).await;
+        assert_eq!(status, StatusCode::OK, "{action}: {body}");
+    }
+    assert_eq!(r.store.runs().len(), 1);
+    assert!(r.forge.calls().is_empty(), "{:?}", r.forge.calls());
+}
+
+#[tokio::test]
 async fn a_redelivery_is_answered_200_and_creates_nothing() {
     let r = rig(DemandSource::Jobs);
     r.job("queued", 5).await;
