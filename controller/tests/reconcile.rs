@@ -1102,3 +1102,26 @@ async fn a_runner_read_by_id_that_fails_leaves_the_view_partial_and_destroys_not
         out.plan.actions
     );
 }
+
+#[tokio::test]
+async fn jobs_missing_from_the_queued_list_are_read_at_most_256_a_pass_and_the_rest_wait() {
+    let rig = rig();
+    let n = controller::reconcile::MAX_JOB_READS + 1;
+    for job in 1..=i64::try_from(n).expect("small") {
+        rig.store.put_row(job_run(job, &["go"]));
+    }
+    let out = rig.r.pass(Mode::DryRun, None).await;
+    assert_eq!(
+        rig.forge.calls_to(ForgeMethod::GetJob),
+        controller::reconcile::MAX_JOB_READS
+    );
+    let read = out.observation.observed.jobs_read.len();
+    assert_eq!(read, controller::reconcile::MAX_JOB_READS);
+    let decided: std::collections::BTreeSet<_> =
+        out.plan.actions.iter().filter_map(Action::run).collect();
+    assert_eq!(
+        decided.len(),
+        read,
+        "only runs whose job was read: {decided:?}"
+    );
+}

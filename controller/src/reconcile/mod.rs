@@ -20,7 +20,7 @@ pub use disabled::DisabledBook;
 pub use error::{Skip, StepError};
 use model::config::{Config, DemandSource};
 use model::{Plan, Policy};
-pub use observe::Observation;
+pub use observe::{Observation, MAX_JOB_READS};
 use rand::Rng;
 use tokio::sync::Notify;
 
