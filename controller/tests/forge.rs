@@ -179,6 +179,31 @@ async fn on_released_gitea_a_long_listing_never_repeats_and_what_it_skips_is_fou
 }
 
 #[tokio::test]
+async fn a_long_queued_jobs_listing_never_repeats_a_job_and_is_whole_where_gitea_orders_it() {
+    // Before 1.27 the jobs query has no order, so pages can skip and repeat jobs (the
+    // simulator draws a fresh order per page); from 1.27 it is ordered by id.
+    for version in ["1.26.4", "1.27.0"] {
+        let sim = sim(version).await;
+        for i in 0..300 {
+            sim.enqueue_job(JobSpec::new("acme/web", &format!("job-{i}"), &["go"]))
+                .expect("queued");
+        }
+        let forge = forge_at(&sim, RunnerScope::Instance);
+        let listed = forge.queued_jobs().await.expect("lists");
+        let mut ids: Vec<i64> = listed.iter().map(|j| j.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), listed.len(), "{version}: no job listed twice");
+        if version == "1.27.0" {
+            assert_eq!(ids.len(), 300, "{version}: an ordered listing is whole");
+        } else {
+            assert!(ids.len() <= 300, "{version}");
+        }
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
 async fn up_to_1_26_a_new_job_is_listed_with_run_attempt_0_as_pick_1() {
     let sim = sim("1.26.4").await;
     let job = sim
