@@ -185,7 +185,7 @@ async fn a_long_queued_jobs_listing_never_repeats_a_job_and_is_whole_where_gitea
     for version in ["1.26.4", "1.27.0"] {
         let sim = sim(version).await;
         for i in 0..300 {
-            sim.enqueue_job(JobSpec::new("acme/web", &format!("job-{i}"), &["go"]))
+            sim.enqueue_job(JobSpec::new("acme/web", format!("job-{i}"), &["go"]))
                 .expect("queued");
         }
         let forge = forge_at(&sim, RunnerScope::Instance);
