@@ -7,7 +7,7 @@ use super::*;
 use crate::desired::{JobState, Origin, Phase};
 use crate::observed::{ForgeRunner, Instance, InstanceState};
 use crate::testing::*;
-use crate::{DesiredRun, RunId};
+use crate::{DesiredRun, RunId, Seen};
 
 const MIN: u64 = 60;
 
@@ -489,6 +489,50 @@ fn pending_warm_runs_beyond_what_the_pool_wants_end_unlaunched() {
         kinds(&plan)[1],
         format!("mark run {} done: pool go keeps 1 warm runner ready", b.id)
     );
+}
+
+#[test]
+fn new_warm_rows_are_created_only_on_a_whole_view() {
+    // A pool two short of `min_idle`, one warm run of it pending. On a partial view of any
+    // source, a row missing from the table or an instance missing from EC2's list may be a
+    // warm runner already: counting on it could overshoot.
+    let p = with_warm(policy(), "go", 3, None);
+    let pending = warm_run("go", 0, at(0));
+    let w = Scene::new(vec![pending.clone()], vec![], vec![], vec![], at(MIN));
+    assert_eq!(created(&w.plan(&p)).len(), 2, "whole: topped up to 3");
+    for which in ["table", "instances", "runners", "queued jobs"] {
+        let mut desired = w.desired.clone();
+        let mut observed = w.observed();
+        match which {
+            "table" => desired.complete = false,
+            "instances" => {
+                observed.instances = Seen::Partial {
+                    items: vec![],
+                    error: "page 2 failed".into(),
+                }
+            }
+            "runners" => {
+                observed.runners = Seen::Partial {
+                    items: vec![],
+                    error: "503".into(),
+                }
+            }
+            _ => {
+                observed.queued_jobs = Seen::Partial {
+                    items: vec![],
+                    error: "timeout".into(),
+                }
+            }
+        }
+        let plan = crate::plan(&desired, &observed, &p, w.now);
+        assert!(plan.withheld.is_some(), "{which}");
+        assert_eq!(
+            created(&plan).len(),
+            0,
+            "{which} partial: {:#?}",
+            plan.actions
+        );
+    }
 }
 
 #[test]
