@@ -243,6 +243,25 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// Plans three passes over `w` under [`policy`] (with or without disable), each checked by
+/// `check` (given the world it was planned on and the pass) and then carried out, two minutes
+/// apart.
+fn over_three_passes(
+    mut w: Scene,
+    can_disable: bool,
+    mut check: impl FnMut(&Scene, &model::Plan, u64) -> Result<(), TestCaseError>,
+) -> Result<(), TestCaseError> {
+    let mut p = policy();
+    p.can_disable_runners = can_disable;
+    for pass in 0..3u64 {
+        let plan = w.plan(&p);
+        check(&w, &plan, pass)?;
+        w.apply(&plan);
+        w.now = w.now.plus(Duration::from_secs(120));
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
@@ -405,16 +424,40 @@ proptest! {
     ) {
         // Over three passes: the second step of a two-step retire, and the launch of an
         // attempt started by a loss, come on later ones.
-        let mut p = policy();
-        p.can_disable_runners = can_disable;
-        let mut w = w;
-        for pass in 0..3u64 {
-            let plan = w.plan(&p);
+        over_three_passes(w, can_disable, |_, plan, pass| {
             let problems = plan.misordered_steps();
             prop_assert!(problems.is_empty(), "pass {}: {:?}\n{:#?}", pass, problems, plan.actions);
-            w.apply(&plan);
-            w.now = w.now.plus(Duration::from_secs(120));
-        }
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn every_removal_of_a_live_runs_runner_or_machine_names_that_run(
+        w in world_strategy(),
+        can_disable in any::<bool>(),
+    ) {
+        // The executor carries out a run's steps in order only when they carry the run: a
+        // deregistration that named no run could run after (or beside) the termination of its
+        // machine, or after the run was requeued. Over three passes, as for the order.
+        over_three_passes(w, can_disable, |w, plan, pass| {
+            for a in &plan.actions {
+                let owner = match a {
+                    Action::Terminate { instance, .. } => {
+                        let i = w.instances.iter().find(|i| &i.id == instance).expect("listed");
+                        live_owner(w, i.run_id())
+                    }
+                    Action::Deregister { runner, .. } | Action::DisableRunner { runner, .. } => {
+                        let name = model::RunnerName::observed(runner.clone());
+                        live_owner(w, name.parse_ours(CLUSTER).map(|(run, _)| run))
+                    }
+                    _ => continue,
+                };
+                if let Some(owner) = owner {
+                    prop_assert_eq!(a.run(), Some(&owner), "pass {}: {}\n{:#?}", pass, a, plan.actions);
+                }
+            }
+            Ok(())
+        })?;
     }
 
     #[test]
@@ -435,6 +478,17 @@ proptest! {
             prop_assert!(second.is_empty(), "first: {:#?}\nsecond: {:#?}", first.actions, second.actions);
         }
     }
+}
+
+/// The live run (of `w`'s table, not final) that a runner name or an instance's run tag
+/// belongs to, whatever the attempt.
+fn live_owner(w: &Scene, run: Option<model::RunId>) -> Option<model::RunId> {
+    let run = run?;
+    w.desired
+        .runs
+        .iter()
+        .any(|r| r.id == run && !r.status.phase.is_final())
+        .then_some(run)
 }
 
 #[test]
