@@ -492,6 +492,44 @@ fn live_owner(w: &Scene, run: Option<model::RunId>) -> Option<model::RunId> {
 }
 
 #[test]
+#[ignore = "fails: the orphan rule retires a live run's old attempt with no run on the deregistration, after the run's own steps"]
+fn the_removal_of_a_live_runs_old_attempt_names_the_run_and_comes_before_its_end() {
+    // Run 5 at attempt 2, its job taken by another runner: its own runner and machine are
+    // retired and it ends. The machine and registration of attempt 1 are still there
+    // (offline), past the orphan's minimum age: retired by the orphan rule. (Found by the
+    // property above over worlds with such leftovers.)
+    let mut r = job_run(5, &["go"]);
+    r.status.attempt = 2;
+    let mut r = running(r, "i-5", at(0));
+    r.status.registered_at = Some(at(60));
+    r.spec.job_state = JobState::InProgress {
+        runner: Some("tq-test-job-900-1-a1".into()),
+    };
+    let mut old = r.clone();
+    old.status.attempt = 1;
+    let instances = vec![
+        instance_for(&r, "i-5", "go", InstanceState::Running, at(0)),
+        instance_for(&old, "i-old", "go", InstanceState::Running, at(0)),
+    ];
+    let runners = vec![
+        runner(1005, name_of(&r).as_str(), &["go", "linux"], true, false),
+        runner(3005, name_of(&old).as_str(), &["go", "linux"], false, false),
+    ];
+    let w = Scene::new(vec![r.clone()], instances, runners, vec![], at(600));
+    let plan = w.plan(&policy());
+    let old_steps: Vec<&Action> = plan
+        .actions
+        .iter()
+        .filter(|a| a.to_string().contains("-a1 ") || a.to_string().contains("i-old"))
+        .collect();
+    assert_eq!(old_steps.len(), 2, "{:#?}", plan.actions);
+    for a in old_steps {
+        assert_eq!(a.run(), Some(&r.id), "{a}");
+    }
+    assert_eq!(plan.misordered_steps(), Vec::<String>::new());
+}
+
+#[test]
 fn a_second_plan_after_a_disable_only_removes_that_runner() {
     let mut r = running(job_run(1, &["go"]), "i-1", at(0));
     r.spec.job = None; // an operator's run: the idle rule decides
