@@ -696,6 +696,51 @@ fn the_idle_cost_is_the_price_of_every_warm_machine_that_serves_no_job() {
 }
 
 #[test]
+fn the_planner_never_reads_a_pools_hourly_price() {
+    // Warm runners in every state, a job that waits for one, and room for more: planned over
+    // a few passes with and without prices, the plans are the same.
+    let mut p = with_warm(policy(), "go", 3, Some(Duration::from_secs(15 * MIN)));
+    p.pools[0].warm = p.pools[1].warm.clone();
+    let mut priced = p.clone();
+    for (q, dollars) in priced.pools.iter_mut().zip([0.0312, 9.5]) {
+        q.hourly_price = Some(crate::config::HourlyPrice::from_dollars(dollars).expect("price"));
+    }
+    let (mut runs, mut instances, mut runners) = (vec![], vec![], vec![]);
+    for (_, r, i, g) in warm_in_each_state() {
+        runs.push(r);
+        instances.extend(i);
+        runners.extend(g);
+    }
+    let mut job = job_run(7, &["go"]);
+    job.spec.created_at = at(15 * MIN);
+    runs.push(job);
+    let worlds = [
+        Scene::new(vec![], vec![], vec![], vec![], at(0)),
+        Scene::new(
+            runs,
+            instances,
+            runners,
+            vec![queued(7, &["go"])],
+            at(16 * MIN),
+        ),
+    ];
+    for mut w in worlds {
+        let mut planned = 0;
+        for pass in 0..4 {
+            let plan = w.plan(&p);
+            assert_eq!(w.plan(&priced), plan, "pass {pass}");
+            planned += plan.actions.len() + plan.deferred.len();
+            w.apply(&plan);
+            w.now = w.now.plus(Duration::from_secs(5 * MIN));
+            for g in &mut w.runners {
+                g.online = true;
+            }
+        }
+        assert!(planned > 0, "the world gives the planner something to do");
+    }
+}
+
+#[test]
 fn pools_without_warm_runners_have_no_summary() {
     let w = Scene::new(vec![], vec![], vec![], vec![], at(0));
     assert!(warm_summary(&w.desired, &w.observed(), &policy(), w.now).is_empty());
