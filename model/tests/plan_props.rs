@@ -243,6 +243,25 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// Plans three passes over `w` under [`policy`] (with or without disable), each checked by
+/// `check` (given the world it was planned on and the pass) and then carried out, two minutes
+/// apart.
+fn over_three_passes(
+    mut w: Scene,
+    can_disable: bool,
+    mut check: impl FnMut(&Scene, &model::Plan, u64) -> Result<(), TestCaseError>,
+) -> Result<(), TestCaseError> {
+    let mut p = policy();
+    p.can_disable_runners = can_disable;
+    for pass in 0..3u64 {
+        let plan = w.plan(&p);
+        check(&w, &plan, pass)?;
+        w.apply(&plan);
+        w.now = w.now.plus(Duration::from_secs(120));
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
@@ -405,16 +424,40 @@ proptest! {
     ) {
         // Over three passes: the second step of a two-step retire, and the launch of an
         // attempt started by a loss, come on later ones.
-        let mut p = policy();
-        p.can_disable_runners = can_disable;
-        let mut w = w;
-        for pass in 0..3u64 {
-            let plan = w.plan(&p);
+        over_three_passes(w, can_disable, |_, plan, pass| {
             let problems = plan.misordered_steps();
             prop_assert!(problems.is_empty(), "pass {}: {:?}\n{:#?}", pass, problems, plan.actions);
-            w.apply(&plan);
-            w.now = w.now.plus(Duration::from_secs(120));
-        }
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn every_removal_of_a_live_runs_runner_or_machine_names_that_run(
+        w in world_strategy(),
+        can_disable in any::<bool>(),
+    ) {
+        // The executor carries out a run's steps in order only when they carry the run: a
+        // deregistration that named no run could run after (or beside) the termination of its
+        // machine, or after the run was requeued. Over three passes, as for the order.
+        over_three_passes(w, can_disable, |w, plan, pass| {
+            for a in &plan.actions {
+                let owner = match a {
+                    Action::Terminate { instance, .. } => {
+                        let i = w.instances.iter().find(|i| &i.id == instance).expect("listed");
+                        live_owner(w, i.run_id())
+                    }
+                    Action::Deregister { runner, .. } | Action::DisableRunner { runner, .. } => {
+                        let name = model::RunnerName::observed(runner.clone());
+                        live_owner(w, name.parse_ours(CLUSTER).map(|(run, _)| run))
+                    }
+                    _ => continue,
+                };
+                if let Some(owner) = owner {
+                    prop_assert_eq!(a.run(), Some(&owner), "pass {}: {}\n{:#?}", pass, a, plan.actions);
+                }
+            }
+            Ok(())
+        })?;
     }
 
     #[test]
@@ -435,6 +478,55 @@ proptest! {
             prop_assert!(second.is_empty(), "first: {:#?}\nsecond: {:#?}", first.actions, second.actions);
         }
     }
+}
+
+/// The live run (of `w`'s table, not final) that a runner name or an instance's run tag
+/// belongs to, whatever the attempt.
+fn live_owner(w: &Scene, run: Option<model::RunId>) -> Option<model::RunId> {
+    let run = run?;
+    w.desired
+        .runs
+        .iter()
+        .any(|r| r.id == run && !r.status.phase.is_final())
+        .then_some(run)
+}
+
+#[test]
+#[ignore = "fails: the orphan rule retires a live run's old attempt with no run on the deregistration, after the run's own steps"]
+fn the_removal_of_a_live_runs_old_attempt_names_the_run_and_comes_before_its_end() {
+    // Run 5 at attempt 2, its job taken by another runner: its own runner and machine are
+    // retired and it ends. The machine and registration of attempt 1 are still there
+    // (offline), past the orphan's minimum age: retired by the orphan rule. (Found by the
+    // property above over worlds with such leftovers.)
+    let mut r = job_run(5, &["go"]);
+    r.status.attempt = 2;
+    let mut r = running(r, "i-5", at(0));
+    r.status.registered_at = Some(at(60));
+    r.spec.job_state = JobState::InProgress {
+        runner: Some("tq-test-job-900-1-a1".into()),
+    };
+    let mut old = r.clone();
+    old.status.attempt = 1;
+    let instances = vec![
+        instance_for(&r, "i-5", "go", InstanceState::Running, at(0)),
+        instance_for(&old, "i-old", "go", InstanceState::Running, at(0)),
+    ];
+    let runners = vec![
+        runner(1005, name_of(&r).as_str(), &["go", "linux"], true, false),
+        runner(3005, name_of(&old).as_str(), &["go", "linux"], false, false),
+    ];
+    let w = Scene::new(vec![r.clone()], instances, runners, vec![], at(600));
+    let plan = w.plan(&policy());
+    let old_steps: Vec<&Action> = plan
+        .actions
+        .iter()
+        .filter(|a| a.to_string().contains("-a1 ") || a.to_string().contains("i-old"))
+        .collect();
+    assert_eq!(old_steps.len(), 2, "{:#?}", plan.actions);
+    for a in old_steps {
+        assert_eq!(a.run(), Some(&r.id), "{a}");
+    }
+    assert_eq!(plan.misordered_steps(), Vec::<String>::new());
 }
 
 #[test]

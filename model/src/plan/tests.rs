@@ -59,6 +59,40 @@ fn picks_the_pool_whose_labels_cover_every_runs_on_label() {
 }
 
 #[test]
+fn of_two_pools_that_cover_the_labels_the_one_a_label_names_is_preferred() {
+    // `docker` runners carry `go` too, so both pools cover [linux, go]; `docker` comes first
+    // in order, but `go` is named by a label.
+    let mut p = policy();
+    p.pools[0].labels.push("go".into());
+    assert_eq!(p.pools[0].name, "docker");
+    let w = Scene::new(
+        vec![job_run(1, &["linux", "go"])],
+        vec![],
+        vec![],
+        vec![queued(1, &["linux", "go"])],
+        at(0),
+    );
+    let plan = w.plan(&p);
+    assert!(
+        matches!(&plan.actions[..], [Action::Launch { pool, .. }] if pool == "go"),
+        "{plan:?}"
+    );
+    // Named by no label ([linux]), the first pool that covers it serves.
+    let w = Scene::new(
+        vec![job_run(2, &["linux"])],
+        vec![],
+        vec![],
+        vec![queued(2, &["linux"])],
+        at(0),
+    );
+    let plan = w.plan(&p);
+    assert!(
+        matches!(&plan.actions[..], [Action::Launch { pool, .. }] if pool == "docker"),
+        "{plan:?}"
+    );
+}
+
+#[test]
 fn reports_unschedulable_labels_instead_of_dropping_them() {
     let w = Scene::new(
         vec![job_run(1, &["godot"]), job_run(2, &["go", "gpu"])],

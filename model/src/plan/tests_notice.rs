@@ -161,6 +161,39 @@ fn a_warned_orphan_is_not_kept_for_queued_work() {
 }
 
 #[test]
+fn a_warned_orphan_is_retired_without_waiting_out_its_minimum_age() {
+    // An instance of ours that no run wants, launched 2 minutes ago (the minimum age is 5),
+    // its runner online and idle with nothing queued: left alone until it is 5 minutes old.
+    let mut w = warned_world(false);
+    w.desired.runs.clear();
+    w.jobs.clear();
+    w.notices.clear();
+    assert!(
+        w.instances[0]
+            .launched_at
+            .plus(policy().timeouts.orphan_min_age)
+            > w.now
+    );
+    assert!(
+        w.plan(&policy()).is_empty(),
+        "too young to be an orphan yet"
+    );
+    // Warned of a reclaim within two minutes: retired now.
+    w.notices.push(warning("i-1", 2 * MIN));
+    assert_eq!(
+        kinds(&w.plan(&disabling())),
+        vec!["disable runner tq-test-job-1-1-a1 (#101): EC2 Spot interruption warning for its instance"]
+    );
+    assert_eq!(
+        kinds(&w.plan(&policy())),
+        vec![
+            "deregister runner tq-test-job-1-1-a1 (#101): EC2 Spot interruption warning for its instance",
+            "terminate i-1 (run job-1-1) in pool go: EC2 Spot interruption warning for its instance",
+        ]
+    );
+}
+
+#[test]
 fn a_notice_about_an_instance_not_ours_changes_nothing() {
     let mut w = warned_world(false);
     w.notices = vec![warning("i-0abc", 2 * MIN)];

@@ -141,6 +141,38 @@ fn without_a_queued_list_a_webhook_run_launches_as_told() {
     );
 }
 
+#[test]
+fn without_a_queued_list_a_lost_runs_job_counts_as_taken_only_if_its_runner_registered() {
+    // Gitea 1.24: no jobs API, so the table's `queued` is all there is. The machine ended by
+    // itself (not a Spot reclaim) and its registration is gone.
+    let lost = |registered: bool| {
+        let mut r = running(go_run(1), "i-1", at(0));
+        if registered {
+            r.status.registered_at = Some(at(MIN));
+            r.status.runner_id = Some(101);
+        }
+        let mut i = instance_for(&r, "i-1", "go", InstanceState::Terminated, at(0));
+        i.state_reason = Some("Client.InstanceInitiatedShutdown".into());
+        let w = Scene::new(vec![r], vec![i], vec![], vec![], at(10 * MIN));
+        let mut observed = w.observed();
+        observed.queued_jobs = Seen::Unavailable;
+        kinds(&super::plan(&w.desired, &observed, &policy(), w.now))
+    };
+    // Never registered: it cannot have taken the job, which still waits.
+    assert_eq!(
+        lost(false),
+        vec![
+            "mark run job-1-1 pending for attempt 2: instance gone while the job still waits",
+            "launch tq-test-job-1-1-a2 (run job-1-1, attempt 2) in pool go: instance gone while the job still waits",
+        ]
+    );
+    // Registered: it may have taken the job and ended with it.
+    assert_eq!(
+        lost(true),
+        vec!["mark run job-1-1 done: the job no longer waits for a runner"]
+    );
+}
+
 // ---- stuck runners -----------------------------------------------------------------------
 
 #[test]

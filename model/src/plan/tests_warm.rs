@@ -7,7 +7,7 @@ use super::*;
 use crate::desired::{JobState, Origin, Phase};
 use crate::observed::{ForgeRunner, Instance, InstanceState};
 use crate::testing::*;
-use crate::{DesiredRun, RunId};
+use crate::{DesiredRun, RunId, Seen};
 
 const MIN: u64 = 60;
 
@@ -492,6 +492,50 @@ fn pending_warm_runs_beyond_what_the_pool_wants_end_unlaunched() {
 }
 
 #[test]
+fn new_warm_rows_are_created_only_on_a_whole_view() {
+    // A pool two short of `min_idle`, one warm run of it pending. On a partial view of any
+    // source, a row missing from the table or an instance missing from EC2's list may be a
+    // warm runner already: counting on it could overshoot.
+    let p = with_warm(policy(), "go", 3, None);
+    let pending = warm_run("go", 0, at(0));
+    let w = Scene::new(vec![pending.clone()], vec![], vec![], vec![], at(MIN));
+    assert_eq!(created(&w.plan(&p)).len(), 2, "whole: topped up to 3");
+    for which in ["table", "instances", "runners", "queued jobs"] {
+        let mut desired = w.desired.clone();
+        let mut observed = w.observed();
+        match which {
+            "table" => desired.complete = false,
+            "instances" => {
+                observed.instances = Seen::Partial {
+                    items: vec![],
+                    error: "page 2 failed".into(),
+                }
+            }
+            "runners" => {
+                observed.runners = Seen::Partial {
+                    items: vec![],
+                    error: "503".into(),
+                }
+            }
+            _ => {
+                observed.queued_jobs = Seen::Partial {
+                    items: vec![],
+                    error: "timeout".into(),
+                }
+            }
+        }
+        let plan = crate::plan(&desired, &observed, &p, w.now);
+        assert!(plan.withheld.is_some(), "{which}");
+        assert_eq!(
+            created(&plan).len(),
+            0,
+            "{which} partial: {:#?}",
+            plan.actions
+        );
+    }
+}
+
+#[test]
 fn warm_ids_stay_valid_for_any_pool_label() {
     for pool in ["go", "Linux_X64", "___", "gpu.large"] {
         let id = RunId::for_warm(pool, at(0), 3);
@@ -649,6 +693,51 @@ fn the_idle_cost_is_the_price_of_every_warm_machine_that_serves_no_job() {
     assert_eq!(json["idle_cost_per_hour"], 0.156);
     assert_eq!(json["hourly_price"], 0.0312);
     assert_eq!(json["ready"], 1);
+}
+
+#[test]
+fn the_planner_never_reads_a_pools_hourly_price() {
+    // Warm runners in every state, a job that waits for one, and room for more: planned over
+    // a few passes with and without prices, the plans are the same.
+    let mut p = with_warm(policy(), "go", 3, Some(Duration::from_secs(15 * MIN)));
+    p.pools[0].warm = p.pools[1].warm.clone();
+    let mut priced = p.clone();
+    for (q, dollars) in priced.pools.iter_mut().zip([0.0312, 9.5]) {
+        q.hourly_price = Some(crate::config::HourlyPrice::from_dollars(dollars).expect("price"));
+    }
+    let (mut runs, mut instances, mut runners) = (vec![], vec![], vec![]);
+    for (_, r, i, g) in warm_in_each_state() {
+        runs.push(r);
+        instances.extend(i);
+        runners.extend(g);
+    }
+    let mut job = job_run(7, &["go"]);
+    job.spec.created_at = at(15 * MIN);
+    runs.push(job);
+    let worlds = [
+        Scene::new(vec![], vec![], vec![], vec![], at(0)),
+        Scene::new(
+            runs,
+            instances,
+            runners,
+            vec![queued(7, &["go"])],
+            at(16 * MIN),
+        ),
+    ];
+    for mut w in worlds {
+        let mut planned = 0;
+        for pass in 0..4 {
+            let plan = w.plan(&p);
+            assert_eq!(w.plan(&priced), plan, "pass {pass}");
+            planned += plan.actions.len() + plan.deferred.len();
+            w.apply(&plan);
+            w.now = w.now.plus(Duration::from_secs(5 * MIN));
+            for g in &mut w.runners {
+                g.online = true;
+            }
+        }
+        assert!(planned > 0, "the world gives the planner something to do");
+    }
 }
 
 #[test]
