@@ -103,6 +103,13 @@ impl Rig {
         ));
     }
 
+    /// The state EC2 gives instance `id`, if it knows it.
+    fn state_of(&self, id: &str) -> Option<InstanceState> {
+        self.fleet
+            .instance(&model::InstanceId::new(id))
+            .map(|i| i.state)
+    }
+
     fn run(&self, id: &RunId) -> model::DesiredRun {
         self.store
             .runs()
@@ -592,6 +599,7 @@ async fn without_disable_a_runner_that_took_a_job_since_the_plan_is_neither_dere
             Action::Terminate {
                 instance: model::InstanceId::new("i-1"),
                 run: Some(run.id.clone()),
+                runner: Some(model::testing::name_of(&run).to_string()),
                 pool: Some("go".into()),
                 reason,
             },
@@ -631,9 +639,7 @@ async fn without_disable_a_runner_that_took_a_job_since_the_plan_is_neither_dere
     );
     assert!(rig.forge.runner(id).is_some(), "still registered");
     assert_eq!(
-        rig.fleet
-            .instance(&model::InstanceId::new("i-1"))
-            .map(|i| i.state),
+        rig.state_of("i-1"),
         Some(InstanceState::Running),
         "its machine runs on"
     );
@@ -769,6 +775,7 @@ async fn after_a_lost_lease_no_other_runs_step_is_carried_out_not_even_a_termina
             Action::Terminate {
                 instance: model::InstanceId::new("i-2"),
                 run: Some(ending.id.clone()),
+                runner: None,
                 pool: Some("go".into()),
                 reason: reason.clone(),
             },
@@ -793,12 +800,7 @@ async fn after_a_lost_lease_no_other_runs_step_is_carried_out_not_even_a_termina
     assert!(report.lease_lost());
     assert_eq!(report.failures(), 3, "{:?}", report.outcomes);
     assert_eq!(rig.fleet.count(FleetOp::Terminate), 0);
-    assert_eq!(
-        rig.fleet
-            .instance(&model::InstanceId::new("i-2"))
-            .map(|i| i.state),
-        Some(InstanceState::Running)
-    );
+    assert_eq!(rig.state_of("i-2"), Some(InstanceState::Running));
     assert_eq!(rig.run(&ending.id).status, ending.status);
 }
 
@@ -875,21 +877,11 @@ async fn a_disabled_runner_is_removed_only_once_the_disable_has_stood_long_enoug
         rig.forge.runner(id).is_some(),
         "5 s after the disable it stays"
     );
-    assert_eq!(
-        rig.fleet
-            .instance(&model::InstanceId::new("i-1"))
-            .map(|i| i.state),
-        Some(InstanceState::Running)
-    );
+    assert_eq!(rig.state_of("i-1"), Some(InstanceState::Running));
     rig.advance(model::plan::DISABLE_SETTLE);
     rig.pass().await;
     assert!(rig.forge.runner(id).is_none(), "then it is removed");
-    assert_ne!(
-        rig.fleet
-            .instance(&model::InstanceId::new("i-1"))
-            .map(|i| i.state),
-        Some(InstanceState::Running)
-    );
+    assert_ne!(rig.state_of("i-1"), Some(InstanceState::Running));
 }
 
 #[tokio::test]
@@ -1123,5 +1115,50 @@ async fn jobs_missing_from_the_queued_list_are_read_at_most_256_a_pass_and_the_r
         decided.len(),
         read,
         "only runs whose job was read: {decided:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_orphans_runner_that_took_a_job_since_the_plan_keeps_its_machine() {
+    // Gitea 1.24/1.25. An operator deleted the run's row; its machine and idle runner are
+    // an orphan. The plan deletes the registration (guarded) and then terminates the machine;
+    // the runner takes a job in between. The delete finds it busy and the terminate, carried
+    // out after it as a step of the same run, is skipped: the job runs on.
+    let rig = rig();
+    let run = model::testing::running(job_run(1, &["go"]), "i-1", T0);
+    rig.fleet.insert(model::testing::instance_for(
+        &run,
+        "i-1",
+        "go",
+        InstanceState::Running,
+        T0,
+    ));
+    let name = model::testing::name_of(&run);
+    let id = rig.forge.add_runner(name.as_str(), &["go", "linux"], true);
+    rig.advance(Duration::from_secs(20 * 60));
+    let out = rig.r.pass(Mode::DryRun, None).await;
+    let steps: Vec<String> = out.plan.actions.iter().map(ToString::to_string).collect();
+    assert!(
+        matches!(
+            &out.plan.actions[..],
+            [Action::Deregister { run: Some(a), .. }, Action::Terminate { run: Some(b), .. }]
+                if *a == run.id && *b == run.id
+        ),
+        "{steps:#?}"
+    );
+    rig.forge.set_busy(id, true);
+    let lease = rig.r.acquire().await.expect("lease");
+    let report = rig
+        .r
+        .apply(&out.plan, &out.observation.desired, &lease)
+        .await;
+    rig.r.release(&lease).await;
+    assert_eq!(report.failures(), 2, "{:?}", report.outcomes);
+    assert!(rig.forge.runner(id).is_some(), "still registered");
+    assert_eq!(rig.fleet.count(FleetOp::Terminate), 0);
+    assert_eq!(
+        rig.state_of("i-1"),
+        Some(InstanceState::Running),
+        "its machine runs on"
     );
 }

@@ -217,6 +217,10 @@ pub enum Action {
         /// The run it served, when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         run: Option<RunId>,
+        /// The name of the runner it was launched for (its tag), when known: a run's steps
+        /// stop that runner before this machine goes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        runner: Option<String>,
         /// Its pool, when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pool: Option<String>,
@@ -635,6 +639,7 @@ impl fmt::Display for Action {
                 run,
                 pool,
                 reason,
+                ..
             } => {
                 write!(f, "terminate {instance}")?;
                 if let Some(run) = run {

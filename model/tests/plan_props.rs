@@ -492,7 +492,6 @@ fn live_owner(w: &Scene, run: Option<model::RunId>) -> Option<model::RunId> {
 }
 
 #[test]
-#[ignore = "fails: the orphan rule retires a live run's old attempt with no run on the deregistration, after the run's own steps"]
 fn the_removal_of_a_live_runs_old_attempt_names_the_run_and_comes_before_its_end() {
     // Run 5 at attempt 2, its job taken by another runner: its own runner and machine are
     // retired and it ends. The machine and registration of attempt 1 are still there

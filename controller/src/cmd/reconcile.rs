@@ -151,6 +151,7 @@ mod tests {
         let action = model::Action::Terminate {
             instance: model::InstanceId::new("i-1"),
             run: None,
+            runner: None,
             pool: None,
             reason: model::Reason::Cancelled,
         };

@@ -6,8 +6,10 @@
 //! another in plan order, never re-sorted (the planner emits them in an order that is safe as
 //! written, see `model::Plan::misordered_steps`: disable, or deregister then terminate, then
 //! the status change and the launch of the next attempt), stopping at the first that fails;
-//! different runs concurrently. Actions on instances and runners no run claims run
-//! concurrently too. Once a write finds the lease lost, nothing more of the pass is carried
+//! different runs concurrently. A cleanup names the run its machine was launched for even
+//! when that run's row is gone (an orphan), so its runner is stopped before the machine goes
+//! there too; only actions that name no run (a registration with no machine) are groups of
+//! one. Once a write finds the lease lost, nothing more of the pass is carried
 //! out: no store write, launch, registration or removal.
 
 use std::collections::BTreeMap;
@@ -142,24 +144,16 @@ impl Reconciler {
             report.outcomes.push(self.record(&action, result));
         }
 
-        // Phase 2: group the rest by run; unclaimed actions are groups of one.
+        // Phase 2: group the rest by the run they name (a cleanup's run may be one this view
+        // does not hold: a deleted row whose machine is an orphan); the rest are groups of
+        // one.
         let mut groups: Vec<RunGroup> = Vec::new();
         let mut index: BTreeMap<RunId, usize> = BTreeMap::new();
         for action in &plan.actions {
             if matches!(action, Action::CreateRun { .. }) {
                 continue;
             }
-            let key = match action {
-                Action::Launch { run, .. } | Action::UpdateStatus { run, .. } => Some(run.clone()),
-                Action::Terminate { run: Some(run), .. }
-                | Action::Deregister { run: Some(run), .. }
-                | Action::DisableRunner { run: Some(run), .. }
-                    if by_id.contains_key(run) =>
-                {
-                    Some(run.clone())
-                }
-                _ => None,
-            };
+            let key = action.run().cloned();
             match key {
                 Some(run) => {
                     let slot = *index.entry(run.clone()).or_insert_with(|| {

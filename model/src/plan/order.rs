@@ -6,16 +6,18 @@
 //! the run is ended or started again only once its cleanup is planned, and the launch of the
 //! next attempt comes last.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{Action, Plan, StatusChange};
 use crate::ids::RunId;
 
 /// What has happened so far in one run's sequence of steps.
 #[derive(Default)]
-struct Seen {
+struct Seen<'a> {
     any: bool,
-    terminated: bool,
+    /// Runner names whose machines were terminated; `None` in it for a machine whose
+    /// runner is not known (then every later stop of a runner counts as too late).
+    terminated: Vec<Option<&'a str>>,
     ended: bool,
     requeued: Option<u32>,
     launched: bool,
@@ -27,7 +29,8 @@ impl Plan {
     /// in plan order):
     ///
     /// - its `CreateRun` comes before anything else of it;
-    /// - a runner is disabled or deregistered before its machine is terminated;
+    /// - a runner is disabled or deregistered before its machine is terminated (a run may hold
+    ///   machines of several attempts: a termination names the runner of its machine);
     /// - the status change that ends the run (`Finish`) or starts its next attempt
     ///   (`Requeue`) comes after every disable, deregistration and termination, and at most
     ///   once;
@@ -49,19 +52,23 @@ impl Plan {
                     wrong("the run's row is created after other steps of it");
                 }
                 Action::CreateRun { .. } => {}
-                Action::DisableRunner { .. } | Action::Deregister { .. } => {
-                    if seen.terminated {
+                Action::DisableRunner { runner, .. } | Action::Deregister { runner, .. } => {
+                    if seen
+                        .terminated
+                        .iter()
+                        .any(|t| t.is_none_or(|t| t == runner))
+                    {
                         wrong("the runner is stopped after its machine was terminated");
                     }
                     if seen.ended || seen.requeued.is_some() {
                         wrong("cleanup after the run was ended or requeued");
                     }
                 }
-                Action::Terminate { .. } => {
+                Action::Terminate { runner, .. } => {
                     if seen.ended || seen.requeued.is_some() {
                         wrong("cleanup after the run was ended or requeued");
                     }
-                    seen.terminated = true;
+                    seen.terminated.push(runner.as_deref());
                 }
                 Action::UpdateStatus { change, .. } => match change {
                     StatusChange::Finish { .. } | StatusChange::Requeue { .. }
@@ -87,4 +94,58 @@ impl Plan {
         }
         problems
     }
+}
+
+/// Moves each run's cleanup steps (disable, deregister, terminate) that come after the step
+/// closing the run (the `Finish` that ends it, the `Requeue` that starts its next attempt, or
+/// its launch) to just before that step, keeping their order. The rules that retire what a
+/// run's earlier attempt left behind (its machine is an orphan now) run after the run's own
+/// rules, yet the executor must stop that machine's runner and the machine before the run is
+/// closed. Everything else keeps its place.
+pub(super) fn cleanup_before_closing(actions: &mut Vec<Action>) {
+    // (late cleanup, the closing step it must precede), in plan order.
+    let mut late: Vec<(usize, usize)> = Vec::new();
+    {
+        let mut closing: HashMap<&RunId, usize> = HashMap::new();
+        for (n, action) in actions.iter().enumerate() {
+            let Some(run) = action.run() else { continue };
+            match action {
+                Action::Launch { .. }
+                | Action::UpdateStatus {
+                    change: StatusChange::Finish { .. } | StatusChange::Requeue { .. },
+                    ..
+                } => {
+                    closing.entry(run).or_insert(n);
+                }
+                Action::DisableRunner { .. }
+                | Action::Deregister { .. }
+                | Action::Terminate { .. } => {
+                    if let Some(&at) = closing.get(run) {
+                        late.push((n, at));
+                    }
+                }
+                Action::CreateRun { .. } | Action::UpdateStatus { .. } => {}
+            }
+        }
+    }
+    if late.is_empty() {
+        return; // the usual case
+    }
+    let mut before: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &(n, at) in &late {
+        before.entry(at).or_default().push(n);
+    }
+    let moved: std::collections::BTreeSet<usize> = late.iter().map(|&(n, _)| n).collect();
+    let mut slots: Vec<Option<Action>> = std::mem::take(actions).into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(slots.len());
+    for n in 0..slots.len() {
+        if moved.contains(&n) {
+            continue;
+        }
+        for &m in before.get(&n).map_or(&[][..], Vec::as_slice) {
+            out.extend(slots[m].take());
+        }
+        out.extend(slots[n].take());
+    }
+    *actions = out;
 }

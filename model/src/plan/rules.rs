@@ -24,6 +24,7 @@ use crate::desired::{DesiredRun, JobRef, Origin, Phase, RunSpec};
 use crate::notice::NoticeKind;
 use crate::observed::{DesiredView, Observed};
 use crate::time::Timestamp;
+use crate::RunId;
 
 mod warm;
 
@@ -420,7 +421,7 @@ impl<'a> Pass<'a> {
             // Registrations without a machine of ours run nothing of ours, whatever a webhook
             // said: remove them (unless Gitea itself calls one busy), then end.
             for r in runners.iter().filter(|r| !r.busy) {
-                self.deregister(r, Some(run), reason.clone());
+                self.deregister(r, Some(run.id.clone()), reason.clone());
             }
             return self.end(run, phase, reason);
         };
@@ -428,7 +429,7 @@ impl<'a> Pass<'a> {
             // Past its lifetime nothing is kept, busy or not.
             if self.terminate_allowed(i) {
                 for r in runners {
-                    self.deregister(r, Some(run), reason.clone());
+                    self.deregister(r, Some(run.id.clone()), reason.clone());
                 }
                 self.terminate(i, Some(run), reason.clone());
                 self.end(run, phase, reason);
@@ -500,7 +501,7 @@ impl<'a> Pass<'a> {
                     // With no instance, a registration under this name is unused whatever the
                     // webhook says; remove it with the run rather than as a ghost later.
                     for r in runners.iter().filter(|r| !r.busy) {
-                        self.deregister(r, Some(run), Reason::Ghost);
+                        self.deregister(r, Some(run.id.clone()), Reason::Ghost);
                     }
                 }
                 return self.end(run, Phase::Done, Reason::JobTakenElsewhere);
@@ -580,7 +581,7 @@ impl<'a> Pass<'a> {
             return false;
         }
         for r in runners {
-            self.deregister(r, Some(run), reason.clone());
+            self.deregister(r, Some(run.id.clone()), reason.clone());
         }
         true
     }
@@ -657,7 +658,7 @@ impl<'a> Pass<'a> {
             limit: self.lifetime_of(i),
         };
         for r in runners {
-            self.deregister(r, Some(run), reason.clone());
+            self.deregister(r, Some(run.id.clone()), reason.clone());
         }
         self.terminate(i, Some(run), reason.clone());
         if run.is_warm() && run.status.took_job_at.is_none() {
@@ -848,9 +849,13 @@ impl<'a> Pass<'a> {
         if !self.destroy_ok || runners.iter().any(|r| self.idx.is_busy(r)) {
             return false;
         }
+        // The run the steps belong to: the one retiring it, else the one its machine was
+        // launched for (an orphan, or a live run's old attempt), so that the executor carries
+        // them out in order, the runner stopped before its machine goes.
+        let owner = run.map(|r| r.id.clone()).or_else(|| i.run_id());
         if self.policy.can_disable_runners && runners.iter().any(|r| !r.disabled) {
             for r in runners.iter().filter(|r| !r.disabled) {
-                self.disable(r, run, reason.clone());
+                self.disable(r, owner.clone(), reason.clone());
             }
             return false;
         }
@@ -874,7 +879,7 @@ impl<'a> Pass<'a> {
         for r in runners {
             // Without disable, the delete itself is what stops the runner taking a job: it
             // goes ahead only if the runner is still as seen.
-            self.deregister_guarded(r, run, reason.clone());
+            self.deregister_guarded(r, owner.clone(), reason.clone());
         }
         self.terminate(i, run, reason.clone());
         true
@@ -900,7 +905,7 @@ impl<'a> Pass<'a> {
         // Deleted only if still as seen: a registration that came online since has a live
         // machine after all, and may be taking a job.
         for r in runners {
-            self.deregister_guarded(r, Some(run), reason.clone());
+            self.deregister_guarded(r, Some(run.id.clone()), reason.clone());
         }
         self.after_loss(run, name, reason);
     }
@@ -1097,7 +1102,7 @@ impl<'a> Pass<'a> {
                 if self.terminate_allowed(i) {
                     let reason = Reason::MaxLifetime { limit };
                     for r in runners {
-                        self.deregister(r, None, reason.clone());
+                        self.deregister(r, i.run_id(), reason.clone());
                     }
                     self.terminate(i, None, reason);
                 }
@@ -1228,18 +1233,19 @@ impl<'a> Pass<'a> {
         self.out.actions.push(Action::Terminate {
             instance: i.id.clone(),
             run: run.map(|r| r.id.clone()).or_else(|| i.run_id()),
+            runner: i.name.map(str::to_owned),
             pool: i.pool().map(str::to_owned),
             reason,
         });
     }
 
-    fn deregister(&mut self, r: &Reg, run: Option<&DesiredRun>, reason: Reason) {
+    fn deregister(&mut self, r: &Reg, run: Option<RunId>, reason: Reason) {
         self.push_deregister(r, run, reason, None);
     }
 
     /// A deregistration that the executor carries out only if the runner is still as seen
     /// (not busy, online as it was), where nothing else (a disable) already stopped it.
-    fn deregister_guarded(&mut self, r: &Reg, run: Option<&DesiredRun>, reason: Reason) {
+    fn deregister_guarded(&mut self, r: &Reg, run: Option<RunId>, reason: Reason) {
         let guard = (!r.disabled).then_some(super::SeenRunner { online: r.online });
         self.push_deregister(r, run, reason, guard);
     }
@@ -1247,7 +1253,7 @@ impl<'a> Pass<'a> {
     fn push_deregister(
         &mut self,
         r: &Reg,
-        run: Option<&DesiredRun>,
+        run: Option<RunId>,
         reason: Reason,
         guard: Option<super::SeenRunner>,
     ) {
@@ -1255,19 +1261,19 @@ impl<'a> Pass<'a> {
         self.out.actions.push(Action::Deregister {
             runner_id: r.id,
             runner: r.name.clone(),
-            run: run.map(|r| r.id.clone()),
+            run,
             guard,
             reason,
         });
     }
 
-    fn disable(&mut self, r: &Reg, run: Option<&DesiredRun>, reason: Reason) {
+    fn disable(&mut self, r: &Reg, run: Option<RunId>, reason: Reason) {
         self.handled_runners[r.slot as usize] = true;
         self.follow_up = true;
         self.out.actions.push(Action::DisableRunner {
             runner_id: r.id,
             runner: r.name.clone(),
-            run: run.map(|r| r.id.clone()),
+            run,
             reason,
         });
     }
@@ -1369,6 +1375,7 @@ impl<'a> Pass<'a> {
             // Belt and braces: the rules already hold back; nothing destructive leaves here.
             self.out.actions.retain(|a| !a.is_destructive());
         }
+        super::order::cleanup_before_closing(&mut self.out.actions);
         let resync = self.policy.timeouts.resync;
         let mut wait = self
             .next_deadline

@@ -1042,6 +1042,7 @@ fn actions_print_as_one_readable_line() {
     let a = Action::Terminate {
         instance: InstanceId::new("i-0abc"),
         run: None,
+        runner: None,
         pool: Some("go".into()),
         reason: Reason::NeverRegistered {
             timeout: Duration::from_secs(600),

@@ -244,6 +244,7 @@ fn terminate(job: i64) -> Action {
     Action::Terminate {
         instance: InstanceId::new("i-1"),
         run: Some(crate::RunId::for_job(job, 1)),
+        runner: Some("r".into()),
         pool: None,
         reason: reason(),
     }
@@ -342,4 +343,90 @@ fn misordered_steps_are_named_with_the_action_and_why() {
         assert!(found[0].contains(why), "{found:?} should say {why}");
         assert!(found[0].starts_with("action 1 ("), "{found:?}");
     }
+}
+
+#[test]
+fn a_runs_machines_of_two_attempts_are_each_stopped_runner_first() {
+    let of = |action: Action, runner: &str| match action {
+        Action::Deregister {
+            runner_id,
+            run,
+            guard,
+            reason,
+            ..
+        } => Action::Deregister {
+            runner_id,
+            runner: runner.into(),
+            run,
+            guard,
+            reason,
+        },
+        Action::Terminate {
+            instance,
+            run,
+            pool,
+            reason,
+            ..
+        } => Action::Terminate {
+            instance,
+            run,
+            runner: Some(runner.into()),
+            pool,
+            reason,
+        },
+        other => other,
+    };
+    // Attempt 2's runner and machine, then attempt 1's: each runner before its machine.
+    assert!(problems(vec![
+        of(deregister(1), "a2"),
+        of(terminate(1), "a2"),
+        of(deregister(1), "a1"),
+        of(terminate(1), "a1"),
+    ])
+    .is_empty());
+    // Attempt 1's runner after its own machine.
+    assert_eq!(
+        problems(vec![of(terminate(1), "a1"), of(deregister(1), "a1")]).len(),
+        1
+    );
+}
+
+#[test]
+fn an_old_attempts_cleanup_planned_after_the_run_closed_is_moved_before_it() {
+    let finish = StatusChange::Finish {
+        phase: Phase::Done,
+        error: None,
+        outcome: None,
+    };
+    let mut actions = vec![
+        deregister(1),
+        change(2, finish.clone()),
+        terminate(1),
+        change(1, finish.clone()),
+        deregister(1),
+        terminate(1),
+        deregister(2),
+    ];
+    super::order::cleanup_before_closing(&mut actions);
+    let kinds: Vec<(String, &str)> = actions
+        .iter()
+        .map(|a| {
+            (
+                a.run().map(ToString::to_string).unwrap_or_default(),
+                a.kind(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("job-1-1".into(), "deregister"),
+            ("job-2-1".into(), "deregister"),
+            ("job-2-1".into(), "update-status"),
+            ("job-1-1".into(), "terminate"),
+            ("job-1-1".into(), "deregister"),
+            ("job-1-1".into(), "terminate"),
+            ("job-1-1".into(), "update-status"),
+        ]
+    );
 }
