@@ -132,3 +132,49 @@ pub(super) fn describe(e: &ApiError) -> String {
         format!("{}: {}", e.code(), e.message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use aws_config::{BehaviorVersion, Region};
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use aws_credential_types::Credentials;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::cmd::doctor::check::Verdict;
+
+    fn conf(expiry: Option<SystemTime>) -> aws_config::SdkConfig {
+        let creds = Credentials::new("AKIDEXAMPLE", "not-a-secret", None, expiry, "test");
+        aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(SharedCredentialsProvider::new(creds))
+            .build()
+    }
+
+    #[tokio::test]
+    async fn temporary_credentials_say_how_long_they_last_by_the_controllers_clock() {
+        // The clock is a day behind the host's: the time left is counted from the clock.
+        let host_now = SystemTime::now();
+        let clock = ManualClock::new(model::Timestamp::from_system(
+            host_now - Duration::from_secs(24 * 3600),
+        ));
+        let expiry = host_now + Duration::from_secs(3600);
+        let check = check_credentials(&conf(Some(expiry)), &clock).await;
+        assert_eq!(check.verdict, Verdict::Ok, "{check:?}");
+        assert!(
+            check
+                .detail
+                .starts_with("resolved (temporary, valid for another 1day 1h"),
+            "{check:?}"
+        );
+        assert!(!format!("{check:?}").contains("not-a-secret"));
+        let check = check_credentials(&conf(None), &clock).await;
+        assert_eq!(
+            check.detail, "resolved (long-term keys); region eu-west-1",
+            "{check:?}"
+        );
+    }
+}
