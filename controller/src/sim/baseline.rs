@@ -15,6 +15,7 @@ use model::{RunId, RunnerName};
 use serde::Serialize;
 
 use super::ports::{Ctx, SimFleet, SimForge};
+use super::world::Hook;
 use crate::fleet::offerings::UnavailableOfferings;
 use crate::fleet::{Fleet, LaunchRequest};
 use crate::forge::Forge;
@@ -52,15 +53,6 @@ impl Policy {
             Policy::GarmLike => "garm",
         }
     }
-}
-
-/// A `queued` webhook a baseline received: the job and its labels.
-#[derive(Debug, Clone)]
-pub(crate) struct Hook {
-    pub job: i64,
-    /// The pick the job waits for (its `run_attempt` plus one on Gitea 1.24 – 1.26).
-    pub pick: u32,
-    pub labels: Vec<String>,
 }
 
 /// Reads what a baseline needs from a webhook body; `None` for other actions.

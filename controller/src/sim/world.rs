@@ -246,6 +246,15 @@ impl Inst {
     }
 }
 
+/// A `queued` webhook a baseline received: the job and its labels.
+#[derive(Debug, Clone)]
+pub(crate) struct Hook {
+    pub job: i64,
+    /// The pick the job waits for (its `run_attempt` plus one on Gitea 1.24 – 1.26).
+    pub pick: u32,
+    pub labels: Vec<String>,
+}
+
 /// One sample of the queue and the fleet, for the plots.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Sample {
@@ -382,7 +391,7 @@ pub(crate) struct SimWorld {
     /// Pool name to the labels its runners register with (self-registration).
     pub pool_labels: BTreeMap<String, Vec<String>>,
     /// `queued` webhooks delivered to a baseline policy, not yet read.
-    pub inbox: Vec<super::baseline::Hook>,
+    pub inbox: Vec<Hook>,
 }
 
 impl SimWorld {
