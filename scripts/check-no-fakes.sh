@@ -2,7 +2,7 @@
 # Checks that the test doubles stay out of the shipped binaries (`make lint`, no build):
 #   1. without dev-dependencies (what `cargo build --release -p tinqs-ci` and `make demo`
 #      resolve), no crate switches on the `testing` feature of tinqs-ci or tinqs-model, which
-#      gates store::fake, fleet::fake, forge::fake, model::testing and model::fuzz;
+#      gates store::fake, fleet::fake, forge::fake, notices::fake, model::testing and model::fuzz;
 #   2. with them (what tests and benchmarks resolve) it is on, so check 1 is not vacuous;
 #   3. every binary named as an argument (e.g. target/release/tinqs-ci) has none of the
 #      fakes' symbols.
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
-doubles='FakeStore|FakeFleet|FakeForge|model::testing|model::fuzz'
+doubles='FakeStore|FakeFleet|FakeForge|FakeQueue|model::testing|model::fuzz'
 failed=0
 
 for pkg in tinqs-ci e2e; do

@@ -17,6 +17,9 @@ use tokio::sync::Notify;
 
 use crate::aws::ApiError;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod fake;
+
 /// The longest long poll SQS allows.
 pub const LONG_POLL: Duration = Duration::from_secs(20);
 /// Most messages one receive returns (SQS's limit).
@@ -311,46 +314,10 @@ mod tests {
     use super::*;
     use model::notice::NoticeKind;
 
-    /// A queue holding messages in memory; deletes remove them.
-    #[derive(Default)]
-    struct MemQueue {
-        messages: Mutex<Vec<Message>>,
-        fail: Mutex<bool>,
-    }
+    use fake::{ec2_event as event, FakeQueue};
 
-    #[async_trait]
-    impl NoticeQueue for MemQueue {
-        async fn receive(&self, _wait: Duration) -> Result<Vec<Message>, String> {
-            if *self.fail.lock() {
-                return Err("SQS: AccessDenied".into());
-            }
-            Ok(self.messages.lock().iter().take(10).cloned().collect())
-        }
-        async fn delete(&self, receipts: &[String]) -> Result<(), String> {
-            self.messages
-                .lock()
-                .retain(|m| !receipts.contains(&m.receipt));
-            Ok(())
-        }
-    }
-
-    fn event(detail_type: &str, instance: &str) -> String {
-        format!(
-            r#"{{"version":"0","id":"1","detail-type":"{detail_type}","source":"aws.ec2","account":"1","time":"2026-12-04T14:00:00Z","region":"us-east-1","resources":[],"detail":{{"instance-id":"{instance}","instance-action":"terminate"}}}}"#
-        )
-    }
-
-    fn queue_of(bodies: &[String]) -> Arc<MemQueue> {
-        let q = MemQueue::default();
-        *q.messages.lock() = bodies
-            .iter()
-            .enumerate()
-            .map(|(k, b)| Message {
-                receipt: format!("r{k}"),
-                body: b.clone(),
-            })
-            .collect();
-        Arc::new(q)
+    fn queue_of(bodies: &[String]) -> Arc<FakeQueue> {
+        FakeQueue::holding(bodies)
     }
 
     #[tokio::test]
@@ -375,7 +342,7 @@ mod tests {
                 malformed: 1
             }
         );
-        assert!(q.messages.lock().is_empty(), "nothing comes back");
+        assert!(q.is_empty(), "nothing comes back");
         let kinds: Vec<NoticeKind> = rx.book().snapshot().iter().map(|n| n.kind).collect();
         assert_eq!(
             kinds,
@@ -406,7 +373,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreadable_queue_is_an_error_and_records_nothing() {
         let q = queue_of(&[event(model::notice::INTERRUPTION_WARNING, "i-0abc")]);
-        *q.fail.lock() = true;
+        q.set_failing(true);
         let rx = NoticeReceiver::new(q, NoticeBook::default());
         let e = rx.drain().await.unwrap_err();
         assert!(e.contains("AccessDenied"), "{e}");

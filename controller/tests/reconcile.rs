@@ -1162,3 +1162,56 @@ async fn an_orphans_runner_that_took_a_job_since_the_plan_keeps_its_machine() {
         "its machine runs on"
     );
 }
+
+#[tokio::test]
+async fn reconcile_once_reads_the_waiting_notices_before_its_pass() {
+    use controller::cmd::reconcile::{drain_then_once, ReconcileArgs};
+    use controller::notices::fake::{ec2_event, FakeQueue};
+    use controller::notices::NoticeReceiver;
+    // A run whose runner is online and idle while its own job waits: nothing to do, until
+    // EC2 warns that the machine will be reclaimed.
+    let rig = rig();
+    let mut run = model::testing::running(job_run(1, &["go"]), "i-1", T0);
+    run.status.registered_at = Some(T0);
+    rig.put_running(&run, "i-1");
+    rig.forge.add_runner(
+        model::testing::name_of(&run).as_str(),
+        &["go", "linux"],
+        true,
+    );
+    rig.forge.queue_job(go_job(1));
+    rig.advance(Duration::from_secs(60));
+    let args = ReconcileArgs {
+        config: "unused.yaml".into(),
+        once: true,
+        dry_run: true,
+        output: controller::cmd::output::Output::Json,
+        detailed_exitcode: true,
+    };
+    let quiet = drain_then_once(None, &rig.r, &args).await.expect("once");
+    assert_eq!(quiet, std::process::ExitCode::SUCCESS, "nothing planned");
+
+    let queue = FakeQueue::holding(&[ec2_event(model::notice::INTERRUPTION_WARNING, "i-1")]);
+    let receiver = NoticeReceiver::new(queue.clone(), rig.r.notices.clone());
+    let warned = drain_then_once(Some(&receiver), &rig.r, &args)
+        .await
+        .expect("once");
+    assert_eq!(
+        warned,
+        std::process::ExitCode::from(2),
+        "the warning was planned on"
+    );
+    assert!(queue.is_empty(), "the message was deleted");
+    let out = rig.r.pass(Mode::DryRun, None).await;
+    assert!(
+        out.plan.actions.iter().any(|a| matches!(
+            a,
+            Action::Deregister {
+                reason: model::Reason::Notice { .. },
+                ..
+            }
+        )),
+        "{:#?}",
+        out.plan.actions
+    );
+}

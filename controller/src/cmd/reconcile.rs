@@ -7,6 +7,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::cmd::output::Output;
+use crate::notices::NoticeReceiver;
 use crate::reconcile::{Mode, PassOutcome, Reconciler};
 use crate::store::StoreError;
 
@@ -41,15 +42,27 @@ pub fn run(args: &ReconcileArgs) -> anyhow::Result<ExitCode> {
     let rt = crate::wiring::runtime()?;
     rt.block_on(async {
         let connected = crate::wiring::connect(config).await?;
-        if let Some(receiver) = &connected.notices {
-            // The notices waiting now are this pass's; a queue that cannot be read makes
-            // none (the rules reading EC2's own state still hold).
-            if let Err(e) = receiver.drain().await {
-                tracing::warn!(error = %e, "cannot read the events queue; planning without EC2 notices");
-            }
-        }
-        once(&connected.reconciler, args).await
+        drain_then_once(connected.notices.as_ref(), &connected.reconciler, args).await
     })
+}
+
+/// Receives the notices waiting on the events queue (when one is configured), then runs
+/// [`once`]: the notices waiting now are this pass's. A queue that cannot be read makes none
+/// (the rules reading EC2's own state still hold).
+///
+/// # Errors
+/// As [`once`].
+pub async fn drain_then_once(
+    notices: Option<&NoticeReceiver>,
+    r: &Reconciler,
+    args: &ReconcileArgs,
+) -> anyhow::Result<ExitCode> {
+    if let Some(receiver) = notices {
+        if let Err(e) = receiver.drain().await {
+            tracing::warn!(error = %e, "cannot read the events queue; planning without EC2 notices");
+        }
+    }
+    once(r, args).await
 }
 
 /// One pass over `r` as the command line asks, printed; the exit code follows
