@@ -43,6 +43,11 @@ struct Runners {
 }
 
 impl Runners {
+    /// `runner`'s `in_progress` webhook has not been recorded yet.
+    fn not_known_yet(&self, runner: &str) {
+        self.waiting.lock().expect("lock").push(runner.into());
+    }
+
     fn add(&self, runner: &str, token: &str, scope: JobScope) {
         self.jobs
             .lock()
@@ -85,6 +90,20 @@ struct Cache {
 impl Drop for Cache {
     fn drop(&mut self) {
         self.server.abort();
+    }
+}
+
+impl Cache {
+    /// `runner` (with `token`) looks up key `deps-1`, as `actions/cache` does on restore.
+    async fn lookup_deps(&self, runner: &str, token: &str) -> reqwest::Response {
+        let url = model::cache::runner_url(&self.base, runner, token);
+        self.http
+            .get(format!(
+                "{url}_apis/artifactcache/cache?keys=deps-1&version=v"
+            ))
+            .send()
+            .await
+            .expect("sent")
     }
 }
 
@@ -697,27 +716,14 @@ async fn a_large_entry_streams_through_with_memory_bounded() {
 async fn a_request_held_while_the_job_is_not_known_is_answered_once_it_is() {
     let cache = start(model::cache::DEFAULT_MAX_REPO_SIZE).await;
     let runner = "tq-t-job-8-1-a1";
-    cache
-        .runners
-        .waiting
-        .lock()
-        .expect("lock")
-        .push(runner.into());
+    cache.runners.not_known_yet(runner);
     let runners = cache.runners.clone();
     let webhook = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
         runners.add(runner, &token(8), scope("org/app", "main"));
         runners.waiting.lock().expect("lock").clear();
     });
-    let url = model::cache::runner_url(&cache.base, runner, &token(8));
-    let resp = cache
-        .http
-        .get(format!(
-            "{url}_apis/artifactcache/cache?keys=deps-1&version=v"
-        ))
-        .send()
-        .await
-        .expect("sent");
+    let resp = cache.lookup_deps(runner, &token(8)).await;
     webhook.await.expect("webhook");
     assert_eq!(resp.status(), 204, "a miss for a known job, not a 503");
 }
@@ -726,21 +732,8 @@ async fn a_request_held_while_the_job_is_not_known_is_answered_once_it_is() {
 async fn a_runner_whose_job_is_not_known_yet_is_asked_to_retry_not_refused() {
     let cache = start(model::cache::DEFAULT_MAX_REPO_SIZE).await;
     let runner = "tq-t-job-9-1-a1";
-    cache
-        .runners
-        .waiting
-        .lock()
-        .expect("lock")
-        .push(runner.into());
-    let url = model::cache::runner_url(&cache.base, runner, &token(9));
-    let resp = cache
-        .http
-        .get(format!(
-            "{url}_apis/artifactcache/cache?keys=deps-1&version=v"
-        ))
-        .send()
-        .await
-        .expect("sent");
+    cache.runners.not_known_yet(runner);
+    let resp = cache.lookup_deps(runner, &token(9)).await;
     assert_eq!(resp.status(), 503, "actions/cache retries a 503");
     assert_eq!(
         resp.headers()

@@ -213,7 +213,7 @@ impl Instance {
     /// Whether the instance carries `cluster`'s ownership tag. Nothing else is ever touched.
     #[must_use]
     pub fn is_ours(&self, cluster: &str) -> bool {
-        self.tags.get(tags::CLUSTER).is_some_and(|c| c == cluster)
+        self.tags.owned_by(cluster)
     }
 
     /// The runner name tag.

@@ -31,6 +31,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Tags(Arc<BTreeMap<String, String>>);
 
+impl Tags {
+    /// Whether these are the tags of an instance of `cluster` (its [`CLUSTER`] tag says so):
+    /// ownership, the one test of it.
+    #[must_use]
+    pub fn owned_by(&self, cluster: &str) -> bool {
+        self.get(CLUSTER).is_some_and(|c| c == cluster)
+    }
+}
+
 impl Deref for Tags {
     type Target = BTreeMap<String, String>;
 

@@ -287,11 +287,7 @@ impl Fleet for SimFleet {
         // Real EC2 filters by the ownership tag before answering: only ours are copied.
         Ok(w.instances
             .values()
-            .filter(|i| {
-                i.visible_at <= now
-                    && i.tags.get(model::tags::CLUSTER).map(String::as_str)
-                        == Some(w.cluster.as_str())
-            })
+            .filter(|i| i.visible_at <= now && i.tags.owned_by(&w.cluster))
             .map(|i| i.view(w.epoch))
             .collect())
     }

@@ -849,10 +849,9 @@ impl<'a> Pass<'a> {
         if !self.destroy_ok || runners.iter().any(|r| self.idx.is_busy(r)) {
             return false;
         }
-        // The run the steps belong to: the one retiring it, else the one its machine was
-        // launched for (an orphan, or a live run's old attempt), so that the executor carries
-        // them out in order, the runner stopped before its machine goes.
-        let owner = run.map(|r| r.id.clone()).or_else(|| i.run_id());
+        // Every step names the machine's run, so the executor carries them out in order, the
+        // runner stopped before its machine goes.
+        let owner = owner_of(run, i);
         if self.policy.can_disable_runners && runners.iter().any(|r| !r.disabled) {
             for r in runners.iter().filter(|r| !r.disabled) {
                 self.disable(r, owner.clone(), reason.clone());
@@ -1102,7 +1101,7 @@ impl<'a> Pass<'a> {
                 if self.terminate_allowed(i) {
                     let reason = Reason::MaxLifetime { limit };
                     for r in runners {
-                        self.deregister(r, i.run_id(), reason.clone());
+                        self.deregister(r, owner_of(None, i), reason.clone());
                     }
                     self.terminate(i, None, reason);
                 }
@@ -1232,7 +1231,7 @@ impl<'a> Pass<'a> {
         self.terminations += 1;
         self.out.actions.push(Action::Terminate {
             instance: i.id.clone(),
-            run: run.map(|r| r.id.clone()).or_else(|| i.run_id()),
+            run: owner_of(run, i),
             runner: i.name.map(str::to_owned),
             pool: i.pool().map(str::to_owned),
             reason,
@@ -1387,4 +1386,10 @@ impl<'a> Pass<'a> {
         self.out.requeue_after = wait.max(Duration::from_secs(1));
         self.out
     }
+}
+
+/// The run the steps on machine `i` belong to: the run retiring it, else the one it was
+/// launched for (its tag: an orphan, or a live run's old attempt).
+fn owner_of(run: Option<&DesiredRun>, i: &Ours) -> Option<RunId> {
+    run.map(|r| r.id.clone()).or_else(|| i.run_id())
 }
