@@ -91,12 +91,16 @@ sim:
 		--faults chaos --seed 1 --compare --gate --report target/sim.html
 
 ## Structured fuzzing of the configuration, workflow and webhook parsers (valid documents
-## broken by model/src/fuzz.rs): 100,000 cases per property, with what each case ended in.
-## `make test` runs the same properties with 256 cases; TINQS_FUZZ_CASES=N changes the count.
+## broken by model/src/fuzz.rs): 100,000 cases per property, with what each case ended in and
+## the seed it drew. `make test` runs the same properties with 256 cases. FUZZ_CASES=N changes
+## the count; FUZZ_SEED=N replays a run (wiki/Fuzzing.md). The parser properties build with
+## the `fuzz` profile (optimised, overflow checks on); the webhook's with the test build.
 FUZZ_CASES ?= 100000
+FUZZ_SEED ?=
+FUZZ_ENV = TINQS_FUZZ_CASES=$(FUZZ_CASES) $(if $(FUZZ_SEED),TINQS_FUZZ_SEED=$(FUZZ_SEED))
 fuzz:
-	TINQS_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test -q -p tinqs-model --test fuzz_inputs -- --nocapture
-	TINQS_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test -q -p tinqs-ci --test webhook_fuzz -- --nocapture
+	$(FUZZ_ENV) $(CARGO) test -q --profile fuzz -p tinqs-model --test fuzz_inputs -- --nocapture
+	$(FUZZ_ENV) $(CARGO) test -q -p tinqs-ci --test webhook_fuzz -- --nocapture
 
 audit:
 	@command -v cargo-audit >/dev/null || $(CARGO) install cargo-audit --locked

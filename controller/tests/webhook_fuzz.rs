@@ -18,10 +18,10 @@ use controller::store::fake::FakeStore;
 use controller::store::Store;
 use controller::webhook::{self, sign, WebhookState};
 use model::config::DemandSource;
-use model::fuzz::{mutate_json, mutate_text, Choices};
+use model::fuzz::{mutate_json, mutate_text, run_seed, seed_bytes, Choices};
 use model::secret::Secret;
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{json, Value};
 
 const SECRET: &str = "webhook-secret-for-fuzzing";
@@ -189,12 +189,18 @@ fn fuzz(demand: DemandSource, name: &str, kinds: &[&str]) {
         .filter(|(event, _)| kinds.contains(event))
         .collect();
     let statuses: Mutex<BTreeMap<u16, u64>> = Mutex::new(BTreeMap::new());
-    let mut runner = TestRunner::new(RunnerConfig {
-        cases: cases(),
-        max_shrink_iters: 1024,
-        failure_persistence: None,
-        ..RunnerConfig::default()
-    });
+    // The seed, printed on every run, is what replays a failure (`TINQS_FUZZ_SEED`).
+    let fuzz_seed = run_seed(std::env::var("TINQS_FUZZ_SEED").ok().as_deref())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut runner = TestRunner::new_with_rng(
+        RunnerConfig {
+            cases: cases(),
+            max_shrink_iters: 1024,
+            failure_persistence: None,
+            ..RunnerConfig::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(fuzz_seed)),
+    );
     let strategy = (
         0..seeds.len(),
         0u8..3,
@@ -255,12 +261,15 @@ fn fuzz(demand: DemandSource, name: &str, kinds: &[&str]) {
     });
     let statuses = statuses.into_inner().expect("tally");
     eprintln!(
-        "fuzz webhook decoder ({name}): {} cases, answers {:?}, 0 panics",
+        "fuzz webhook decoder ({name}): {} cases, answers {:?}, seed {fuzz_seed}",
         statuses.values().sum::<u64>(),
         statuses
     );
     if let Err(e) = result {
-        panic!("{e}");
+        panic!(
+            "{e}\nreplay with TINQS_FUZZ_SEED={fuzz_seed} TINQS_FUZZ_CASES={}",
+            cases()
+        );
     }
 }
 

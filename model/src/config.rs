@@ -716,13 +716,7 @@ pub const MAX_PROBLEMS_SHOWN: usize = 20;
 /// A field path cut to 48 characters when over 64: it holds keys from the file (pool
 /// labels), which can be long too.
 fn short_field(field: &str) -> String {
-    let n = field.chars().count();
-    if n > 64 {
-        let head: String = field.chars().take(48).collect();
-        format!("{head}… ({n} characters)")
-    } else {
-        field.to_owned()
-    }
+    crate::text::cut(field, 64).into_owned()
 }
 
 fn problems_text(problems: &[Problem]) -> String {

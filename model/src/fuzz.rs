@@ -469,9 +469,53 @@ pub fn mutate_text(text: &str, c: &mut Choices) -> String {
     s
 }
 
+/// The seed of one fuzzing run, given the value of `TINQS_FUZZ_SEED` if set (a run
+/// replayed), otherwise a fresh one. A run prints its seed, so any failure, however rare,
+/// can be replayed exactly with the same seed and number of cases.
+///
+/// # Errors
+/// A value that is not a decimal `u64`, naming the variable.
+pub fn run_seed(set: Option<&str>) -> Result<u64, String> {
+    match set {
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("TINQS_FUZZ_SEED must be a decimal u64, not {text:?}")),
+        None => {
+            use std::hash::BuildHasher;
+            // The standard library keys each RandomState afresh: a seed nobody chose.
+            Ok(std::collections::hash_map::RandomState::new().hash_one(0u8))
+        }
+    }
+}
+
+/// The 32 bytes a ChaCha generator takes, spread from a run's seed.
+pub fn seed_bytes(seed: u64) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        let word =
+            seed.rotate_left(16 * i as u32) ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1));
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_seed_is_read_back_or_refused_by_name() {
+        assert_eq!(run_seed(Some(" 42\n")), Ok(42));
+        let refused = run_seed(Some("0x2a")).unwrap_err();
+        assert!(refused.contains("TINQS_FUZZ_SEED"), "{refused}");
+        // Unset: a seed nobody chose, different from run to run.
+        let drawn: std::collections::BTreeSet<u64> =
+            (0..8).map(|_| run_seed(None).unwrap()).collect();
+        assert!(drawn.len() > 1, "{drawn:?}");
+        assert_eq!(seed_bytes(7), seed_bytes(7));
+        assert_ne!(seed_bytes(7), seed_bytes(8));
+    }
 
     #[test]
     fn the_same_choices_give_the_same_input() {

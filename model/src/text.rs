@@ -57,17 +57,7 @@ pub const MAX_QUOTED_CHARS: usize = 24;
 #[must_use]
 pub fn hide_values(message: &str) -> String {
     const STRING: &str = "invalid type: string ";
-    let mut out = String::with_capacity(message.len().min(512));
-    let mut rest = message;
-    while let Some(open) = rest.find(['`', '"']) {
-        let quote = rest[open..].chars().next().unwrap_or('"');
-        let after = &rest[open + 1..];
-        let Some(len) = quoted_len(after, quote) else {
-            break;
-        };
-        let inner = &after[..len];
-        let before = &rest[..open];
-        out.push_str(before);
+    let out = rewrite_quoted(message, |out, before, quote, inner| {
         let chars = inner.chars().count();
         if quote == '"' && before.ends_with(STRING) {
             out.truncate(out.len() - STRING.len());
@@ -81,10 +71,60 @@ pub fn hide_values(message: &str) -> String {
             out.push_str(inner);
             out.push(quote);
         }
+    });
+    escape_control(&out).into_owned()
+}
+
+/// `message` with each value quoted in backticks or double quotes written by `quoted`, which
+/// gets the output so far (ending with the text before the quote), that text, the quote
+/// character and the value. An unclosed quote and what follows it are copied as they are.
+fn rewrite_quoted(message: &str, mut quoted: impl FnMut(&mut String, &str, char, &str)) -> String {
+    let mut out = String::with_capacity(message.len().min(512));
+    let mut rest = message;
+    while let Some(open) = rest.find(['`', '"']) {
+        let quote = rest[open..].chars().next().unwrap_or('"');
+        let after = &rest[open + 1..];
+        let Some(len) = quoted_len(after, quote) else {
+            break;
+        };
+        let before = &rest[..open];
+        out.push_str(before);
+        quoted(&mut out, before, quote, &after[..len]);
         rest = &after[len + 1..];
     }
     out.push_str(rest);
-    escape_control(&out).into_owned()
+    out
+}
+
+/// `text` cut to its first three quarters of `max` characters, with its length, when it is
+/// longer than `max` characters: a key or value from a file, quoted in an error, stays
+/// recognisable without filling the screen. Borrowed when short enough.
+#[must_use]
+pub fn cut(text: &str, max: usize) -> Cow<'_, str> {
+    let n = text.chars().count();
+    if n <= max {
+        return Cow::Borrowed(text);
+    }
+    let head: String = text.chars().take(max * 3 / 4).collect();
+    Cow::Owned(format!("{head}… ({n} characters)"))
+}
+
+/// Longest message [`cut_quoted`] returns, in characters, whatever it quotes.
+pub const MAX_MESSAGE_CHARS: usize = 2048;
+
+/// A message that quotes values from a file (in backticks or double quotes) made fit to
+/// print: each quoted value over `max` characters is [`cut`], control characters are
+/// escaped, and the whole is at most [`MAX_MESSAGE_CHARS`] characters. Unlike
+/// [`hide_values`], short values stay whole: for text an author wrote, not secrets.
+#[must_use]
+pub fn cut_quoted(message: &str, max: usize) -> String {
+    let out = rewrite_quoted(message, |out, _, quote, inner| {
+        out.push(quote);
+        out.push_str(&cut(inner, max));
+        out.push(quote);
+    });
+    let out = escape_control(&out);
+    cut(&out, MAX_MESSAGE_CHARS).into_owned()
 }
 
 /// The byte length of a quoted value up to its closing `quote` (a backslash escapes the next
@@ -106,6 +146,31 @@ fn quoted_len(text: &str, quote: char) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_quoted_values_are_cut_and_short_ones_kept() {
+        let key = "x".repeat(8124);
+        let message = format!("`jobs.release.{key}.<<`: a merge key needs a mapping, \"{key}\"");
+        let printed = cut_quoted(&message, 64);
+        assert!(printed.len() < 300, "{printed}");
+        assert!(printed.starts_with("`jobs.release.xxx"), "{printed}");
+        assert!(printed.contains("… (8140 characters)`"), "{printed}");
+        assert!(printed.contains("… (8124 characters)\""), "{printed}");
+        assert!(
+            printed.contains(": a merge key needs a mapping, "),
+            "{printed}"
+        );
+        assert_eq!(
+            cut_quoted("`jobs.build`: no `runs-on`", 64),
+            "`jobs.build`: no `runs-on`"
+        );
+        assert_eq!(cut_quoted("`a\u{1b}[2J`", 64), "`a\\u{1b}[2J`");
+        // Unquoted text from elsewhere is bounded too, and an unclosed quote is no trouble.
+        let long = format!("`{}", "y".repeat(10_000));
+        assert!(cut_quoted(&long, 64).chars().count() <= MAX_MESSAGE_CHARS + 24);
+        assert_eq!(cut("short", 64), "short");
+        assert_eq!(cut("abcdefghij", 8), "abcdef… (10 characters)");
+    }
 
     #[test]
     fn values_in_errors_are_hidden_when_long_or_of_the_wrong_type() {

@@ -9,10 +9,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use model::config::Config;
-use model::fuzz::{mutate_text, mutate_yaml, Choices};
+use model::fuzz::{mutate_text, mutate_yaml, run_seed, seed_bytes, Choices};
 use model::workflow::{expand_jobs, PushEvent, Workflow};
 use proptest::prelude::*;
-use proptest::test_runner::Config as RunnerConfig;
+use proptest::test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner};
 
 const CONFIG: &str = include_str!("../../examples/config.yaml");
 
@@ -103,14 +103,20 @@ fn cases() -> u32 {
         .unwrap_or(256)
 }
 
-fn runner_config() -> RunnerConfig {
-    RunnerConfig {
+/// A runner for one property and the seed it draws from (`TINQS_FUZZ_SEED` replays a run).
+fn runner() -> (TestRunner, u64) {
+    let seed = run_seed(std::env::var("TINQS_FUZZ_SEED").ok().as_deref())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = RunnerConfig {
         cases: cases(),
         // Shrinking a failure is worth more than a bound on it; local rejects do not occur.
         max_shrink_iters: 4096,
+        // The seed, printed on every run, is what replays a failure.
         failure_persistence: None,
         ..RunnerConfig::default()
-    }
+    };
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(seed));
+    (TestRunner::new_with_rng(config, rng), seed)
 }
 
 /// Counts of what the cases ended in, printed at the end (`--nocapture` shows them).
@@ -129,11 +135,11 @@ impl Tally {
         }
     }
 
-    fn report(&self) {
+    fn report(&self, seed: u64) {
         let parsed = self.parsed.load(Ordering::Relaxed);
         let refused = self.refused.load(Ordering::Relaxed);
         eprintln!(
-            "fuzz {}: {} cases ({parsed} parsed, {refused} refused with an error), 0 panics",
+            "fuzz {}: {} cases ({parsed} parsed, {refused} refused with an error), seed {seed}",
             self.name,
             parsed + refused
         );
@@ -174,7 +180,7 @@ static WORKFLOW_TALLY: Tally = Tally::new("workflow parser");
 
 #[test]
 fn config_parser_takes_broken_files() {
-    let mut runner = proptest::test_runner::TestRunner::new(runner_config());
+    let (mut runner, run) = runner();
     let strategy = (any::<bool>(), prop::collection::vec(any::<u64>(), 0..48));
     let result = runner.run(&strategy, |(text_level, numbers)| {
         let text = broken(CONFIG, CONFIG_KEYS, text_level, &numbers);
@@ -195,15 +201,18 @@ fn config_parser_takes_broken_files() {
         }
         Ok(())
     });
-    CONFIG_TALLY.report();
+    CONFIG_TALLY.report(run);
     if let Err(e) = result {
-        panic!("{e}");
+        panic!(
+            "{e}\nreplay with TINQS_FUZZ_SEED={run} TINQS_FUZZ_CASES={}",
+            cases()
+        );
     }
 }
 
 #[test]
 fn workflow_parser_takes_broken_files() {
-    let mut runner = proptest::test_runner::TestRunner::new(runner_config());
+    let (mut runner, run) = runner();
     let strategy = (
         0..WORKFLOWS.len(),
         any::<bool>(),
@@ -237,8 +246,11 @@ fn workflow_parser_takes_broken_files() {
         }
         Ok(())
     });
-    WORKFLOW_TALLY.report();
+    WORKFLOW_TALLY.report(run);
     if let Err(e) = result {
-        panic!("{e}");
+        panic!(
+            "{e}\nreplay with TINQS_FUZZ_SEED={run} TINQS_FUZZ_CASES={}",
+            cases()
+        );
     }
 }

@@ -4,13 +4,14 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::matrix::{self, Matrix};
 use super::yaml::{self, is_scalar, join, key_text, kind, scalar_text};
+use crate::text::cut_quoted;
 
 /// Why a workflow file cannot be used. Gitea skips such a file: no push triggers it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// The text is not valid YAML, or breaks a rule Gitea's YAML reader enforces (a repeated
     /// key, an unknown anchor). The caller adds the file name.
-    #[error("{}{message}", location(*line, *column))]
+    #[error("{}{}", location(*line, *column), cut_quoted(message, MAX_QUOTED))]
     Yaml {
         /// 1-based line of the problem, when the parser knows it.
         line: Option<usize>,
@@ -23,7 +24,7 @@ pub enum ParseError {
     #[error("the file holds no YAML document")]
     Empty,
     /// Valid YAML of a shape Gitea rejects (`jobs` as a list, `on.push.branches` as a mapping…).
-    #[error("`{path}`: {message}")]
+    #[error("{}", cut_quoted(&format!("`{path}`: {message}"), MAX_QUOTED))]
     Invalid {
         /// Where, as a dotted path (`jobs.build.steps[2].with`).
         path: String,
@@ -31,6 +32,10 @@ pub enum ParseError {
         message: String,
     },
 }
+
+/// Keys, names and paths from the file longer than this many characters are cut when an
+/// error quotes them (a path of a thousand-character key helps no one).
+const MAX_QUOTED: usize = 64;
 
 fn location(line: Option<usize>, column: Option<usize>) -> String {
     match (line, column) {
@@ -600,6 +605,35 @@ mod tests {
             .expect_err("duplicate");
         assert!(e.line().is_some(), "{e}");
         assert!(e.to_string().contains("duplicate"), "{e}");
+    }
+
+    /// Found by fuzzing (`TINQS_FUZZ_SEED=2` in model/tests/fuzz_inputs.rs): an error's path
+    /// repeated an 8,124-character job key whole, an 8 KiB error. Keys, anchors and names
+    /// from the file are cut when an error quotes them, whichever error it is.
+    #[test]
+    fn a_long_key_is_cut_in_the_error_that_names_it() {
+        let key = "x".repeat(8124);
+        let merge = format!("on: push\njobs:\n  release:\n    ? {key}\n    : <<: 1\n");
+        // A plain key is at most 1,024 characters in YAML; a longer one is written `? key`.
+        let duplicate = format!("on: push\njobs:\n  ? {key}\n  : {{}}\n  ? {key}\n  : {{}}\n");
+        for text in [merge, duplicate] {
+            let e = Workflow::parse(&text).expect_err("refused").to_string();
+            assert!(e.len() < 400, "{} bytes: {}", e.len(), &e[..400]);
+            assert!(
+                e.contains("xxxxxxxx… (81"),
+                "the key's head and length: {e}"
+            );
+        }
+        let w = parse(&format!("on: push\njobs:\n  ? {key}\n  : {{name: [1]}}\n"));
+        let why = w.ignored_by_gitea.expect("a list is not a name");
+        assert!(why.len() < 400, "{why}");
+        // The error value itself keeps the whole path, for code that looks at it.
+        let Err(ParseError::Invalid { path, .. }) = Workflow::parse(&format!(
+            "on: push\njobs:\n  release:\n    ? {key}\n    : <<: 1\n"
+        )) else {
+            panic!("a bad merge key is invalid");
+        };
+        assert_eq!(path, format!("jobs.release.{key}.<<"));
     }
 
     #[test]
