@@ -716,14 +716,20 @@ pub const MAX_PROBLEMS_SHOWN: usize = 20;
 /// A field path cut to 48 characters when over 64: it holds keys from the file (pool
 /// labels), which can be long too.
 fn short_field(field: &str) -> String {
-    crate::text::cut(field, 64).into_owned()
+    crate::text::escape_control(&crate::text::cut(field, 64)).into_owned()
 }
 
 fn problems_text(problems: &[Problem]) -> String {
     let mut lines: Vec<String> = problems
         .iter()
         .take(MAX_PROBLEMS_SHOWN)
-        .map(|p| crate::text::hide_values(&format!("{}: {}", short_field(&p.field), p.problem)))
+        .map(|p| {
+            format!(
+                "{}: {}",
+                short_field(&p.field),
+                crate::text::hide_values(&p.problem)
+            )
+        })
         .collect();
     if problems.len() > MAX_PROBLEMS_SHOWN {
         lines.push(format!(
@@ -823,13 +829,14 @@ impl Config {
             // serde quotes the offending value; it may be long, or a secret in the wrong place.
             // Its message starts with the field's path, which holds keys from the file.
             let msg = e.to_string();
+            // The path is printed apart from the message: a key holding a quote must not pair
+            // with a quote of the message and hide where a value starts.
             let msg = match msg.split_once(": ") {
                 Some((path, rest)) if !path.contains(' ') => {
-                    format!("{}: {rest}", short_field(path))
+                    format!("{}: {}", short_field(path), crate::text::hide_values(rest))
                 }
-                _ => msg,
+                _ => crate::text::hide_values(&msg),
             };
-            let msg = crate::text::hide_values(&msg);
             // NOTE: a secret written literally is the mistake we most want to explain.
             if msg.contains("unknown field `token`")
                 || msg.contains("unknown field `webhook_secret`")
@@ -1476,6 +1483,20 @@ mod tests {
                 .to_string();
             assert!(!err.contains(token) && err.len() < 300, "{err}");
             assert!(err.contains("not shown"), "{err}");
+        }
+    }
+
+    /// Found by fuzzing (`TINQS_FUZZ_SEED=21` in model/tests/fuzz_inputs.rs): a pool named
+    /// `"` put an unclosed quote before serde's `unknown field` message, the search for
+    /// quoted values stopped there, and an 8,000-character field name came back whole.
+    #[test]
+    fn a_quote_in_a_key_does_not_hide_a_long_value_after_it() {
+        let field = "x".repeat(8_000);
+        for pool in ["'\"'", "'`'", "'a\"b'"] {
+            let text = format!("{}  {pool}:\n    ? {field}\n    : 1\n", minimal());
+            let err = Config::parse(&text).expect_err("unknown field").to_string();
+            assert!(err.len() < 400, "{} bytes: {}", err.len(), &err[..400]);
+            assert!(err.contains("unknown field"), "{err}");
         }
     }
 

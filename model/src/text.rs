@@ -72,25 +72,32 @@ pub fn hide_values(message: &str) -> String {
             out.push(quote);
         }
     });
-    escape_control(&out).into_owned()
+    let out = escape_control(&out);
+    cut(&out, MAX_MESSAGE_CHARS).into_owned()
 }
 
 /// `message` with each value quoted in backticks or double quotes written by `quoted`, which
 /// gets the output so far (ending with the text before the quote), that text, the quote
-/// character and the value. An unclosed quote and what follows it are copied as they are.
+/// character and the value. A quote that is never closed (a key named `"`, say) is copied as
+/// text, and the search goes on after it: a value quoted later is still seen.
 fn rewrite_quoted(message: &str, mut quoted: impl FnMut(&mut String, &str, char, &str)) -> String {
     let mut out = String::with_capacity(message.len().min(512));
     let mut rest = message;
     while let Some(open) = rest.find(['`', '"']) {
         let quote = rest[open..].chars().next().unwrap_or('"');
-        let after = &rest[open + 1..];
-        let Some(len) = quoted_len(after, quote) else {
-            break;
-        };
         let before = &rest[..open];
         out.push_str(before);
-        quoted(&mut out, before, quote, &after[..len]);
-        rest = &after[len + 1..];
+        let after = &rest[open + 1..];
+        match quoted_len(after, quote) {
+            Some(len) => {
+                quoted(&mut out, before, quote, &after[..len]);
+                rest = &after[len + 1..];
+            }
+            None => {
+                out.push(quote);
+                rest = after;
+            }
+        }
     }
     out.push_str(rest);
     out
@@ -109,7 +116,8 @@ pub fn cut(text: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(format!("{head}… ({n} characters)"))
 }
 
-/// Longest message [`cut_quoted`] returns, in characters, whatever it quotes.
+/// Longest message [`hide_values`] and [`cut_quoted`] return, in characters, whatever it
+/// quotes.
 pub const MAX_MESSAGE_CHARS: usize = 2048;
 
 /// A message that quotes values from a file (in backticks or double quotes) made fit to

@@ -4,7 +4,7 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::matrix::{self, Matrix};
 use super::yaml::{self, is_scalar, join, key_text, kind, scalar_text};
-use crate::text::cut_quoted;
+use crate::text::{cut, cut_quoted, escape_control};
 
 /// Why a workflow file cannot be used. Gitea skips such a file: no push triggers it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +24,7 @@ pub enum ParseError {
     #[error("the file holds no YAML document")]
     Empty,
     /// Valid YAML of a shape Gitea rejects (`jobs` as a list, `on.push.branches` as a mapping…).
-    #[error("{}", cut_quoted(&format!("`{path}`: {message}"), MAX_QUOTED))]
+    #[error("`{}`: {}", short_path(path), cut_quoted(message, MAX_QUOTED))]
     Invalid {
         /// Where, as a dotted path (`jobs.build.steps[2].with`).
         path: String,
@@ -36,6 +36,12 @@ pub enum ParseError {
 /// Keys, names and paths from the file longer than this many characters are cut when an
 /// error quotes them (a path of a thousand-character key helps no one).
 const MAX_QUOTED: usize = 64;
+
+/// A path cut apart from its message: a key holding a quote must not pair with a quote of
+/// the message and hide where a value starts.
+fn short_path(path: &str) -> String {
+    escape_control(&cut(path, MAX_QUOTED)).into_owned()
+}
 
 fn location(line: Option<usize>, column: Option<usize>) -> String {
     match (line, column) {
@@ -616,7 +622,9 @@ mod tests {
         let merge = format!("on: push\njobs:\n  release:\n    ? {key}\n    : <<: 1\n");
         // A plain key is at most 1,024 characters in YAML; a longer one is written `? key`.
         let duplicate = format!("on: push\njobs:\n  ? {key}\n  : {{}}\n  ? {key}\n  : {{}}\n");
-        for text in [merge, duplicate] {
+        // A quote in a key before the long one must not pair with a quote after it.
+        let quoted = format!("on: push\njobs:\n  '`':\n    ? {key}\n    : <<: 1\n");
+        for text in [merge, duplicate, quoted] {
             let e = Workflow::parse(&text).expect_err("refused").to_string();
             assert!(e.len() < 400, "{} bytes: {}", e.len(), &e[..400]);
             assert!(
