@@ -230,6 +230,10 @@ fn workflow_parser_takes_broken_files() {
         match Workflow::parse(&text) {
             Ok(workflow) => {
                 WORKFLOW_TALLY.parsed.fetch_add(1, Ordering::Relaxed);
+                // Why Gitea would skip the file is an error too, shown to whoever pushed it.
+                if let Some(why) = &workflow.ignored_by_gitea {
+                    assert_clear(why, &text)?;
+                }
                 // What the controller does with a parsed workflow must not panic either.
                 let _expansion = expand_jobs(&workflow);
                 for job in &workflow.jobs {
