@@ -70,9 +70,8 @@ impl TryFrom<RawCacheConfig> for CacheConfig {
         };
         let expiry = match raw.expiry {
             None => DEFAULT_EXPIRY,
-            Some(t) => humantime::parse_duration(t.trim()).map_err(|e| {
-                format!("cache.expiry: `{t}` is not a duration (write it like 7days or 36h): {e}")
-            })?,
+            Some(t) => crate::time::parse_config_duration(&t, "7days or 36h")
+                .map_err(|e| format!("cache.expiry: {e}"))?,
         };
         let prefix = if raw.prefix.is_empty() || raw.prefix.ends_with('/') {
             raw.prefix

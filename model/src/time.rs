@@ -106,6 +106,24 @@ pub fn human(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
+/// A duration of a configuration file (`90s`, `10m`, `6h`, `7days`), in whole seconds: what
+/// the file says is what the controller uses and what [`human`] writes back. A fraction of a
+/// second (`5ms`, most likely `5m` mistyped) is refused, not rounded away. `example` is how
+/// the message suggests writing it.
+///
+/// # Errors
+/// Text that is not a duration, or not a whole number of seconds, quoted in the message.
+pub fn parse_config_duration(text: &str, example: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration (write it like {example}): {e}"))?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!(
+            "`{text}` is not a whole number of seconds (write it like {example})"
+        ));
+    }
+    Ok(d)
+}
+
 /// Serde helpers for durations written as `30s`, `10m`, `6h`.
 pub mod duration_serde {
     use std::time::Duration;
@@ -123,14 +141,10 @@ pub mod duration_serde {
     /// Reads `10m`-style text.
     ///
     /// # Errors
-    /// When the text is not a duration such as `90s`, `10m` or `6h`.
+    /// When the text is not a duration such as `90s`, `10m` or `6h`, in whole seconds.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim()).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "`{s}` is not a duration (write it like 90s, 10m or 6h): {e}"
-            ))
-        })
+        super::parse_config_duration(&s, "90s, 10m or 6h").map_err(serde::de::Error::custom)
     }
 }
 
