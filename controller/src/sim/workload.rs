@@ -168,7 +168,7 @@ pub fn parse_trace(text: &str) -> Result<Vec<WorkJob>, String> {
         {
             return Err(format!(
                 "trace line {n}: `{}` is not a runner label",
-                l.escape_debug()
+                shown(l)
             ));
         }
         let duration_ms =
@@ -181,7 +181,7 @@ pub fn parse_trace(text: &str) -> Result<Vec<WorkJob>, String> {
             other => {
                 return Err(format!(
                     "trace line {n}: outcome `{}` is not success, failure or cancelled",
-                    other.escape_debug()
+                    shown(other)
                 ))
             }
         };
@@ -203,39 +203,37 @@ pub fn parse_trace(text: &str) -> Result<Vec<WorkJob>, String> {
     Ok(jobs)
 }
 
+/// A value of the trace as an error shows it: control characters escaped, and cut to its
+/// head and length when long (a 70,000-character field is not repeated whole).
+fn shown(value: &str) -> String {
+    model::text::cut(&value.escape_debug().to_string(), 64).into_owned()
+}
+
 fn parse_when(text: &str) -> Result<i64, String> {
     if let Ok(s) = text.parse::<f64>() {
         if (0.0..1e12).contains(&s) {
             return Ok(ms(s));
         }
-        return Err(format!("`{}` is out of range", text.escape_debug()));
+        return Err(format!("`{}` is out of range", shown(text)));
     }
     model::Timestamp::parse(text)
         .map(model::Timestamp::as_millis)
-        .map_err(|_| {
-            format!(
-                "`{}` is neither seconds nor an RFC 3339 time",
-                text.escape_debug()
-            )
-        })
+        .map_err(|_| format!("`{}` is neither seconds nor an RFC 3339 time", shown(text)))
 }
 
 fn parse_duration(text: &str) -> Result<i64, String> {
     let d = match text.parse::<f64>() {
         Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Duration::from_secs_f64(s),
-        Ok(_) => return Err(format!("`{}` must be positive", text.escape_debug())),
+        Ok(_) => return Err(format!("`{}` must be positive", shown(text))),
         Err(_) => humantime::parse_duration(text).map_err(|_| {
             format!(
                 "`{}` is neither seconds nor a duration like 4m",
-                text.escape_debug()
+                shown(text)
             )
         })?,
     };
     if d.is_zero() || d > Duration::from_secs(7 * 86_400) {
-        return Err(format!(
-            "`{}` must be between 1 ms and 7 days",
-            text.escape_debug()
-        ));
+        return Err(format!("`{}` must be between 1 ms and 7 days", shown(text)));
     }
     Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
@@ -273,6 +271,18 @@ mod tests {
         let err = parse_trace("x,go,60\n").expect_err("bad time");
         assert!(err.contains("queued_at"), "{err}");
         assert!(parse_trace("").is_err());
+        let long = "9".repeat(70_000);
+        for trace in [
+            format!("0,go,{long}x\n"),
+            format!("{long}x,go,60\n"),
+            format!("0,go,60,{long}\n"),
+            format!("0,go\u{1b}{long},60\n"),
+        ] {
+            let err = parse_trace(&trace).expect_err("bad field");
+            assert!(err.len() < 300, "{} bytes: {}", err.len(), &err[..300]);
+            assert!(err.contains(" characters)"), "the value's length: {err}");
+            assert!(!err.contains('\u{1b}'), "{err}");
+        }
     }
 
     #[test]
