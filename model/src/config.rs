@@ -711,7 +711,7 @@ pub const MAX_PROBLEMS_SHOWN: usize = 20;
 /// A field path cut to 48 characters when over 64: it holds keys from the file (pool
 /// labels), which can be long too.
 fn short_field(field: &str) -> String {
-    crate::text::escape_control(&crate::text::cut(field, 64)).into_owned()
+    crate::text::shown(field, 64)
 }
 
 fn problems_text(problems: &[Problem]) -> String {

@@ -116,6 +116,13 @@ pub fn cut(text: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(format!("{head}… ({n} characters)"))
 }
 
+/// A key, path or value from outside as an error quotes it on its own: [`cut`] to `max`
+/// characters, then with its control characters escaped.
+#[must_use]
+pub fn shown(value: &str, max: usize) -> String {
+    escape_control(&cut(value, max)).into_owned()
+}
+
 /// Longest message [`hide_values`] and [`cut_quoted`] return, in characters, whatever it
 /// quotes.
 pub const MAX_MESSAGE_CHARS: usize = 2048;

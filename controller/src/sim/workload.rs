@@ -203,10 +203,10 @@ pub fn parse_trace(text: &str) -> Result<Vec<WorkJob>, String> {
     Ok(jobs)
 }
 
-/// A value of the trace as an error shows it: control characters escaped, and cut to its
-/// head and length when long (a 70,000-character field is not repeated whole).
+/// A value of the trace as an error shows it: cut to its head and length when long (a
+/// 70,000-character field is not repeated whole), control characters escaped.
 fn shown(value: &str) -> String {
-    model::text::cut(&value.escape_debug().to_string(), 64).into_owned()
+    model::text::shown(value, 64)
 }
 
 fn parse_when(text: &str) -> Result<i64, String> {

@@ -4,7 +4,7 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::matrix::{self, Matrix};
 use super::yaml::{self, is_scalar, join, key_text, kind, scalar_text};
-use crate::text::{cut, cut_quoted, escape_control};
+use crate::text::{cut_quoted, shown};
 
 /// Why a workflow file cannot be used. Gitea skips such a file: no push triggers it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +24,7 @@ pub enum ParseError {
     #[error("the file holds no YAML document")]
     Empty,
     /// Valid YAML of a shape Gitea rejects (`jobs` as a list, `on.push.branches` as a mapping…).
-    #[error("`{}`: {}", short_path(path), cut_quoted(message, MAX_QUOTED))]
+    #[error("`{}`: {}", shown(path, MAX_QUOTED), cut_quoted(message, MAX_QUOTED))]
     Invalid {
         /// Where, as a dotted path (`jobs.build.steps[2].with`).
         path: String,
@@ -34,14 +34,10 @@ pub enum ParseError {
 }
 
 /// Keys, names and paths from the file longer than this many characters are cut when an
-/// error quotes them (a path of a thousand-character key helps no one).
+/// error quotes them (a path of a thousand-character key helps no one). The path is shown
+/// apart from its message: a key holding a quote must not pair with a quote of the message
+/// and hide where a value starts.
 const MAX_QUOTED: usize = 64;
-
-/// A path cut apart from its message: a key holding a quote must not pair with a quote of
-/// the message and hide where a value starts.
-fn short_path(path: &str) -> String {
-    escape_control(&cut(path, MAX_QUOTED)).into_owned()
-}
 
 fn location(line: Option<usize>, column: Option<usize>) -> String {
     match (line, column) {
